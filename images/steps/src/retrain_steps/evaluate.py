@@ -1,0 +1,74 @@
+"""``evaluate``: test-set accuracy, per-class report and confusion matrix of a trained model.
+
+Writes ``metrics.json`` (``accuracy``, ``per_class``, ``confusion_matrix``) and
+``confusion.png`` under ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from retrain_steps import artifacts, manifest, plots
+from retrain_steps.features import N_CLASSES
+from retrain_steps.models import load_predictor
+from retrain_steps.preprocess import load_splits
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="preprocess output folder URI")
+    parser.add_argument("--model", required=True, help="train output folder URI")
+    parser.add_argument("--output", required=True, help="output folder URI")
+
+
+def fetch_model(model_uri: str, folder: Path) -> str:
+    """Copy a model folder's files into ``folder``; return its framework."""
+    info = artifacts.read_json(artifacts.join(model_uri, "model.json"))
+    name = info["file"]
+    (folder / name).write_bytes(artifacts.read_bytes(artifacts.join(model_uri, name)))
+    return info["framework"]
+
+
+def report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    labels = list(range(N_CLASSES))
+    per_class = classification_report(y_true, y_pred, labels=labels, output_dict=True, zero_division=0)
+    return {
+        "accuracy": float((y_true == y_pred).mean()),
+        "samples": int(len(y_true)),
+        "per_class": {str(c): per_class[str(c)] for c in labels},
+        "macro_f1": float(per_class["macro avg"]["f1-score"]),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    model_manifest = artifacts.read_json(artifacts.join(args.model, manifest.MANIFEST))
+    splits_bytes = artifacts.read_bytes(artifacts.join(args.data, "splits.npz"))
+    key = manifest.input_key("evaluate", splits=artifacts.sha256(splits_bytes), model=model_manifest["outputs"])
+    if done := manifest.up_to_date(args.output, key):
+        log.info("evaluate: %s is up to date", args.output)
+        return done
+    splits = load_splits(args.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        framework = fetch_model(args.model, Path(tmp))
+        probabilities = load_predictor(Path(tmp), framework)(splits["x_test"])
+    metrics = report(splits["y_test"], probabilities.argmax(axis=1))
+    metrics["framework"] = framework
+    outputs = {
+        "metrics.json": artifacts.write_json(artifacts.join(args.output, "metrics.json"), metrics),
+        "confusion.png": artifacts.write_bytes(
+            artifacts.join(args.output, "confusion.png"),
+            plots.confusion_matrix(np.asarray(metrics["confusion_matrix"])),
+        ),
+    }
+    log.info("evaluate: test accuracy %.4f on %d samples", metrics["accuracy"], metrics["samples"])
+    return manifest.write(args.output, "evaluate", key, outputs, metrics={"accuracy": metrics["accuracy"]})

@@ -1,0 +1,48 @@
+"""Step manifests: what makes a step idempotent and its outputs verifiable.
+
+A step writes its outputs first and ``manifest.json`` last. The manifest records a key
+derived from the step's arguments and input digests, and the sha256 of every output. A
+rerun with the same key whose outputs still match their digests is skipped, so retries
+and repeated runs do no work and never leave a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from retrain_steps import artifacts
+
+MANIFEST = "manifest.json"
+
+
+def input_key(step: str, **inputs: Any) -> str:
+    """A stable digest of a step's name and inputs (arguments, input digests)."""
+    payload = json.dumps({"step": step, **inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def up_to_date(output: str, key: str) -> dict | None:
+    """Return the manifest at ``output`` if it matches ``key`` and every output verifies."""
+    uri = artifacts.join(output, MANIFEST)
+    if not artifacts.exists(uri):
+        return None
+    manifest = artifacts.read_json(uri)
+    if manifest.get("key") != key:
+        return None
+    for name, digest in manifest.get("outputs", {}).items():
+        try:
+            data = artifacts.read_bytes(artifacts.join(output, name))
+        except artifacts.ArtifactError:
+            return None
+        if artifacts.sha256(data) != digest:
+            return None
+    return manifest
+
+
+def write(output: str, step: str, key: str, outputs: dict[str, str], **extra: Any) -> dict:
+    """Write the manifest for outputs already written (``{name: sha256}``)."""
+    manifest = {"step": step, "key": key, "outputs": outputs, **extra}
+    artifacts.write_json(artifacts.join(output, MANIFEST), manifest)
+    return manifest

@@ -1,0 +1,54 @@
+"""PNG figures for the steps' reports (matplotlib, Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    _figure().close(fig)
+    return buffer.getvalue()
+
+
+def training_curve(history: list[dict]) -> bytes:
+    """Loss and validation accuracy per epoch."""
+    plt = _figure()
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(epochs, [h["loss"] for h in history], label="train loss")
+    left.plot(epochs, [h["val_loss"] for h in history], label="val loss")
+    left.set_xlabel("epoch")
+    left.legend()
+    right.plot(epochs, [h["val_accuracy"] for h in history], color="tab:green")
+    right.set_xlabel("epoch")
+    right.set_ylabel("val accuracy")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def confusion_matrix(matrix: np.ndarray) -> bytes:
+    """A labelled confusion-matrix heat map (rows: true class, columns: predicted)."""
+    plt = _figure()
+    fig, axis = plt.subplots(figsize=(5, 5))
+    axis.imshow(matrix, cmap="Blues")
+    for (row, col), count in np.ndenumerate(matrix):
+        axis.text(col, row, str(count), ha="center", va="center", fontsize=8)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_xticks(range(matrix.shape[1]))
+    axis.set_yticks(range(matrix.shape[0]))
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,82 @@
+"""``preprocess``: seeded stratified train/val/test split and normalisation.
+
+Writes ``splits.npz`` (``x_train, y_train, x_val, y_val, x_test, y_test``; x as float32
+``(n, 1, 8, 8)`` through :func:`retrain_steps.features.normalize`) and ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+
+from retrain_steps import artifacts, data, manifest
+from retrain_steps.features import normalize
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="download output folder URI")
+    parser.add_argument("--output", required=True, help="output folder URI")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--test-fraction", type=float, default=0.15)
+
+
+def split_indices(target: np.ndarray, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
+    """Stratified split: the same ``seed`` and labels always give the same indices."""
+    if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
+        raise ValueError(f"fractions must be in (0, 1) and sum below 1, got val={val}, test={test}")
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for label in np.unique(target):
+        idx = rng.permutation(np.flatnonzero(target == label))
+        n_test, n_val = round(len(idx) * test), round(len(idx) * val)
+        parts["test"].append(idx[:n_test])
+        parts["val"].append(idx[n_test : n_test + n_val])
+        parts["train"].append(idx[n_test + n_val :])
+    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+def run(args: argparse.Namespace) -> dict:
+    dataset_uri = artifacts.join(args.input, "dataset.npz")
+    raw = artifacts.read_bytes(dataset_uri)
+    key = manifest.input_key(
+        "preprocess", dataset=artifacts.sha256(raw), seed=args.seed, val=args.val_fraction, test=args.test_fraction
+    )
+    if done := manifest.up_to_date(args.output, key):
+        log.info("preprocess: %s is up to date", args.output)
+        return done
+    images, target = data.check_dataset(data.load_npz(raw, dataset_uri, ("images", "target")), dataset_uri)
+    splits = split_indices(target, args.val_fraction, args.test_fraction, args.seed)
+    x = normalize(images)
+    arrays = {}
+    for name, idx in splits.items():
+        arrays[f"x_{name}"], arrays[f"y_{name}"] = x[idx], target[idx]
+    stats = {
+        "dataset_sha256": artifacts.sha256(raw),
+        "seed": args.seed,
+        "sizes": {name: int(len(idx)) for name, idx in splits.items()},
+        "train_mean": float(arrays["x_train"].mean()),
+        "train_std": float(arrays["x_train"].std()),
+    }
+    outputs = {
+        "splits.npz": artifacts.write_bytes(artifacts.join(args.output, "splits.npz"), data.dump_npz(**arrays)),
+        "stats.json": artifacts.write_json(artifacts.join(args.output, "stats.json"), stats),
+    }
+    log.info("preprocess: split sizes %s", stats["sizes"])
+    return manifest.write(args.output, "preprocess", key, outputs, stats=stats)
+
+
+def load_splits(uri: str) -> dict[str, np.ndarray]:
+    """Read ``splits.npz`` from a preprocess output folder and check its shapes."""
+    split_uri = artifacts.join(uri, "splits.npz")
+    keys = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+    arrays = data.load_npz(artifacts.read_bytes(split_uri), split_uri, keys)
+    for name in ("train", "val", "test"):
+        x, y = arrays[f"x_{name}"], arrays[f"y_{name}"]
+        if x.ndim != 4 or x.shape[1:] != (1, 8, 8) or y.shape != (x.shape[0],):
+            raise data.DataError(f"{split_uri}: x_{name} must be (n, 1, 8, 8) with matching y, got {x.shape}")
+    return arrays

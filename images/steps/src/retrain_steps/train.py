@@ -1,0 +1,191 @@
+"""``train``: fit one candidate CNN (torch, or Keras with ``--framework tensorflow``).
+
+Logs one progress line per epoch (epoch, loss, val accuracy, samples/s). Writes under
+``--output``: the model (``model.pt2`` or ``model.keras``), ``model.json``, ``metrics.json``
+(the best epoch's validation accuracy, whose weights are kept) and ``curve.png``.
+``--device auto`` trains on CUDA when present, else on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from retrain_steps import artifacts, manifest, plots
+from retrain_steps.models import FRAMEWORKS, MODEL_FILES
+from retrain_steps.preprocess import load_splits
+
+log = logging.getLogger(__name__)
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="preprocess output folder URI")
+    parser.add_argument("--output", required=True, help="output folder URI")
+    parser.add_argument("--framework", choices=FRAMEWORKS, default="torch")
+    parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
+    parser.add_argument("--epochs", type=positive_int, default=20)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def _resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but no CUDA device is available")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def _train_torch(splits: dict, args: argparse.Namespace, folder: Path) -> list[dict]:
+    import torch
+    from torch import nn
+
+    from retrain_steps.models import torch_cnn
+
+    device = _resolve_device(args.device)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    log.info("train: torch %s on %s", torch.__version__, device)
+    model = torch_cnn().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    loss_fn = nn.CrossEntropyLoss()
+    x_train = torch.from_numpy(splits["x_train"]).to(device)
+    y_train = torch.from_numpy(splits["y_train"]).to(device)
+    x_val = torch.from_numpy(splits["x_val"]).to(device)
+    y_val = torch.from_numpy(splits["y_val"]).to(device)
+    generator = torch.Generator().manual_seed(args.seed)
+    history, best_state, best_acc = [], None, -1.0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        start, total = time.perf_counter(), 0.0
+        order = torch.randperm(len(x_train), generator=generator).to(device)
+        for begin in range(0, len(order), args.batch_size):
+            idx = order[begin : begin + args.batch_size]
+            optimizer.zero_grad()
+            loss = loss_fn(model(x_train[idx]), y_train[idx])
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(idx)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        model.eval()
+        with torch.inference_mode():
+            val_logits = model(x_val)
+            val_loss = float(loss_fn(val_logits, y_val))
+            val_acc = float((val_logits.argmax(1) == y_val).float().mean())
+        history.append(_epoch_line(epoch, args.epochs, total / len(order), val_loss, val_acc, len(order) / elapsed))
+        if val_acc > best_acc:
+            best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    model = model.to("cpu").eval()
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    program = torch.export.export(model, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(folder / MODEL_FILES["torch"]))
+    return history
+
+
+def _train_keras(splits: dict, args: argparse.Namespace, folder: Path) -> list[dict]:
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import keras
+
+    from retrain_steps.models import keras_cnn
+
+    keras.utils.set_random_seed(args.seed)
+    log.info("train: keras %s on the %s backend", keras.__version__, keras.backend.backend())
+    model = keras_cnn(args.learning_rate)
+    x_train = np.transpose(splits["x_train"], (0, 2, 3, 1))
+    x_val = np.transpose(splits["x_val"], (0, 2, 3, 1))
+    history, best_weights, best_acc = [], None, -1.0
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        fit = model.fit(x_train, splits["y_train"], batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True)
+        elapsed = time.perf_counter() - start
+        val_loss, val_acc = model.evaluate(x_val, splits["y_val"], verbose=0)
+        history.append(
+            _epoch_line(epoch, args.epochs, fit.history["loss"][0], val_loss, val_acc, len(x_train) / elapsed)
+        )
+        if val_acc > best_acc:
+            best_acc, best_weights = val_acc, model.get_weights()
+    model.set_weights(best_weights)
+    model.save(folder / MODEL_FILES["tensorflow"])
+    return history
+
+
+def _epoch_line(epoch: int, epochs: int, loss: float, val_loss: float, val_acc: float, rate: float) -> dict:
+    log.info(
+        "epoch %d/%d loss %.4f val_loss %.4f val_accuracy %.4f samples/s %.0f",
+        epoch, epochs, loss, val_loss, val_acc, rate,
+    )
+    return {"epoch": epoch, "loss": float(loss), "val_loss": float(val_loss), "val_accuracy": float(val_acc),
+            "samples_per_s": float(rate)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    splits_uri = artifacts.join(args.input, "splits.npz")
+    key = manifest.input_key(
+        "train",
+        splits=artifacts.sha256(artifacts.read_bytes(splits_uri)),
+        framework=args.framework,
+        learning_rate=args.learning_rate,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    if done := manifest.up_to_date(args.output, key):
+        log.info("train: %s is up to date", args.output)
+        return done
+    splits = load_splits(args.input)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        trainer = _train_torch if args.framework == "torch" else _train_keras
+        history = trainer(splits, args, folder)
+        best = max(history, key=lambda h: h["val_accuracy"])
+        metrics = {
+            "framework": args.framework,
+            "learning_rate": args.learning_rate,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "best_epoch": best["epoch"],
+            "val_accuracy": best["val_accuracy"],
+            "val_loss": best["val_loss"],
+            "samples_per_s": float(np.median([h["samples_per_s"] for h in history])),
+            "history": history,
+        }
+        model_file = MODEL_FILES[args.framework]
+        outputs = {
+            model_file: artifacts.write_bytes(
+                artifacts.join(args.output, model_file), (folder / model_file).read_bytes()
+            ),
+            "model.json": artifacts.write_json(
+                artifacts.join(args.output, "model.json"), {"framework": args.framework, "file": model_file}
+            ),
+            "metrics.json": artifacts.write_json(artifacts.join(args.output, "metrics.json"), metrics),
+            "curve.png": artifacts.write_bytes(artifacts.join(args.output, "curve.png"), plots.training_curve(history)),
+        }
+    log.info("train: best epoch %d, val_accuracy %.4f", best["epoch"], best["val_accuracy"])
+    return manifest.write(args.output, "train", key, outputs, metrics={k: v for k, v in metrics.items() if k != "history"})
