@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from retrain_steps import artifacts
@@ -17,9 +18,17 @@ from retrain_steps import artifacts
 MANIFEST = "manifest.json"
 
 
+def code_digest() -> str:
+    """A digest of this package's source, so a code change invalidates earlier outputs."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def input_key(step: str, **inputs: Any) -> str:
-    """A stable digest of a step's name and inputs (arguments, input digests)."""
-    payload = json.dumps({"step": step, **inputs}, sort_keys=True, default=str)
+    """A stable digest of a step's name, inputs (arguments, input digests) and code."""
+    payload = json.dumps({"step": step, "code": code_digest(), **inputs}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -1,7 +1,7 @@
 """Model definitions and the framework-neutral predictor used by ``evaluate`` and serving.
 
 A trained model is a folder with ``model.json`` (``framework``, ``file``) and the weights:
-``model.pt2`` (a ``torch.export`` program, loadable without this module's classes) or
+``model.pt`` (a torch ``state_dict`` of :func:`torch_cnn`, loaded with ``weights_only=True``) or
 ``model.keras`` (Keras 3; served on Keras' torch backend, so the serving image needs no
 TensorFlow). torch and keras are imported only inside the functions that use them.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from retrain_steps.features import N_CLASSES, SIDE
 
 FRAMEWORKS = ("torch", "tensorflow")
-MODEL_FILES = {"torch": "model.pt2", "tensorflow": "model.keras"}
+MODEL_FILES = {"torch": "model.pt", "tensorflow": "model.keras"}
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -82,7 +82,9 @@ def load_predictor(folder: Path, framework: str) -> Predictor:
     if framework == "torch":
         import torch
 
-        module = torch.export.load(str(path)).module()
+        module = torch_cnn()
+        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        module.eval()
 
         def predict_torch(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():

@@ -1,7 +1,7 @@
 """``preprocess``: seeded stratified train/val/test split and normalisation.
 
 Writes ``splits.npz`` (``x_train, y_train, x_val, y_val, x_test, y_test``; x as float32
-``(n, 1, 8, 8)`` through :func:`retrain_steps.features.normalize`) and ``stats.json``.
+``(n, 1, 8, 8)`` through :func:`retrain_steps.features.to_model_input`) and ``stats.json``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from retrain_steps import artifacts, data, manifest
-from retrain_steps.features import normalize
+from retrain_steps.features import to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> dict:
         return done
     images, target = data.check_dataset(data.load_npz(raw, dataset_uri, ("images", "target")), dataset_uri)
     splits = split_indices(target, args.val_fraction, args.test_fraction, args.seed)
-    x = normalize(images)
+    x = to_model_input(images)
     arrays = {}
     for name, idx in splits.items():
         arrays[f"x_{name}"], arrays[f"y_{name}"] = x[idx], target[idx]

@@ -1,7 +1,7 @@
 """``train``: fit one candidate CNN (torch, or Keras with ``--framework tensorflow``).
 
 Logs one progress line per epoch (epoch, loss, val accuracy, samples/s). Writes under
-``--output``: the model (``model.pt2`` or ``model.keras``), ``model.json``, ``metrics.json``
+``--output``: the model (``model.pt`` or ``model.keras``), ``model.json``, ``metrics.json``
 (the best epoch's validation accuracy, whose weights are kept) and ``curve.png``.
 ``--device auto`` trains on CUDA when present, else on the CPU.
 """
@@ -100,11 +100,7 @@ def _train_torch(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
         history.append(_epoch_line(epoch, args.epochs, total / len(order), val_loss, val_acc, len(order) / elapsed))
         if val_acc > best_acc:
             best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    model = model.to("cpu").eval()
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    program = torch.export.export(model, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(folder / MODEL_FILES["torch"]))
+    torch.save({k: v.to("cpu") for k, v in best_state.items()}, folder / MODEL_FILES["torch"])
     return history
 
 

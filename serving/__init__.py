@@ -1,0 +1,1 @@
+"""The BentoML model server for the digits classifier (``service.py``) and its packaging CLI."""

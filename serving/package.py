@@ -1,0 +1,143 @@
+"""``python -m serving.package``: register the selected model and pack it as a BentoML bento.
+
+Copies the model into the registry (:mod:`retrain_steps.registry`), builds a bento of
+:class:`serving.service.DigitsClassifier` with the model inside, exports it to
+``versions/<version>/digits_classifier.bento`` in the registry, and writes the version's card
+(dataset, params, metrics, code commit, sha256 of every file) last. Runs in the serving
+image; the same model gives the same version, and a version with a card is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from retrain_steps import artifacts, registry
+
+log = logging.getLogger(__name__)
+
+BENTO_FILE = "digits_classifier.bento"
+SERVICE = "serving.service:DigitsClassifier"
+SERVING_DIR = Path(__file__).resolve().parent
+STEPS_DIR = Path(artifacts.__file__).resolve().parent
+SERVING_MODULES = ("__init__.py", "service.py", "guard.py")
+STEPS_MODULES = ("__init__.py", "artifacts.py", "features.py", "models.py", "registry.py")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="serving.package", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="train output folder URI of the selected candidate")
+    parser.add_argument("--evaluation", required=True, help="evaluate output folder URI of that candidate")
+    parser.add_argument("--dataset", required=True, help="download output folder URI")
+    parser.add_argument("--registry", required=True, help="model registry URI")
+    parser.add_argument("--run-id", default="", help="the pipeline run that produced the model")
+    parser.add_argument("--code-commit", default=os.environ.get("GIT_COMMIT", ""), help="source commit")
+    parser.add_argument(
+        "--requirements", default=os.environ.get("SERVING_REQUIREMENTS", ""),
+        help="lock file the bento installs (default: requirements/serving.txt beside the source)",
+    )
+    return parser
+
+
+def _requirements(path: str) -> Path:
+    candidate = Path(path) if path else SERVING_DIR.parent / "requirements" / "serving.txt"
+    if not candidate.is_file():
+        raise FileNotFoundError(f"serving lock file not found: {candidate}")
+    return candidate
+
+
+def build_bento(model_dir: Path, card: dict, requirements: Path, work: Path) -> Path:
+    """Build the bento in a private BentoML home under ``work``; return the exported file."""
+    os.environ["BENTOML_HOME"] = str(work / "bentoml")
+    os.environ.pop("DIGITS_REGISTRY_URI", None)  # the bento serves its own model
+    import bentoml
+
+    context = work / "context"
+    for package, source, modules in (("serving", SERVING_DIR, SERVING_MODULES), ("retrain_steps", STEPS_DIR, STEPS_MODULES)):
+        (context / package).mkdir(parents=True)
+        for module in modules:
+            shutil.copy2(source / module, context / package / module)
+    shutil.copy2(requirements, context / "requirements.txt")
+    with bentoml.models.create(
+        "digits-classifier",
+        labels={"framework": card["framework"]},
+        metadata={"version": card["version"], "framework": card["framework"]},
+    ) as model:
+        for name in (card["file"], "model.json"):
+            shutil.copy2(model_dir / name, Path(model.path) / name)
+    sys.path.insert(0, str(context))
+    bento = bentoml.bentos.build(
+        SERVICE,
+        version=card["version"],
+        labels={"model-version": card["version"], "framework": card["framework"]},
+        include=["serving/*.py", "retrain_steps/*.py"],
+        python={"requirements_txt": "requirements.txt", "lock_packages": False},
+        docker={"python_version": "3.11"},
+        build_ctx=str(context),
+    )
+    return Path(bentoml.bentos.export_bento(bento.tag, str(work / BENTO_FILE)))
+
+
+def run(args: argparse.Namespace) -> dict:
+    requirements = _requirements(args.requirements)
+    metrics = artifacts.read_json(artifacts.join(args.evaluation, "metrics.json"))
+    train_metrics = artifacts.read_json(artifacts.join(args.model, "metrics.json"))
+    dataset = artifacts.read_json(artifacts.join(args.dataset, "dataset.json"))
+    card = registry.register(
+        args.registry,
+        args.model,
+        {
+            "created_at": registry.now(),
+            "run_id": args.run_id,
+            "code_commit": args.code_commit,
+            "dataset": {"uri": args.dataset, "sha256": dataset["sha256"], "version": dataset["version"]},
+            "params": {k: train_metrics[k] for k in ("framework", "learning_rate", "epochs", "batch_size", "seed")},
+            "metrics": {
+                "test_accuracy": metrics["accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "val_accuracy": train_metrics["val_accuracy"],
+            },
+            "source": {"model": args.model, "evaluation": args.evaluation},
+        },
+    )
+    card_uri = registry.version_uri(args.registry, card["version"], registry.CARD)
+    if artifacts.exists(card_uri):
+        existing = artifacts.read_json(card_uri)
+        bento_uri = existing.get("bento", {}).get("uri", "")
+        if bento_uri and artifacts.exists(bento_uri):
+            log.info("package: version %s is already registered with its bento", card["version"])
+            return existing
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model_dir = work / "model"
+        model_dir.mkdir()
+        for name in (card["file"], "model.json"):
+            (model_dir / name).write_bytes(artifacts.read_bytes(registry.version_uri(args.registry, card["version"], name)))
+        bento_file = build_bento(model_dir, card, requirements, work)
+        bento_uri = registry.version_uri(args.registry, card["version"], BENTO_FILE)
+        card["bento"] = {"uri": bento_uri, "sha256": artifacts.write_bytes(bento_uri, bento_file.read_bytes())}
+    registry.write_card(args.registry, card)
+    log.info("package: registered version %s (test accuracy %.4f)", card["version"], card["metrics"]["test_accuracy"])
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    try:
+        card = run(args)
+    except (artifacts.ArtifactError, FileNotFoundError, KeyError) as err:
+        print(f"serving.package: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"step": "package", "result": card}, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
