@@ -1,0 +1,67 @@
+"""
+### Retrain the digits classifier
+
+**download → preprocess → train (one candidate per learning rate) → evaluate → select best →
+gate → package → deploy**, on a cron schedule or from the *Trigger DAG* form.
+
+Each step is the step image's CLI (`python -m retrain_steps <step>`, `python -m serving.package`),
+run as a local subprocess (`RETRAIN_BACKEND=local`, the default) or as a Kubernetes pod
+(`RETRAIN_BACKEND=kubernetes`) with the same arguments. The gate deploys the best candidate
+only if it meets *Minimum test accuracy* and beats the model in production by more than
+*Margin*; otherwise the run ends green and the gate task logs why. Deploying promotes the
+registered version (the local model server swaps it in live) or runs `helm upgrade` of
+`charts/serving`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import dag, task
+from retraining import commands, config
+from retraining.launcher import mapped_step_task, step_task
+from retraining.params import retrain_params
+from retraining.tail import selection_tail
+
+SETTINGS = config.settings()
+
+
+@dag(
+    dag_id="retrain",
+    schedule=SETTINGS.schedule,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=10),
+    },
+    params=retrain_params(),
+    tags=["retraining", "digits", SETTINGS.backend],
+    doc_md=__doc__,
+)
+def retrain():
+    @task(multiple_outputs=True)
+    def plan(params: dict | None = None, run_id: str | None = None) -> dict:
+        """Arguments and output folders of the data steps for this run."""
+        return commands.data_steps(
+            params=params, run_id=run_id, artifact_store=SETTINGS.artifact_store, default_dataset=SETTINGS.dataset_uri
+        )
+
+    @task
+    def plan_candidates(params: dict | None = None, run_id: str | None = None) -> list[dict]:
+        """One candidate per learning rate, with its train and evaluate arguments."""
+        return commands.candidates(params=params, run_id=run_id, artifact_store=SETTINGS.artifact_store)
+
+    data, candidates = plan(), plan_candidates()
+    common = {"cmds": commands.STEPS_CMDS, "settings": SETTINGS, "python_bin": SETTINGS.steps_python}
+    download = step_task("download", arguments=data["download"], **common)
+    preprocess = step_task("preprocess", arguments=data["preprocess"], **common)
+    train = mapped_step_task("train", arguments=candidates.map(commands.train_arguments), **common)
+    evaluate = mapped_step_task("evaluate", arguments=candidates.map(commands.evaluate_arguments), **common)
+    best = selection_tail(candidates=candidates, dataset=data["dataset"], settings=SETTINGS)
+    download >> preprocess >> train >> evaluate >> best
+
+retrain()

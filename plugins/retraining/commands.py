@@ -1,0 +1,83 @@
+"""The step commands of a retraining run: one pure function for both backends.
+
+Whether a step runs as a local subprocess or as a pod, it gets the same ``cmds`` (the image's
+entry point) and the same ``arguments`` built here, so there is no local-only code path.
+"""
+
+from __future__ import annotations
+
+import re
+
+from retrain_steps.artifacts import join
+
+STEPS_CMDS = ["python", "-m", "retrain_steps"]
+PACKAGE_CMDS = ["python", "-m", "serving.package"]
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id usable as one path segment (``manual__2026-01-01T00:00:00+00:00`` → ``manual__2026-01-01T00-00-00-00-00``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-") or "run"
+
+
+def run_root(artifact_store: str, run_id: str) -> str:
+    return join(artifact_store, "runs", safe_run_id(run_id))
+
+
+def data_steps(*, params: dict, run_id: str, artifact_store: str, default_dataset: str) -> dict:
+    """Arguments of ``download`` and ``preprocess`` and their output folders for one run."""
+    root = run_root(artifact_store, run_id)
+    dataset, splits = join(root, "download"), join(root, "preprocess")
+    download = ["download", "--source", params.get("dataset_uri") or default_dataset, "--output", dataset]
+    if params.get("dataset_sha256"):
+        download += ["--sha256", params["dataset_sha256"]]
+    preprocess = ["preprocess", "--input", dataset, "--output", splits, "--seed", str(params.get("seed", 0))]
+    return {"download": download, "preprocess": preprocess, "dataset": dataset, "splits": splits}
+
+
+def candidates(*, params: dict, run_id: str, artifact_store: str) -> list[dict]:
+    """One candidate per learning rate: its output URIs and its ``train`` and ``evaluate`` arguments."""
+    root = run_root(artifact_store, run_id)
+    splits = join(root, "preprocess")
+    out = []
+    for index, learning_rate in enumerate(params["learning_rates"]):
+        model, evaluation = join(root, "train", str(index)), join(root, "evaluate", str(index))
+        train = [
+            "train", "--input", splits, "--output", model,
+            "--framework", params["framework"],
+            "--learning-rate", repr(float(learning_rate)),
+            "--epochs", str(params["epochs"]),
+            "--batch-size", str(params["batch_size"]),
+            "--seed", str(params.get("seed", 0)),
+            "--device", "auto",
+        ]  # fmt: skip
+        evaluate = ["evaluate", "--data", splits, "--model", model, "--output", evaluation]
+        out.append(
+            {
+                "index": index,
+                "learning_rate": float(learning_rate),
+                "model": model,
+                "evaluation": evaluation,
+                "train": train,
+                "evaluate": evaluate,
+            }
+        )
+    return out
+
+
+def train_arguments(candidate: dict) -> list[str]:
+    return candidate["train"]
+
+
+def evaluate_arguments(candidate: dict) -> list[str]:
+    return candidate["evaluate"]
+
+
+def package_arguments(*, candidate: dict, dataset: str, registry: str, run_id: str) -> list[str]:
+    """Arguments of ``python -m serving.package`` for the selected candidate."""
+    return [
+        "--model", candidate["model"],
+        "--evaluation", candidate["evaluation"],
+        "--dataset", dataset,
+        "--registry", registry,
+        "--run-id", run_id,
+    ]  # fmt: skip

@@ -1,0 +1,111 @@
+"""The step launcher: one step, two backends.
+
+* ``local``: :class:`LocalStepOperator` runs ``python -m <entry point> <arguments>`` as a
+  subprocess in the steps (or serving) environment, streaming its output into the task log;
+* ``kubernetes``: a ``KubernetesPodOperator`` runs the same command in the step's image
+  (see :mod:`retraining.pods`).
+
+DAG files call :func:`step_task` / :func:`mapped_step_task` and never see the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+
+from airflow.sdk import BaseOperator
+
+from retraining.config import Settings
+
+EXIT_BAD_INPUT = 2  # the step CLIs' status for input that a retry cannot fix
+
+
+class LocalStepOperator(BaseOperator):
+    """Run a step CLI as a local subprocess with the arguments its pod would get.
+
+    :param cmds: the image's entry point; a leading ``python`` is replaced by ``python_bin``.
+    :param arguments: the step's arguments (templated).
+    :param python_bin: interpreter of the environment the step belongs to.
+    :param cwd: working directory (the project root, where ``serving`` is importable).
+    :param env_vars: extra environment variables (templated).
+
+    Returns the ``result`` of the last JSON line the step prints (its manifest) to XCom.
+    """
+
+    template_fields: Sequence[str] = ("arguments", "env_vars")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        cmds: list[str],
+        arguments: list[str],
+        python_bin: str,
+        cwd: str | None = None,
+        env_vars: dict[str, str] | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cmds, self.arguments, self.python_bin = cmds, arguments, python_bin
+        self.cwd, self.env_vars = cwd, env_vars or {}
+        self._process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        cmds = [self.python_bin, *self.cmds[1:]] if self.cmds[:1] == ["python"] else list(self.cmds)
+        return [*cmds, *map(str, self.arguments)]
+
+    def execute(self, context):
+        from airflow.exceptions import AirflowException, AirflowFailException
+
+        argv = self.command()
+        self.log.info("Running: %s", " ".join(argv))
+        env = {**os.environ, **self.env_vars, "PYTHONUNBUFFERED": "1"}
+        self._process = subprocess.Popen(  # noqa: S603 (argv built from our own step table)
+            argv, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+        result, tail = None, []
+        for line in self._process.stdout:
+            line = line.rstrip("\n")
+            self.log.info("%s", line)
+            tail = [*tail[-9:], line]
+            if line.startswith("{"):
+                try:
+                    result = json.loads(line).get("result", result)
+                except (json.JSONDecodeError, AttributeError):
+                    pass
+        code = self._process.wait()
+        if code == EXIT_BAD_INPUT:
+            raise AirflowFailException(f"step rejected its input (exit {code}): {tail[-1] if tail else ''}")
+        if code != 0:
+            raise AirflowException(f"step failed with exit code {code}: {tail[-1] if tail else ''}")
+        return result
+
+    def on_kill(self) -> None:
+        if self._process and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
+
+
+def _operator(step: str, cmds: list[str], settings: Settings, python_bin: str):
+    if settings.backend == "kubernetes":
+        from retraining.pods import pod_operator_kwargs
+
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+        return KubernetesPodOperator, pod_operator_kwargs(step, cmds=cmds)
+    return LocalStepOperator, {"cmds": cmds, "python_bin": python_bin, "cwd": str(settings.project_root)}
+
+
+def step_task(step: str, *, arguments, cmds: list[str], settings: Settings, python_bin: str, **kwargs):
+    """One step task (``arguments`` may be an XComArg)."""
+    operator, backend_kwargs = _operator(step, cmds, settings, python_bin)
+    return operator(task_id=step, arguments=arguments, **backend_kwargs, **kwargs)
+
+
+def mapped_step_task(step: str, *, arguments, cmds: list[str], settings: Settings, python_bin: str, **kwargs):
+    """One step task per element of ``arguments`` (dynamic task mapping)."""
+    operator, backend_kwargs = _operator(step, cmds, settings, python_bin)
+    return operator.partial(task_id=step, **backend_kwargs, **kwargs).expand(arguments=arguments)

@@ -1,0 +1,81 @@
+"""KubernetesPodOperator settings of each step on the ``kubernetes`` backend.
+
+Configured from the environment of the Airflow deployment (never credentials: those come
+from the Kubernetes Secret named by ``RETRAIN_ARTIFACT_SECRET``, mounted with ``envFrom``):
+
+| variable | default |
+|---|---|
+| ``RETRAIN_K8S_NAMESPACE`` | ``retrain`` |
+| ``RETRAIN_IMAGE_REGISTRY`` / ``RETRAIN_IMAGE_TAG`` | ``ghcr.io/example/retrain`` / ``latest`` |
+| ``RETRAIN_IMAGE_PULL_POLICY`` | ``IfNotPresent`` |
+| ``RETRAIN_IMAGE_PULL_SECRETS`` | (none; comma-separated names) |
+| ``RETRAIN_SERVICE_ACCOUNT`` | ``retrain-steps`` |
+| ``RETRAIN_ARTIFACT_SECRET`` | ``artifact-store`` |
+| ``RETRAIN_TRAIN_GPUS`` | ``1`` |
+| ``RETRAIN_GPU_NODE_SELECTOR`` | ``nvidia.com/gpu.present=true`` |
+| ``RETRAIN_HELM_CHART`` | ``<project>/charts/serving`` |
+"""
+
+from __future__ import annotations
+
+import os
+
+from retraining.config import PROJECT_ROOT
+
+IMAGE_OF_STEP = {"download": "steps", "preprocess": "steps", "evaluate": "steps", "train": "train", "package": "serving"}
+RESOURCES = {
+    "steps": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+    "train": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "8", "memory": "16Gi"}},
+    "serving": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def image(role: str) -> str:
+    return f"{_env('RETRAIN_IMAGE_REGISTRY', 'ghcr.io/example/retrain')}/{role}:{_env('RETRAIN_IMAGE_TAG', 'latest')}"
+
+
+def pod_operator_kwargs(step: str, *, cmds: list[str]) -> dict:
+    """Keyword arguments of the KubernetesPodOperator that runs ``step``."""
+    from kubernetes.client import models as k8s
+
+    role = IMAGE_OF_STEP[step]
+    resources = {kind: dict(values) for kind, values in RESOURCES[role].items()}
+    kwargs: dict = {}
+    if step == "train":
+        gpus = int(_env("RETRAIN_TRAIN_GPUS", "1"))
+        if gpus > 0:
+            resources["limits"]["nvidia.com/gpu"] = str(gpus)
+            key, _, value = _env("RETRAIN_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true").partition("=")
+            kwargs["node_selector"] = {key: value}
+            kwargs["tolerations"] = [k8s.V1Toleration(**GPU_TOLERATION)]
+            kwargs["startup_timeout_seconds"] = 1800  # GPU node scale-up
+    pull_secrets = [s for s in _env("RETRAIN_IMAGE_PULL_SECRETS", "").split(",") if s]
+    return {
+        "namespace": _env("RETRAIN_K8S_NAMESPACE", "retrain"),
+        "image": image(role),
+        "cmds": cmds,
+        "image_pull_policy": _env("RETRAIN_IMAGE_PULL_POLICY", "IfNotPresent"),
+        "image_pull_secrets": [k8s.V1LocalObjectReference(name=s) for s in pull_secrets] or None,
+        "service_account_name": _env("RETRAIN_SERVICE_ACCOUNT", "retrain-steps"),
+        "container_resources": k8s.V1ResourceRequirements(**resources),
+        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=_env("RETRAIN_ARTIFACT_SECRET", "artifact-store")))],
+        "labels": {"app.kubernetes.io/part-of": "retrain", "app.kubernetes.io/component": step},
+        "security_context": k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=1000, fs_group=1000),
+        "on_finish_action": "delete_succeeded_pod",
+        "get_logs": True,
+        "do_xcom_push": False,
+        **kwargs,
+    }
+
+
+def deployment_settings() -> dict:
+    """Where ``deploy`` rolls the serving chart out."""
+    return {
+        "chart": _env("RETRAIN_HELM_CHART", str(PROJECT_ROOT / "charts" / "serving")),
+        "namespace": _env("RETRAIN_SERVING_NAMESPACE", "serving"),
+    }

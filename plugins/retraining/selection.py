@@ -1,0 +1,57 @@
+"""Picking the best candidate and deciding whether it replaces production: pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SelectionError(ValueError):
+    """No candidate can be selected; the message says why."""
+
+
+def select_best(candidates: list[dict]) -> dict:
+    """Return the candidate with the highest validation accuracy.
+
+    Ties go to the lower validation loss, then to the earlier candidate (stable). Candidates
+    missing ``val_accuracy`` are skipped; if none is left, :class:`SelectionError` is raised.
+    Selection uses validation metrics only, so the test set stays an unbiased estimate.
+    """
+    usable = [c for c in candidates if isinstance(c.get("val_accuracy"), (int, float))]
+    if not usable:
+        raise SelectionError(f"no candidate has a val_accuracy metric ({len(candidates)} candidates)")
+    order = sorted(
+        range(len(usable)),
+        key=lambda i: (-usable[i]["val_accuracy"], usable[i].get("val_loss", float("inf")), i),
+    )
+    return usable[order[0]]
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    deploy: bool
+    reason: str
+
+
+def gate(candidate: dict, production: dict | None, *, min_accuracy: float, margin: float) -> GateDecision:
+    """Deploy ``candidate`` only if it meets ``min_accuracy`` and beats production by more than ``margin``.
+
+    Both are compared on ``test_accuracy``. With nothing in production, meeting the minimum
+    is enough; a production card without ``test_accuracy`` counts as beatable.
+    """
+    accuracy = candidate.get("test_accuracy")
+    if not isinstance(accuracy, (int, float)):
+        return GateDecision(False, "the candidate has no test_accuracy metric")
+    if accuracy < min_accuracy:
+        return GateDecision(False, f"test accuracy {accuracy:.4f} is below the minimum {min_accuracy:.4f}")
+    if production is None:
+        return GateDecision(True, f"no model in production; test accuracy {accuracy:.4f} meets the minimum")
+    if candidate.get("version") and candidate.get("version") == production.get("version"):
+        return GateDecision(False, f"version {production['version']} is already in production")
+    current = production.get("metrics", {}).get("test_accuracy")
+    if not isinstance(current, (int, float)):
+        return GateDecision(True, "the production model has no test_accuracy; replacing it")
+    if accuracy - current > margin:
+        return GateDecision(True, f"test accuracy {accuracy:.4f} beats production {current:.4f} by more than {margin}")
+    return GateDecision(
+        False, f"test accuracy {accuracy:.4f} does not beat production {current:.4f} by more than {margin}"
+    )
