@@ -1,0 +1,81 @@
+"""Shared fixtures: the project on sys.path, a small real pipeline run, an S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = ROOT / "plugins"
+for path in (ROOT, PLUGINS):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a project CLI (``python -m ...``) in the project's environment from the project root."""
+    completed = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    if check and completed.returncode != 0:
+        raise AssertionError(f"{args} exited {completed.returncode}:\n{completed.stdout}\n{completed.stderr}")
+    return completed
+
+
+def last_json(stdout: str) -> dict:
+    """The last JSON line a step printed (its result)."""
+    return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> dict:
+    """One real run of the data and model steps on the embedded digits set (torch, 15 epochs)."""
+    base = tmp_path_factory.mktemp("store")
+    store = f"file://{base}"
+    uris = {
+        "source": f"{store}/datasets/digits.npz",
+        "download": f"{store}/run/download",
+        "preprocess": f"{store}/run/preprocess",
+        "train": f"{store}/run/train/0",
+        "evaluate": f"{store}/run/evaluate/0",
+        "registry": f"{store}/registry",
+        "base": base,
+        "store": store,
+    }
+    run_cli("retrain_steps", "export-default", "--output", uris["source"])
+    run_cli("retrain_steps", "download", "--source", uris["source"], "--output", uris["download"])
+    run_cli("retrain_steps", "preprocess", "--input", uris["download"], "--output", uris["preprocess"])
+    run_cli("retrain_steps", "train", "--input", uris["preprocess"], "--output", uris["train"], "--epochs", "15")
+    run_cli("retrain_steps", "evaluate", "--data", uris["preprocess"], "--model", uris["train"], "--output", uris["evaluate"])
+    return uris
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 HTTP endpoint (moto's server) on 127.0.0.1, with credentials in the environment."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield endpoint
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()

@@ -1,0 +1,193 @@
+"""Each step CLI on small real data: outputs, bad-input errors, idempotence, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrain_steps import artifacts
+from retrain_steps.preprocess import load_splits, split_indices
+from tests.conftest import last_json, run_cli
+
+
+def path_of(uri: str) -> Path:
+    return Path(uri.removeprefix("file://"))
+
+
+def write_npz(path: Path, **arrays) -> str:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+    return f"file://{path}"
+
+
+def test_download_records_the_dataset_version(trained):
+    info = json.loads((path_of(trained["download"]) / "dataset.json").read_text())
+    raw = path_of(trained["source"]).read_bytes()
+    assert info["sha256"] == artifacts.sha256(raw)
+    assert info["samples"] == 1797
+    assert sum(info["class_counts"].values()) == 1797
+
+
+def test_download_verifies_the_checksum(trained, tmp_path):
+    bad = "0" * 64
+    result = run_cli("retrain_steps", "download", "--source", trained["source"], "--sha256", bad,
+                     "--output", f"file://{tmp_path}/dl", check=False)
+    assert result.returncode == 2
+    assert "checksum mismatch" in result.stderr and bad in result.stderr
+    assert not (tmp_path / "dl").exists(), "nothing may be written when the checksum fails"
+
+
+def test_download_names_a_missing_object(tmp_path):
+    missing = f"file://{tmp_path}/nope.npz"
+    result = run_cli("retrain_steps", "download", "--source", missing, "--output", f"file://{tmp_path}/dl", check=False)
+    assert result.returncode == 2
+    assert f"artifact not found: {missing}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"images": np.zeros((4, 5, 5)), "target": np.arange(4)}, "must have shape (n, 8, 8)"),
+        ({"images": np.full((4, 8, 8), 20.0), "target": np.arange(4)}, "within [0, 16]"),
+        ({"images": np.ones((4, 8, 8)), "target": np.array([0, 1, 2, 11])}, "labels must lie in 0..9"),
+        ({"pixels": np.ones((4, 8, 8))}, "lacks arrays"),
+    ],
+)
+def test_download_rejects_a_malformed_dataset(tmp_path, arrays, message):
+    source = write_npz(tmp_path / "bad.npz", **arrays)
+    result = run_cli("retrain_steps", "download", "--source", source, "--output", f"file://{tmp_path}/dl", check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and source in result.stderr
+
+
+def test_download_rejects_a_file_that_is_not_npz(tmp_path):
+    (tmp_path / "x.npz").write_text("not an archive")
+    result = run_cli("retrain_steps", "download", "--source", f"file://{tmp_path}/x.npz",
+                     "--output", f"file://{tmp_path}/dl", check=False)
+    assert result.returncode == 2 and "is not a valid .npz archive" in result.stderr
+
+
+def test_preprocess_split_is_seeded_stratified_and_disjoint():
+    target = np.repeat(np.arange(10), 20)
+    first, again = split_indices(target, 0.2, 0.2, 7), split_indices(target, 0.2, 0.2, 7)
+    other = split_indices(target, 0.2, 0.2, 8)
+    for name in ("train", "val", "test"):
+        assert np.array_equal(first[name], again[name])
+    assert not np.array_equal(first["test"], other["test"])
+    all_idx = np.concatenate(list(first.values()))
+    assert len(all_idx) == len(set(all_idx.tolist())) == 200
+    assert np.bincount(target[first["test"]]).tolist() == [4] * 10
+
+
+def test_preprocess_rejects_bad_fractions(trained, tmp_path):
+    result = run_cli("retrain_steps", "preprocess", "--input", trained["download"], "--output", f"file://{tmp_path}/p",
+                     "--val-fraction", "0.6", "--test-fraction", "0.5", check=False)
+    assert result.returncode == 2 and "fractions" in result.stderr
+
+
+def test_preprocess_outputs_normalised_arrays(trained):
+    splits = load_splits(trained["preprocess"])
+    assert splits["x_train"].dtype == np.float32 and splits["x_train"].shape[1:] == (1, 8, 8)
+    assert 0.0 <= splits["x_train"].min() and splits["x_train"].max() == pytest.approx(1.0)
+    assert sum(len(splits[f"y_{n}"]) for n in ("train", "val", "test")) == 1797
+
+
+def test_train_writes_model_metrics_and_curve(trained):
+    folder = path_of(trained["train"])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["framework"] == "torch" and len(metrics["history"]) == 15
+    assert metrics["val_accuracy"] >= 0.95
+    assert all(h["samples_per_s"] > 0 for h in metrics["history"])
+    assert (folder / "model.pt").stat().st_size > 0
+    assert (folder / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_logs_one_progress_line_per_epoch(trained, tmp_path):
+    result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/t",
+                     "--epochs", "2", "--device", "cpu")
+    lines = [line for line in result.stdout.splitlines() if " INFO epoch " in line]
+    assert len(lines) == 2
+    assert all(word in lines[0] for word in ("epoch 1/2", "loss", "val_accuracy", "samples/s"))
+
+
+def test_train_rejects_a_bad_learning_rate(trained, tmp_path):
+    result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/t",
+                     "--learning-rate", "-1", check=False)
+    assert result.returncode == 2 and "--learning-rate" in result.stderr and "-1" in result.stderr
+
+
+def test_train_rejects_cuda_when_absent(trained, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/t",
+                     "--epochs", "1", "--device", "cuda", check=False)
+    assert result.returncode != 0 and "no CUDA device" in (result.stderr + result.stdout)
+
+
+def test_train_rejects_wrong_array_shapes(tmp_path):
+    bad = write_npz(tmp_path / "pp" / "splits.npz", **{f"x_{n}": np.zeros((3, 64), np.float32) for n in ("train", "val", "test")},
+                    **{f"y_{n}": np.zeros(3, np.int64) for n in ("train", "val", "test")})
+    result = run_cli("retrain_steps", "train", "--input", f"file://{tmp_path}/pp", "--output", f"file://{tmp_path}/t",
+                     check=False)
+    assert result.returncode == 2 and "x_train must be (n, 1, 8, 8)" in result.stderr and bad in result.stderr
+
+
+def test_evaluate_reports_accuracy_per_class_and_confusion(trained):
+    folder = path_of(trained["evaluate"])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.95
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == metrics["samples"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["accuracy"])
+    assert set(metrics["per_class"]) == {str(c) for c in range(10)}
+    assert (folder / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_steps_are_idempotent(trained):
+    before = {p: p.stat().st_mtime_ns for p in path_of(trained["train"]).iterdir()}
+    result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", trained["train"],
+                     "--epochs", "15")
+    assert "is up to date" in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in path_of(trained["train"]).iterdir()} == before
+    again = run_cli("retrain_steps", "evaluate", "--data", trained["preprocess"], "--model", trained["train"],
+                    "--output", trained["evaluate"])
+    assert "is up to date" in again.stdout
+
+
+def test_a_corrupted_output_is_recomputed(trained, tmp_path):
+    out = f"file://{tmp_path}/pp"
+    run_cli("retrain_steps", "preprocess", "--input", trained["download"], "--output", out)
+    stats = tmp_path / "pp" / "stats.json"
+    good = stats.read_bytes()
+    stats.write_text("{}")
+    result = run_cli("retrain_steps", "preprocess", "--input", trained["download"], "--output", out)
+    assert "up to date" not in result.stdout
+    assert stats.read_bytes() == good
+
+
+def test_writes_leave_no_temporary_files(trained):
+    leftovers = [p for p in path_of(trained["store"]).rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_unknown_step_and_missing_argument_are_usage_errors():
+    assert run_cli("retrain_steps", "fly", check=False).returncode == 2
+    missing = run_cli("retrain_steps", "train", "--output", "file:///tmp/x", check=False)
+    assert missing.returncode == 2 and "--input" in missing.stderr
+
+
+def test_keras_path_trains_and_evaluates(trained, tmp_path):
+    model, evaluation = f"file://{tmp_path}/k", f"file://{tmp_path}/ke"
+    run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", model, "--framework", "tensorflow",
+            "--epochs", "8")
+    assert json.loads((tmp_path / "k" / "model.json").read_text()) == {"framework": "tensorflow", "file": "model.keras"}
+    result = run_cli("retrain_steps", "evaluate", "--data", trained["preprocess"], "--model", model, "--output", evaluation)
+    assert last_json(result.stdout)["result"]["metrics"]["accuracy"] >= 0.9
