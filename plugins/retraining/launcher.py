@@ -58,7 +58,7 @@ class LocalStepOperator(BaseOperator):
         return [*cmds, *map(str, self.arguments)]
 
     def execute(self, context):
-        from airflow.exceptions import AirflowException, AirflowFailException
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
         argv = self.command()
         self.log.info("Running: %s", " ".join(argv))

@@ -1,0 +1,62 @@
+"""select_best and gate as pure functions."""
+
+from __future__ import annotations
+
+import pytest
+from retraining.selection import SelectionError, gate, select_best
+
+
+def cand(index, val, loss=0.1, test=0.97, version=None):
+    return {"index": index, "val_accuracy": val, "val_loss": loss, "test_accuracy": test, "version": version or f"v{index}"}
+
+
+def test_highest_validation_accuracy_wins():
+    assert select_best([cand(0, 0.95), cand(1, 0.99), cand(2, 0.97)])["index"] == 1
+
+
+def test_ties_go_to_lower_loss_then_earlier_candidate():
+    assert select_best([cand(0, 0.98, loss=0.2), cand(1, 0.98, loss=0.1)])["index"] == 1
+    assert select_best([cand(0, 0.98), cand(1, 0.98)])["index"] == 0
+
+
+def test_selection_ignores_test_accuracy():
+    assert select_best([cand(0, 0.99, test=0.90), cand(1, 0.98, test=0.99)])["index"] == 0
+
+
+def test_candidates_without_metrics_are_skipped():
+    assert select_best([{"index": 0}, cand(1, 0.5)])["index"] == 1
+    with pytest.raises(SelectionError, match="no candidate has a val_accuracy"):
+        select_best([{"index": 0}, {"index": 1, "val_accuracy": None}])
+    with pytest.raises(SelectionError):
+        select_best([])
+
+
+def test_first_model_deploys_when_it_meets_the_minimum():
+    decision = gate(cand(0, 0.99, test=0.96), None, min_accuracy=0.95, margin=0.0)
+    assert decision.deploy and "no model in production" in decision.reason
+
+
+def test_below_minimum_never_deploys():
+    decision = gate(cand(0, 0.99, test=0.90), None, min_accuracy=0.95, margin=0.0)
+    assert not decision.deploy and "below the minimum" in decision.reason
+
+
+def test_must_beat_production_by_more_than_the_margin():
+    production = {"version": "old", "metrics": {"test_accuracy": 0.97}}
+    assert gate(cand(0, 0.99, test=0.98), production, min_accuracy=0.9, margin=0.0).deploy
+    assert not gate(cand(0, 0.99, test=0.97), production, min_accuracy=0.9, margin=0.0).deploy, "a tie does not deploy"
+    worse = gate(cand(0, 0.99, test=0.96), production, min_accuracy=0.9, margin=0.0)
+    assert not worse.deploy and "does not beat production" in worse.reason
+    assert not gate(cand(0, 0.99, test=0.975), production, min_accuracy=0.9, margin=0.01).deploy
+    assert gate(cand(0, 0.99, test=0.99), production, min_accuracy=0.9, margin=0.01).deploy
+
+
+def test_same_version_is_not_redeployed():
+    production = {"version": "v0", "metrics": {"test_accuracy": 0.5}}
+    decision = gate(cand(0, 0.99, test=0.99), production, min_accuracy=0.9, margin=0.0)
+    assert not decision.deploy and "already in production" in decision.reason
+
+
+def test_missing_metrics():
+    assert not gate({"index": 0}, None, min_accuracy=0.5, margin=0).deploy
+    assert gate(cand(0, 0.9, test=0.99), {"version": "x", "metrics": {}}, min_accuracy=0.5, margin=0).deploy
