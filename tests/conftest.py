@@ -15,6 +15,12 @@ PLUGINS = ROOT / "plugins"
 for path in (ROOT, PLUGINS):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+# Airflow reads its configuration on first import: point it at this project before any test imports it.
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "build" / "airflow-test"))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PLUGINS)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGINS), str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:

@@ -1,0 +1,88 @@
+"""DagBag integrity for every DAG file, its params form, and the DAG files' parse-time imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PLUGINS, ROOT
+
+DAGS = ROOT / "dags"
+HEAVY = ("torch", "tensorflow", "keras", "kfp", "bentoml", "sklearn", "matplotlib")
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.models import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "retrain" in dagbag.dag_ids
+
+
+@pytest.mark.parametrize("dag_id", ["retrain"])
+def test_dag_conventions(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.tags and "retraining" in dag.tags
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert dag.doc_md and dag.doc_md.strip().startswith("###")
+    for task in dag.tasks:
+        assert task.retries >= 2, f"{task.task_id} has no retries"
+        assert task.retry_exponential_backoff
+
+
+def test_retrain_schedule_and_shape(dagbag):
+    dag = dagbag.dags["retrain"]
+    assert dag.schedule == "0 3 * * *"
+    assert set(dag.task_ids) == {
+        "plan", "plan_candidates", "download", "preprocess", "train", "evaluate", "select_best", "gate", "package",
+        "deploy_model",
+    }
+    assert dag.get_task("download").downstream_task_ids == {"preprocess"}
+    assert dag.get_task("gate").downstream_task_ids == {"package"}
+    assert dag.get_task("package").downstream_task_ids == {"deploy_model"}
+
+
+def test_params_form_validates(dagbag):
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = dagbag.dags["retrain"].params
+    defaults = params.validate()
+    assert defaults["learning_rates"] == [0.001, 0.003] and defaults["framework"] == "torch"
+    for field, bad in [("learning_rates", []), ("learning_rates", [-0.1]), ("epochs", 0), ("framework", "jax"),
+                       ("min_accuracy", 1.5), ("dataset_sha256", "xyz"), ("dataset_uri", "ftp://x")]:
+        candidate = copy.deepcopy(params)
+        with pytest.raises(ParamValidationError):
+            candidate[field] = bad
+            candidate.validate()
+    assert all(params.get_param(name).schema.get("title") for name in params)
+
+
+def test_schedule_is_overridable(tmp_path):
+    code = "from retraining.config import settings; print(settings().schedule)"
+    env = {**os.environ, "RETRAIN_SCHEDULE": "*/30 * * * *", "PYTHONPATH": str(PLUGINS)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "*/30 * * * *"
+
+
+@pytest.mark.parametrize("backend", ["local", "kubernetes"])
+def test_dag_files_import_no_heavy_library(backend):
+    """Parsing a DAG file must not import torch, TensorFlow, kfp, BentoML or scikit-learn."""
+    code = (
+        "import runpy, sys, json, pathlib\n"
+        f"for f in sorted(pathlib.Path({str(DAGS)!r}).glob('*.py')): runpy.run_path(str(f))\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    )
+    env = {**os.environ, "RETRAIN_BACKEND": backend, "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(ROOT)])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
