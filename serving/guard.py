@@ -3,7 +3,8 @@
 BentoML 1.4 has no request-size cap, and a multipart ``file`` field sent as text (not a file)
 makes it try to fetch the text as a URL and answer 500. This middleware answers such
 requests itself with a JSON 4xx: 413 over the size cap, 415 for a content type other than
-multipart or JSON, 400 for a ``file`` field that is not a file upload.
+multipart or JSON, 400 for a form field other than ``file``/``instances`` or a ``file`` field
+that is not a file upload.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 
+_FIELD_NAME = re.compile(rb'content-disposition:\s*form-data;\s*name="([^"]*)"', re.IGNORECASE)
 _TEXT_FILE_FIELD = re.compile(
     rb'content-disposition:\s*form-data;\s*name="file"\s*(?:;(?![^\r\n]*filename)[^\r\n]*)?\r?\n', re.IGNORECASE
 )
@@ -65,9 +67,14 @@ class PredictGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if content_type == b"multipart/form-data" and _TEXT_FILE_FIELD.search(body):
-            await send_json(send, 400, "field 'file' must be a file upload, e.g. curl -F file=@digit.png")
-            return
+        if content_type == b"multipart/form-data":
+            unexpected = sorted({name.decode(errors="replace") for name in _FIELD_NAME.findall(body)} - {"file", "instances"})
+            if unexpected:
+                await send_json(send, 400, f"unexpected form field(s) {unexpected}: send the image as field 'file'")
+                return
+            if _TEXT_FILE_FIELD.search(body):
+                await send_json(send, 400, "field 'file' must be a file upload, e.g. curl -F file=@digit.png")
+                return
         replayed = False
 
         async def replay():

@@ -1,0 +1,175 @@
+"""The model server over real HTTP: a real ``bentoml serve`` process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from retrain_steps import registry
+from retrain_steps.features import pixels_to_png
+from retrain_steps.preprocess import load_splits
+from serving.service import EXAMPLE_INPUT, MAX_REQUEST_BYTES, VERSION_HEADER
+from tests.conftest import ROOT, run_cli
+from tests.helpers.servers import free_port, serve, wait_http
+
+SAMPLE = ROOT / "serving" / "samples" / "digit-3.png"
+
+
+@pytest.fixture(scope="module")
+def live_registry(trained, tmp_path_factory):
+    reg = f"file://{tmp_path_factory.mktemp('serving')}/registry"
+    card = registry.write_card(reg, registry.register(reg, trained["train"], {"metrics": {}}))
+    registry.promote(reg, card["version"])
+    return {"uri": reg, "version": card["version"]}
+
+
+@pytest.fixture(scope="module")
+def server(live_registry, tmp_path_factory):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"DIGITS_REGISTRY_URI": live_registry["uri"], "DIGITS_POLL_SECONDS": "0.5"}
+    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
+            "--host", "127.0.0.1", "--port", str(port)]
+    log = tmp_path_factory.mktemp("logs") / "serve.log"
+    with serve(argv, ready_url=f"{url}/readyz", env=env, cwd=ROOT, log_path=log):
+        yield url
+
+
+def post_file(url, data: bytes, name="digit.png", field="file"):
+    return httpx.post(f"{url}/predict", files={field: (name, data, "image/png")}, timeout=30)
+
+
+def test_the_shipped_sample_is_a_three(server, live_registry):
+    response = post_file(server, SAMPLE.read_bytes())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["prediction"] == 3 and len(body["probabilities"]) == 10
+    assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+    assert response.headers[VERSION_HEADER] == live_registry["version"] == body["model_version"]
+
+
+def test_pngs_of_both_polarities_and_sizes_are_classified(server, trained):
+    splits = load_splits(trained["preprocess"])
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(splits["y_test"]), size=20, replace=False)
+    correct = 0
+    for n, i in enumerate(picks):
+        png = pixels_to_png(splits["x_test"][i, 0] * 16, scale=(3, 10, 28, 50)[n % 4], invert=n % 2 == 0)
+        response = post_file(server, png)
+        assert response.status_code == 200
+        correct += response.json()["prediction"] == int(splits["y_test"][i])
+    assert correct >= 17, f"only {correct}/20 uploads classified correctly"
+
+
+def test_json_instances(server):
+    response = httpx.post(f"{server}/predict", json=EXAMPLE_INPUT, timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["predictions"] == [3] and len(body["probabilities"][0]) == 10
+    batch = httpx.post(f"{server}/predict", json={"instances": EXAMPLE_INPUT["instances"] * 3}, timeout=30)
+    assert batch.json()["predictions"] == [3, 3, 3]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"files": {"other": ("x.png", SAMPLE.read_bytes(), "image/png")}}, 400, "unexpected form field(s) ['other']"),
+        ({"files": {"file": ("x.png", b"", "image/png")}}, 400, "empty"),
+        ({"files": {"file": ("x.png", b"this is not an image", "image/png")}}, 400, "not a readable image"),
+        ({"data": {"file": "http://127.0.0.1:1/x.png"}, "files": {"instances": ("d", b"[]", "text/plain")}}, 400,
+         "must be a file upload"),
+        ({"files": {"file": ("big.png", b"0" * (MAX_REQUEST_BYTES + 1), "image/png")}}, 413, "exceeds the limit"),
+        ({"json": {"instances": [[1, 2, 3]]}}, 400, "64 pixel values"),
+        ({"json": {"instances": []}}, 400, "1 to"),
+        ({"json": {"instances": "3"}}, 400, "validation error"),
+        ({"json": {}}, 400, "exactly one of"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "Invalid JSON"),
+        ({"content": b'{"instances": [[NaN' + b", 0" * 63 + b"]]}", "headers": {"content-type": "application/json"}},
+         400, "NaN"),
+        ({"json": {"instances": [[99] * 64]}}, 400, "[0, 16]"),
+        ({"content": b"x=1", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415, "content type"),
+    ],
+)
+def test_bad_input_gets_a_json_4xx(server, kwargs, status, message):
+    response = httpx.post(f"{server}/predict", timeout=30, **kwargs)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert message in json.dumps(response.json())
+
+
+def test_health_and_metrics_endpoints(server):
+    assert httpx.get(f"{server}/livez").status_code == 200
+    assert httpx.get(f"{server}/readyz").status_code == 200
+    metrics = httpx.get(f"{server}/metrics").text
+    assert "bentoml_service_request" in metrics
+    spec = httpx.get(f"{server}/docs.json").json()
+    assert "multipart/form-data" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+
+
+def test_promotion_swaps_the_model_without_dropping_requests(server, trained, live_registry, tmp_path):
+    """Promote a second version while requests are in flight: all succeed, the header changes."""
+    run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/m2",
+            "--epochs", "4", "--seed", "1")
+    card = registry.write_card(live_registry["uri"], registry.register(live_registry["uri"], f"file://{tmp_path}/m2", {}))
+    assert card["version"] != live_registry["version"]
+
+    def call(_):
+        response = httpx.post(f"{server}/predict", json=EXAMPLE_INPUT, timeout=30)
+        return response.status_code, response.headers.get(VERSION_HEADER)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(call, i) for i in range(40)]
+        registry.promote(live_registry["uri"], card["version"])
+        results = [f.result() for f in futures]
+        deadline = time.monotonic() + 20
+        while call(0)[1] != card["version"] and time.monotonic() < deadline:
+            time.sleep(0.25)
+    assert all(status == 200 for status, _ in results)
+    assert call(0) == (200, card["version"])
+    registry.promote(live_registry["uri"], live_registry["version"])
+
+
+def test_not_ready_without_a_production_model(tmp_path):
+    port = free_port()
+    env = {"DIGITS_REGISTRY_URI": f"file://{tmp_path}/empty", "DIGITS_POLL_SECONDS": "0.5"}
+    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
+            "--host", "127.0.0.1", "--port", str(port)]
+    with serve(argv, ready_url=f"http://127.0.0.1:{port}/livez", env=env, cwd=ROOT, log_path=tmp_path / "log"):
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 503
+        response = httpx.post(f"http://127.0.0.1:{port}/predict", json=EXAMPLE_INPUT, timeout=30)
+        assert response.status_code == 503 and "no model" in response.json()["error"]
+
+
+def test_the_packaged_bento_serves_on_its_own(trained, tmp_path):
+    """package → export → import into a fresh BentoML home → serve from outside the source tree."""
+    reg = f"file://{tmp_path}/registry"
+    result = run_cli("serving.package", "--model", trained["train"], "--evaluation", trained["evaluate"],
+                     "--dataset", trained["download"], "--registry", reg, "--run-id", "test")
+    card = registry.card(reg, json.loads(result.stdout.strip().splitlines()[-1])["result"]["version"])
+    assert card["metrics"]["test_accuracy"] >= 0.95 and card["dataset"]["sha256"]
+    bento = Path(card["bento"]["uri"].removeprefix("file://"))
+    home, workdir = tmp_path / "bentoml-home", tmp_path / "elsewhere"
+    workdir.mkdir()
+    bentoml_bin = str(Path(sys.executable).parent / "bentoml")
+    env = {"BENTOML_HOME": str(home), "PYTHONPATH": "", "DIGITS_REGISTRY_URI": ""}
+    import subprocess
+
+    subprocess.run([bentoml_bin, "import", str(bento)], env={**__import__("os").environ, **env}, check=True,
+                   capture_output=True)
+    port = free_port()
+    argv = [bentoml_bin, "serve", f"digits_classifier:{card['version']}", "--host", "127.0.0.1", "--port", str(port)]
+    with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=workdir, log_path=tmp_path / "log"):
+        response = post_file(f"http://127.0.0.1:{port}", SAMPLE.read_bytes())
+        assert response.status_code == 200 and response.json()["prediction"] == 3
+        assert response.headers[VERSION_HEADER] == card["version"]
+    rerun = run_cli("serving.package", "--model", trained["train"], "--evaluation", trained["evaluate"],
+                    "--dataset", trained["download"], "--registry", reg)
+    assert "already registered" in rerun.stdout
