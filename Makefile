@@ -7,22 +7,23 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
-KFP_VENV := .venv-kfp
 # torch==2.13.0 (CPU) lies in pip's find-links folder on these machines; give uv the same folder.
 FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) --python-version 3.11
 PYTEST_ARGS ?=
 
-.PHONY: run test env kfp-env lock manifests bench clean
+.PHONY: run test env image-envs lock manifests bench clean
 
 run: env ## Train, deploy and serve locally; Airflow UI on :8080, model server on :3000
 	bash scripts/run-local.sh
 
-test: env kfp-env ## All tests (what .ci/run calls)
+test: env image-envs ## All tests (what .ci/run calls)
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-test $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+IMAGE_ENVS := .venv-steps/.installed .venv-steps-tf/.installed .venv-serving/.installed .venv-kfp/.installed
+
 env: $(VENV)/.installed
-kfp-env: $(KFP_VENV)/.installed
+image-envs: $(IMAGE_ENVS)
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -34,10 +35,12 @@ $(VENV)/.installed: requirements/dev.txt images/steps/pyproject.toml | $(UV)
 	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e images/steps
 	touch $@
 
-$(KFP_VENV)/.installed: requirements/kfp.txt images/steps/pyproject.toml | $(UV)
-	test -x $(KFP_VENV)/bin/python || $(UV) venv -q --seed --python $(PYTHON) $(KFP_VENV)
-	VIRTUAL_ENV=$(KFP_VENV) $(UV) pip sync -q $(UV_FLAGS) requirements/kfp.txt
-	VIRTUAL_ENV=$(KFP_VENV) $(UV) pip install -q --no-deps -e images/steps
+# One environment per image lock file (steps, steps-tf, serving) and the KFP SDK env: the
+# tests run each step CLI and the server in the environment of its own image.
+.venv-%/.installed: requirements/%.txt images/steps/pyproject.toml | $(UV)
+	test -x .venv-$*/bin/python || $(UV) venv -q --seed --python $(PYTHON) .venv-$*
+	VIRTUAL_ENV=.venv-$* $(UV) pip sync -q $(UV_FLAGS) requirements/$*.txt
+	VIRTUAL_ENV=.venv-$* $(UV) pip install -q --no-deps -e images/steps
 	touch $@
 
 lock: | $(UV) ## Re-resolve the lock files (needs the package index)

@@ -56,6 +56,8 @@ def build_bento(model_dir: Path, card: dict, requirements: Path, work: Path) -> 
     """Build the bento in a private BentoML home under ``work``; return the exported file."""
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
     os.environ.pop("DIGITS_REGISTRY_URI", None)  # the bento serves its own model
+    # bentoml build calls the uv binary; the serving lock installs it beside this interpreter.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     import bentoml
 
     context = work / "context"

@@ -1,0 +1,74 @@
+"""End to end on the embedded default: ``airflow dags test retrain`` → registry → ``/predict``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from retrain_steps import registry
+from serving.service import VERSION_HEADER
+from tests.conftest import ROOT, run_cli
+from tests.helpers.servers import free_port, serve
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    store = f"file://{base}/artifacts"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "AIRFLOW_HOME": str(base / "airflow"),
+        "RETRAIN_BACKEND": "local",
+        "RETRAIN_ARTIFACT_STORE": store,
+        "RETRAIN_REGISTRY": f"{store}/registry",
+        "RETRAIN_DATASET_URI": f"{store}/datasets/digits/digits.npz",
+    }
+    run_cli("retrain_steps", "export-default", "--output", env["RETRAIN_DATASET_URI"])
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    return env
+
+
+def dags_test(env: dict, conf: dict) -> str:
+    completed = subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", "retrain", "-c", json.dumps(conf)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-5000:]
+    assert "state=failed" not in output and "DagRun Finished" in output, output[-5000:]
+    return output
+
+
+def test_retrain_deploys_then_gates(airflow_env, tmp_path):
+    reg = airflow_env["RETRAIN_REGISTRY"]
+    first = dags_test(airflow_env, {"epochs": 12, "learning_rates": [0.001, 0.003], "min_accuracy": 0.9})
+    assert "gate: deploy" in first
+    production = registry.production(reg)
+    assert production is not None and production["metrics"]["test_accuracy"] >= 0.9
+    assert production["bento"]["uri"].endswith(".bento") and production["params"]["epochs"] == 12
+
+    port = free_port()
+    argv = [str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1", "--port", str(port)]
+    env = {"DIGITS_REGISTRY_URI": reg, "DIGITS_POLL_SECONDS": "0.5"}
+    with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=ROOT, log_path=tmp_path / "serve.log"):
+        sample = (ROOT / "serving" / "samples" / "digit-3.png").read_bytes()
+        response = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("d.png", sample)}, timeout=30)
+        assert response.status_code == 200 and response.json()["prediction"] == 3
+        assert response.headers[VERSION_HEADER] == production["version"]
+
+        # A worse candidate (one epoch) must not replace production; the run still ends green.
+        second = dags_test(airflow_env, {"epochs": 1, "learning_rates": [0.0005], "min_accuracy": 0.0})
+        assert "gate: keep production" in second
+        assert registry.production(reg)["version"] == production["version"]
+        again = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("d.png", sample)}, timeout=30)
+        assert again.headers[VERSION_HEADER] == production["version"]
