@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 
 from airflow.sdk import BaseOperator
@@ -62,6 +63,7 @@ class LocalStepOperator(BaseOperator):
 
         argv = self.command()
         self.log.info("Running: %s", " ".join(argv))
+        started = time.monotonic()
         env = {**os.environ, **self.env_vars, "PYTHONUNBUFFERED": "1"}
         self._process = subprocess.Popen(  # noqa: S603 (argv built from our own step table)
             argv, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -78,6 +80,7 @@ class LocalStepOperator(BaseOperator):
                 except (json.JSONDecodeError, AttributeError):
                     pass
         code = self._process.wait()
+        self.log.info("step %s exited %d after %.2f s", self.task_id, code, time.monotonic() - started)
         if code == EXIT_BAD_INPUT:
             raise AirflowFailException(f"step rejected its input (exit {code}): {tail[-1] if tail else ''}")
         if code != 0:
