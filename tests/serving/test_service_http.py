@@ -105,6 +105,20 @@ def test_bad_input_gets_a_json_4xx(server, kwargs, status, message):
     assert message in json.dumps(response.json())
 
 
+def test_client_example(server, live_registry):
+    image = run_cli("serving.client", "--url", server, "--image", str(SAMPLE), "--expect", "3")
+    assert json.loads(image.stdout) == {"digit": 3, "model_version": live_registry["version"]}
+    assert run_cli("serving.client", "--url", server, "--expect", "3").returncode == 0
+    wrong = run_cli("serving.client", "--url", server, "--expect", "5", check=False)
+    assert wrong.returncode == 1 and "expected 5, got 3" in wrong.stderr
+
+
+def test_client_matches_the_service_example():
+    from serving import client
+
+    assert client.EXAMPLE_INSTANCE == EXAMPLE_INPUT["instances"][0]
+
+
 def test_health_and_metrics_endpoints(server):
     assert httpx.get(f"{server}/livez").status_code == 200
     assert httpx.get(f"{server}/readyz").status_code == 200
@@ -160,10 +174,10 @@ def test_the_packaged_bento_serves_on_its_own(trained, tmp_path):
     workdir.mkdir()
     bentoml_bin = str(Path(sys.executable).parent / "bentoml")
     env = {"BENTOML_HOME": str(home), "PYTHONPATH": "", "DIGITS_REGISTRY_URI": ""}
-    import subprocess
-
-    subprocess.run([bentoml_bin, "import", str(bento)], env={**__import__("os").environ, **env}, check=True,
-                   capture_output=True)
+    bad = run_cli("serving.fetch", "--uri", card["bento"]["uri"], "--sha256", "0" * 64, env=env, check=False)
+    assert bad.returncode == 2 and "checksum mismatch" in bad.stderr and not home.exists()
+    fetched = run_cli("serving.fetch", "--uri", card["bento"]["uri"], "--sha256", card["bento"]["sha256"], env=env)
+    assert f"digits_classifier:{card['version']}" in fetched.stdout
     port = free_port()
     argv = [bentoml_bin, "serve", f"digits_classifier:{card['version']}", "--host", "127.0.0.1", "--port", str(port)]
     with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=workdir, log_path=tmp_path / "log"):
