@@ -64,7 +64,9 @@ class LocalStepOperator(BaseOperator):
         argv = self.command()
         self.log.info("Running: %s", " ".join(argv))
         started = time.monotonic()
-        env = {**os.environ, **self.env_vars, "PYTHONUNBUFFERED": "1"}
+        from retraining.store_connection import artifact_store_env
+
+        env = {**os.environ, **artifact_store_env(), **self.env_vars, "PYTHONUNBUFFERED": "1"}
         self._process = subprocess.Popen(  # noqa: S603 (argv built from our own step table)
             argv, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,

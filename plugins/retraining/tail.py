@@ -6,7 +6,7 @@ import logging
 
 from airflow.sdk import task
 
-from retraining import commands, deploy, selection
+from retraining import commands, deploy, selection, store_connection
 from retraining.config import Settings
 from retraining.launcher import step_task
 
@@ -33,6 +33,7 @@ def selection_tail(*, candidates, dataset, settings: Settings):
 
     @task(multiple_outputs=True)
     def select_best(candidates: list[dict], dataset: str, run_id: str | None = None) -> dict:
+        store_connection.apply_to_process()
         scored = [candidate_metrics(c) for c in candidates]
         for c in scored:
             log.info("candidate %s: lr=%s val_accuracy=%s test_accuracy=%s", c["index"], c["learning_rate"],
@@ -48,6 +49,7 @@ def selection_tail(*, candidates, dataset, settings: Settings):
     def gate(candidate: dict, params: dict | None = None) -> bool:
         from retrain_steps import registry
 
+        store_connection.apply_to_process()
         decision = selection.gate(
             candidate, registry.production(settings.registry),
             min_accuracy=float(params["min_accuracy"]), margin=float(params["margin"]),
@@ -59,6 +61,7 @@ def selection_tail(*, candidates, dataset, settings: Settings):
     def deploy_model(candidate: dict) -> dict:
         from retrain_steps import registry
 
+        store_connection.apply_to_process()
         version = candidate["version"]
         card = registry.card(settings.registry, version)
         if settings.backend == "kubernetes":

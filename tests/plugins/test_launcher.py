@@ -44,3 +44,24 @@ def test_settings_validate_the_backend():
     assert settings({"RETRAIN_SCHEDULE": "none"}).schedule is None
     with pytest.raises(ValueError, match="RETRAIN_BACKEND must be one of"):
         settings({"RETRAIN_BACKEND": "cloud"})
+
+
+def test_artifact_store_connection_becomes_boto3_env(monkeypatch):
+    from retraining.store_connection import artifact_store_env
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ARTIFACT_STORE",
+        '{"conn_type": "aws", "login": "user", "password": "pw", "extra": {"endpoint_url": "http://minio:9000"}}',
+    )
+    assert artifact_store_env() == {
+        "AWS_ACCESS_KEY_ID": "user", "AWS_SECRET_ACCESS_KEY": "pw", "AWS_ENDPOINT_URL_S3": "http://minio:9000",
+    }
+    assert artifact_store_env("not_defined") == {}
+
+
+def test_local_steps_get_the_connection_credentials(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW_CONN_ARTIFACT_STORE", '{"conn_type": "aws", "login": "k", "password": "s"}')
+    op = LocalStepOperator(task_id="t", cmds=["python", "-c", "import os, json; print(json.dumps({'result': "
+                           "[os.environ['AWS_ACCESS_KEY_ID'], os.environ['AWS_SECRET_ACCESS_KEY']]}))"],
+                           arguments=[], python_bin=sys.executable)
+    assert op.execute({}) == ["k", "s"]
