@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines definitions of the retraining steps (compiled in the kfp environment)."""

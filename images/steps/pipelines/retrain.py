@@ -1,0 +1,100 @@
+"""The retraining steps as a Kubeflow Pipelines v2 pipeline: download → preprocess → train
+(one task per candidate, in parallel) → evaluate.
+
+Each component is a lightweight Python component whose base image is the step's image and
+whose body calls the step CLI's entry function, ``retrain_steps.__main__.main(argv)``, with the
+argument lists the Airflow side builds (``plugins/retraining/commands.py``): the same CLI and
+arguments as the pods and the local backend. Outputs go to the artifact store URIs inside those
+arguments; the components also emit ``Metrics`` and ``ClassificationMetrics`` so the KFP UI shows
+validation/test accuracy and the confusion matrix.
+
+Compile (in the kfp environment, ``.venv-kfp``)::
+
+    python -m pipelines.retrain images/steps/pipelines/retrain.yaml
+
+Images are compile-time settings: ``RETRAIN_IMAGE_REGISTRY`` and ``RETRAIN_IMAGE_TAG``.
+"""
+
+
+import os
+import sys
+
+from kfp import compiler, dsl, kubernetes
+from kfp.dsl import ClassificationMetrics, Metrics, Output
+
+REGISTRY = os.environ.get("RETRAIN_IMAGE_REGISTRY", "ghcr.io/example/retrain")
+TAG = os.environ.get("RETRAIN_IMAGE_TAG", "latest")
+STEPS_IMAGE = f"{REGISTRY}/steps:{TAG}"
+TRAIN_IMAGE = f"{REGISTRY}/train:{TAG}"
+
+
+@dsl.component(base_image=STEPS_IMAGE)
+def run_step(argv: list) -> str:
+    """Run one step CLI (download, preprocess) and return its output folder URI."""
+    from retrain_steps.__main__ import main
+
+    if main([str(a) for a in argv]) != 0:
+        raise RuntimeError(f"step {argv[0]} failed; see the log above")
+    return argv[argv.index("--output") + 1]
+
+
+@dsl.component(base_image=TRAIN_IMAGE)
+def train(argv: list, metrics: Output[Metrics]) -> str:
+    """Train one candidate; log its validation metrics."""
+    from retrain_steps import artifacts
+    from retrain_steps.__main__ import main
+
+    if main([str(a) for a in argv]) != 0:
+        raise RuntimeError("train failed; see the log above")
+    output = argv[argv.index("--output") + 1]
+    result = artifacts.read_json(artifacts.join(output, "metrics.json"))
+    for key in ("val_accuracy", "val_loss", "learning_rate", "samples_per_s"):
+        metrics.log_metric(key, float(result[key]))
+    metrics.metadata["model_uri"] = output
+    return output
+
+
+@dsl.component(base_image=STEPS_IMAGE)
+def evaluate(argv: list, metrics: Output[Metrics], confusion: Output[ClassificationMetrics]) -> str:
+    """Evaluate one candidate on the test split; log accuracy and the confusion matrix."""
+    from retrain_steps import artifacts
+    from retrain_steps.__main__ import main
+
+    if main([str(a) for a in argv]) != 0:
+        raise RuntimeError("evaluate failed; see the log above")
+    output = argv[argv.index("--output") + 1]
+    result = artifacts.read_json(artifacts.join(output, "metrics.json"))
+    metrics.log_metric("accuracy", float(result["accuracy"]))
+    metrics.log_metric("macro_f1", float(result["macro_f1"]))
+    confusion.log_confusion_matrix([str(c) for c in range(10)], result["confusion_matrix"])
+    return output
+
+
+def use_gpus(task: dsl.PipelineTask, count) -> dsl.PipelineTask:
+    """The one place for GPU settings: accelerator type and limit, and the GPU taint toleration."""
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(count)
+    kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+    return task
+
+
+@dsl.pipeline(name="retrain-digits", description="download → preprocess → train candidates → evaluate")
+def retrain_pipeline(
+    download_argv: list,
+    preprocess_argv: list,
+    candidates: list,
+    gpus: int = 1,
+):
+    """``candidates``: one dict per learning rate with ``train`` and ``evaluate`` argument lists."""
+    download = run_step(argv=download_argv).set_display_name("download")
+    preprocess = run_step(argv=preprocess_argv).set_display_name("preprocess").after(download)
+    with dsl.ParallelFor(candidates) as candidate:
+        trained = use_gpus(train(argv=candidate.train), gpus).after(preprocess)
+        evaluate(argv=candidate.evaluate).after(trained)
+
+
+def compile_to(path: str) -> None:
+    compiler.Compiler().compile(retrain_pipeline, package_path=path)
+
+
+if __name__ == "__main__":
+    compile_to(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "retrain.yaml"))
