@@ -39,8 +39,8 @@ def run_step(argv: list) -> str:
 
 
 @dsl.component(base_image=TRAIN_IMAGE)
-def train(argv: list, metrics: Output[Metrics]) -> str:
-    """Train one candidate; log its validation metrics."""
+def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
+    """Train one candidate on ``gpus`` GPUs (0: CPU); log its validation metrics."""
     from retrain_steps import artifacts
     from retrain_steps.__main__ import main
 
@@ -51,6 +51,7 @@ def train(argv: list, metrics: Output[Metrics]) -> str:
     for key in ("val_accuracy", "val_loss", "learning_rate", "samples_per_s"):
         metrics.log_metric(key, float(result[key]))
     metrics.metadata["model_uri"] = output
+    metrics.metadata["gpus"] = gpus
     return output
 
 
@@ -88,7 +89,7 @@ def retrain_pipeline(
     download = run_step(argv=download_argv).set_display_name("download")
     preprocess = run_step(argv=preprocess_argv).set_display_name("preprocess").after(download)
     with dsl.ParallelFor(candidates) as candidate:
-        trained = use_gpus(train(argv=candidate.train), gpus).after(preprocess)
+        trained = use_gpus(train(argv=candidate.train, gpus=gpus), gpus).after(preprocess)
         evaluate(argv=candidate.evaluate).after(trained)
 
 
