@@ -25,7 +25,7 @@ class KubeflowPipelinesRunOperator(BaseOperator):
     :param pipeline_package: path of a compiled pipeline YAML (templated); uploaded as
         ``pipeline_name`` (idempotent by content) when that is set, else submitted inline.
     :param pipeline_id: / :param pipeline_version_id: an already uploaded pipeline version.
-    :param params: pipeline parameters (templated).
+    :param pipeline_params: pipeline parameters (templated; ``params`` is Airflow's own).
     :param experiment: experiment name (created if missing).
     :param run_name: run display name (templated; default ``<dag_id>-<run_id>``).
     :param enable_caching: override every task's caching (None keeps the compiled setting).
@@ -34,8 +34,8 @@ class KubeflowPipelinesRunOperator(BaseOperator):
     :param timeout_seconds: fail if the run has not ended by then (and terminate it).
     """
 
-    template_fields: Sequence[str] = ("pipeline_package", "params", "run_name", "experiment", "outputs_uri")
-    template_fields_renderers = {"params": "json"}
+    template_fields: Sequence[str] = ("pipeline_package", "pipeline_params", "run_name", "experiment", "outputs_uri")
+    template_fields_renderers = {"pipeline_params": "json"}
     operator_extra_links = (KubeflowPipelinesRunLink(),)
     ui_color = "#cde4fb"
 
@@ -47,7 +47,7 @@ class KubeflowPipelinesRunOperator(BaseOperator):
         pipeline_name: str | None = None,
         pipeline_id: str | None = None,
         pipeline_version_id: str | None = None,
-        params: dict | None = None,
+        pipeline_params: dict | None = None,
         experiment: str = "Default",
         run_name: str | None = None,
         enable_caching: bool | None = None,
@@ -63,7 +63,7 @@ class KubeflowPipelinesRunOperator(BaseOperator):
             raise ValueError("pass pipeline_package, or pipeline_id and pipeline_version_id")
         self.kfp_conn_id, self.pipeline_package, self.pipeline_name = kfp_conn_id, pipeline_package, pipeline_name
         self.pipeline_id, self.pipeline_version_id = pipeline_id, pipeline_version_id
-        self.params, self.experiment, self.run_name = params or {}, experiment, run_name
+        self.pipeline_params, self.experiment, self.run_name = pipeline_params or {}, experiment, run_name
         self.enable_caching, self.service_account, self.outputs_uri = enable_caching, service_account, outputs_uri
         self.poll_interval, self.timeout_seconds, self.deferrable = poll_interval, timeout_seconds, deferrable
         self.kfp_run_id: str | None = None
@@ -96,7 +96,7 @@ class KubeflowPipelinesRunOperator(BaseOperator):
             submit["pipeline_spec"] = self._pipeline_spec()
         else:
             submit = {"pipeline_id": self.pipeline_id, "pipeline_version_id": self.pipeline_version_id}
-        run = self.hook.create_run(run_name=run_name, experiment_id=experiment_id, params=self.params,
+        run = self.hook.create_run(run_name=run_name, experiment_id=experiment_id, params=self.pipeline_params,
                                    service_account=self.service_account, **submit)
         self.kfp_run_id = run.run_id
         url = self.hook.run_url(run.run_id)

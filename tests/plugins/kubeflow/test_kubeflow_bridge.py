@@ -1,0 +1,264 @@
+"""Hook, operator, trigger and link against a real HTTP server speaking KFP v2beta1 shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+from airflow.exceptions import TaskDeferred
+from kubeflow_pipelines.hooks.kubeflow import KubeflowPipelinesError, KubeflowPipelinesHook, KubeflowRunState
+from kubeflow_pipelines.links.kubeflow import RUN_URL_KEY, KubeflowPipelinesRunLink
+from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunFailed, KubeflowPipelinesRunOperator
+from kubeflow_pipelines.triggers.kubeflow import KubeflowPipelinesRunTrigger
+
+from tests.conftest import ROOT
+from tests.helpers.kfp_server import FakeKfp
+
+CONN_ID = "kfp_test"
+PACKAGE = str(ROOT / "images" / "steps" / "pipelines" / "retrain.yaml")
+TRIGGER_PATH = "kubeflow_pipelines.triggers.kubeflow.KubeflowPipelinesRunTrigger"
+
+
+@pytest.fixture
+def kfp(monkeypatch):
+    with FakeKfp() as server:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(
+            {"conn_type": "kubeflow_pipelines", "host": server.url, "extra": {"auth_type": "none"}}))
+        yield server
+
+
+@pytest.fixture
+def hook(kfp):
+    h = KubeflowPipelinesHook(kfp_conn_id=CONN_ID)
+    h.retry_delay = 0.01
+    return h
+
+
+class FakeTI:
+    def __init__(self):
+        self.xcom = {}
+
+    def xcom_push(self, key, value):
+        self.xcom[key] = value
+
+
+def context():
+    return {"ti": FakeTI(), "dag": SimpleNamespace(dag_id="retrain_kubeflow"), "run_id": "manual__1"}
+
+
+def operator(**kwargs):
+    defaults = {"task_id": "kfp", "kfp_conn_id": CONN_ID, "pipeline_package": PACKAGE, "pipeline_params": {"gpus": 0},
+                "poll_interval": 0.01, "experiment": "retrain"}
+    return KubeflowPipelinesRunOperator(**{**defaults, **kwargs})
+
+
+# -- hook --------------------------------------------------------------------------------
+def test_state_enum_terminal_set_includes_canceled():
+    assert KubeflowRunState.CANCELED.is_terminal() and KubeflowRunState.SKIPPED.is_terminal()
+    assert not KubeflowRunState.RUNNING.is_terminal() and not KubeflowRunState.CANCELING.is_terminal()
+
+
+def test_ui_field_behaviour_relabels_the_form():
+    behaviour = KubeflowPipelinesHook.get_ui_field_behaviour()
+    assert behaviour["relabeling"]["host"] == "KFP endpoint" and "login" in behaviour["hidden_fields"]
+
+
+def test_upload_is_idempotent_by_name_and_content(hook, kfp, tmp_path):
+    first = hook.upload_pipeline(PACKAGE, "retrain-digits")
+    assert hook.upload_pipeline(PACKAGE, "retrain-digits") == first
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(open(PACKAGE).read() + "\n# changed\n")
+    pipeline_id, version_id = hook.upload_pipeline(str(changed), "retrain-digits")
+    assert pipeline_id == first[0] and version_id != first[1]
+    assert len(kfp.pipelines) == 1
+
+
+def test_experiment_is_created_once(hook, kfp):
+    assert hook.get_or_create_experiment("retrain") == hook.get_or_create_experiment("retrain")
+    assert len(kfp.experiments) == 1
+
+
+def test_create_get_list_and_terminate_runs(hook, kfp):
+    experiment = hook.get_or_create_experiment("retrain")
+    run = hook.create_run(run_name="r", experiment_id=experiment, params={"gpus": 1}, pipeline_spec={"x": 1})
+    kfp.states[run.run_id] = ["RUNNING", "SUCCEEDED"]
+    assert hook.get_run_state(run.run_id)[0] is KubeflowRunState.RUNNING
+    assert hook.get_run_state(run.run_id)[0] is KubeflowRunState.SUCCEEDED
+    assert [r.run_id for r in hook.list_runs()] == [run.run_id]
+    hook.terminate_run(run.run_id)
+    assert kfp.terminated == [run.run_id] and hook.get_run_state(run.run_id)[0] is KubeflowRunState.CANCELED
+    with pytest.raises(ValueError, match="needs a pipeline_spec"):
+        hook.create_run(run_name="r", experiment_id=experiment)
+
+
+def test_5xx_is_retried(hook, kfp):
+    kfp.failures = [503, 502]
+    assert hook.get_or_create_experiment("retrain")
+    kfp.failures = [500] * 10
+    with pytest.raises(KubeflowPipelinesError, match="HTTP 500"):
+        hook.get_or_create_experiment("other")
+
+
+def test_bearer_token_auth(kfp, monkeypatch):
+    kfp.token = "secret-token"
+    monkeypatch.setenv("AIRFLOW_CONN_KFP_TOKEN", json.dumps(
+        {"conn_type": "kubeflow_pipelines", "host": kfp.url, "password": "secret-token"}))
+    assert KubeflowPipelinesHook("kfp_token").get_or_create_experiment("e")
+    monkeypatch.setenv("AIRFLOW_CONN_KFP_BAD", json.dumps(
+        {"conn_type": "kubeflow_pipelines", "host": kfp.url, "password": "wrong"}))
+    with pytest.raises(KubeflowPipelinesError, match="HTTP 401"):
+        KubeflowPipelinesHook("kfp_bad").get_or_create_experiment("e")
+
+
+def test_sa_token_is_reread_on_401(kfp, monkeypatch, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("old-token")
+    monkeypatch.setenv("AIRFLOW_CONN_KFP_SA", json.dumps({"conn_type": "kubeflow_pipelines", "host": kfp.url,
+                       "extra": {"auth_type": "sa_token_file", "sa_token_path": str(token_file)}}))
+    kfp.token = "old-token"
+    sa_hook = KubeflowPipelinesHook("kfp_sa")
+    sa_hook.get_or_create_experiment("e")
+    kfp.token = "rotated-token"
+    token_file.write_text("rotated-token")  # the kubelet rotated the projected token
+    assert sa_hook.get_or_create_experiment("e2")
+
+
+def test_bad_auth_type_is_named(kfp, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_KFP_X", json.dumps({"conn_type": "kubeflow_pipelines", "host": kfp.url,
+                                                           "extra": {"auth_type": "magic"}}))
+    with pytest.raises(ValueError, match="'magic'"):
+        KubeflowPipelinesHook("kfp_x").auth_type
+
+
+# -- trigger -----------------------------------------------------------------------------
+def trigger(run_id, **kwargs):
+    return KubeflowPipelinesRunTrigger(run_id=run_id, kfp_conn_id=CONN_ID, end_time=time.time() + 30,
+                                       poll_interval=0.01, **kwargs)
+
+
+def first_event(trig):
+    async def collect():
+        async for event in trig.run():
+            return event.payload
+
+    return asyncio.run(collect())
+
+
+def test_trigger_serialization():
+    trig = KubeflowPipelinesRunTrigger(run_id="r1", kfp_conn_id=CONN_ID, end_time=123.0, poll_interval=5.0)
+    assert trig.serialize() == (TRIGGER_PATH, {"run_id": "r1", "kfp_conn_id": CONN_ID, "end_time": 123.0,
+                                               "poll_interval": 5.0, "max_errors": 5})
+
+
+@pytest.mark.parametrize(("final", "status"), [("SUCCEEDED", "success"), ("SKIPPED", "success"),
+                                                ("FAILED", "failed"), ("CANCELED", "canceled")])
+def test_trigger_one_event_per_terminal_state(hook, kfp, final, status):
+    run = hook.create_run(run_name="r", experiment_id=hook.get_or_create_experiment("e"), pipeline_spec={"x": 1})
+    kfp.states[run.run_id] = ["PENDING", "RUNNING", final]
+    event = first_event(trigger(run.run_id))
+    assert event["status"] == status and event["state"] == final and event["run_id"] == run.run_id
+    if final == "FAILED":
+        assert event["message"] == "step train failed"
+
+
+def test_trigger_timeout(hook, kfp):
+    run = hook.create_run(run_name="r", experiment_id=hook.get_or_create_experiment("e"), pipeline_spec={"x": 1})
+    kfp.states[run.run_id] = ["RUNNING"]
+    trig = KubeflowPipelinesRunTrigger(run_id=run.run_id, kfp_conn_id=CONN_ID, end_time=time.time(), poll_interval=0.01)
+    assert first_event(trig)["status"] == "timeout"
+
+
+def test_trigger_error_after_repeated_failures(kfp):
+    kfp.failures = [404] * 3
+    event = first_event(trigger("missing", max_errors=2))
+    assert event["status"] == "error" and "HTTP 404" in event["message"]
+
+
+def test_trigger_turns_exceptions_into_error_events(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_KFP_BROKEN", json.dumps({"conn_type": "kubeflow_pipelines", "host": "x",
+                                                               "extra": {"auth_type": "magic"}}))
+    trig = KubeflowPipelinesRunTrigger(run_id="r", kfp_conn_id="kfp_broken", end_time=time.time() + 5)
+    event = first_event(trig)
+    assert event["status"] == "error" and "magic" in event["message"]
+
+
+# -- operator and link -------------------------------------------------------------------
+def test_operator_defers_after_pushing_the_run_url(kfp):
+    ctx = context()
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(deferrable=True).execute(ctx)
+    trig = deferred.value.trigger
+    assert isinstance(trig, KubeflowPipelinesRunTrigger) and deferred.value.method_name == "execute_complete"
+    assert ctx["ti"].xcom[RUN_URL_KEY] == f"{kfp.url}/#/runs/details/{trig.run_id}"
+    (run,) = kfp.runs.values()
+    assert run.display_name == "retrain_kubeflow-manual__1" and run.runtime_config.parameters == {"gpus": 0}
+
+
+def test_operator_polls_to_success_and_returns_outputs(kfp, tmp_path):
+    outputs = tmp_path / "summary.json"
+    outputs.write_text('{"best": 1}')
+    result = operator(deferrable=False, outputs_uri=f"file://{outputs}").execute(context())
+    assert result["state"] == "SUCCEEDED" and result["outputs"] == {"best": 1}
+
+
+def test_operator_uploads_when_a_pipeline_name_is_given(kfp):
+    operator(deferrable=False, pipeline_name="retrain-digits").execute(context())
+    (run,) = kfp.runs.values()
+    assert run.pipeline_version_reference["pipeline_id"] in kfp.pipelines
+
+
+@pytest.mark.parametrize(("status", "message"), [("failed", "step train failed"), ("canceled", "CANCELED"),
+                                                  ("error", "boom")])
+def test_execute_complete_maps_failures(kfp, status, message):
+    with pytest.raises(KubeflowPipelinesRunFailed, match=f"run r1 {status}: .*{message}"):
+        operator().execute_complete(context(), {"status": status, "run_id": "r1", "state": status.upper(),
+                                                "message": message if status != "canceled" else ""})
+
+
+def test_timeout_terminates_the_run(kfp):
+    with pytest.raises(KubeflowPipelinesRunFailed, match="timeout"):
+        operator().execute_complete(context(), {"status": "timeout", "run_id": "r9", "state": "RUNNING"})
+    assert kfp.terminated == ["r9"]
+
+
+def test_execute_complete_success(kfp):
+    assert operator().execute_complete(context(), {"status": "success", "run_id": "r2", "state": "SUCCEEDED"})[
+        "run_url"].endswith("/#/runs/details/r2")
+
+
+def test_on_kill_terminates_the_remote_run(kfp):
+    op = operator(deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(context())
+    op.on_kill()
+    assert kfp.terminated == [op.kfp_run_id]
+
+
+def test_caching_switch_rewrites_every_task(kfp):
+    spec = operator(enable_caching=False)._pipeline_spec()["pipeline_spec"]
+    from kubeflow_pipelines.operators.kubeflow import _dag_tasks
+
+    tasks = _dag_tasks(spec)
+    assert tasks and all(t["cachingOptions"]["enableCache"] is False for t in tasks)
+
+
+def test_operator_needs_a_pipeline():
+    with pytest.raises(ValueError, match="pipeline_package"):
+        KubeflowPipelinesRunOperator(task_id="x")
+
+
+def test_link_reads_the_run_url(monkeypatch):
+    from kubeflow_pipelines.links import kubeflow as links
+
+    monkeypatch.setattr(links.XCom, "get_value", lambda *, ti_key, key: f"url-for-{key}")
+    assert KubeflowPipelinesRunLink().get_link(operator(), ti_key="k") == f"url-for-{RUN_URL_KEY}"
+    assert KubeflowPipelinesRunLink.name == "Kubeflow Run"
+
+
+def test_plugin_registers_the_link():
+    from kubeflow_plugin import KubeflowPipelinesPlugin
+
+    assert any(isinstance(link, KubeflowPipelinesRunLink) for link in KubeflowPipelinesPlugin.operator_extra_links)
