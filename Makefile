@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 HELM ?= $(or $(shell command -v helm 2>/dev/null),build/bin/helm)
 export HELM
 
-.PHONY: run test env image-envs lock manifests bench clean
+.PHONY: run test env image-envs lock manifests kfp-compile bench clean
 
 run: env ## Train, deploy and serve locally; Airflow UI on :8080, model server on :3000
 	bash scripts/run-local.sh
@@ -51,6 +51,9 @@ build/bin/helm: $(VENV)/.installed
 
 manifests: env $(HELM) ## Write every pod of a kubernetes-backend run + the rendered chart to build/manifests/ (GPUS=n EPOCHS=n LEARNING_RATES=a,b)
 	GPUS=$(GPUS) EPOCHS=$(EPOCHS) LEARNING_RATES=$(LEARNING_RATES) FRAMEWORK=$(FRAMEWORK) $(VENV)/bin/python scripts/render-manifests.py
+
+kfp-compile: .venv-kfp/.installed ## Recompile images/steps/pipelines/retrain.yaml from its source (RETRAIN_IMAGE_REGISTRY/TAG)
+	cd images/steps && ../../.venv-kfp/bin/python -m pipelines.retrain pipelines/retrain.yaml
 
 lock: | $(UV) ## Re-resolve the lock files (needs the package index)
 	$(UV) pip compile -q $(UV_FLAGS) requirements/dev.in -o requirements/dev.txt

@@ -15,33 +15,16 @@ registered version (the local model server swaps it in live) or runs `helm upgra
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import dag, task
 from retraining import commands, config
+from retraining.dag_defaults import dag_kwargs
 from retraining.launcher import mapped_step_task, step_task
-from retraining.params import retrain_params
 from retraining.tail import selection_tail
 
 SETTINGS = config.settings()
 
 
-@dag(
-    dag_id="retrain",
-    schedule=SETTINGS.schedule,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    default_args={
-        "retries": 2,
-        "retry_delay": dt.timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=10),
-    },
-    params=retrain_params(),
-    tags=["retraining", "digits", SETTINGS.backend],
-    doc_md=__doc__,
-)
+@dag(dag_id="retrain", **dag_kwargs(SETTINGS, doc_md=__doc__, tags=[SETTINGS.backend]))
 def retrain():
     @task(multiple_outputs=True)
     def plan(params: dict | None = None, run_id: str | None = None) -> dict:

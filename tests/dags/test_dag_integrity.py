@@ -24,10 +24,10 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "retrain" in dagbag.dag_ids
+    assert {"retrain", "retrain_kubeflow"} <= set(dagbag.dag_ids)
 
 
-@pytest.mark.parametrize("dag_id", ["retrain"])
+@pytest.mark.parametrize("dag_id", ["retrain", "retrain_kubeflow"])
 def test_dag_conventions(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.tags and "retraining" in dag.tags
@@ -86,3 +86,12 @@ def test_dag_files_import_no_heavy_library(backend):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_retrain_kubeflow_shape(dagbag):
+    dag = dagbag.dags["retrain_kubeflow"]
+    assert set(dag.task_ids) == {"plan", "plan_candidates", "pipeline_arguments", "kubeflow_run", "select_best",
+                                 "gate", "package", "deploy_model"}
+    assert dag.get_task("kubeflow_run").downstream_task_ids == {"select_best"}
+    assert dag.params.validate() == dagbag.dags["retrain"].params.validate(), "the same form as retrain"
+    assert dag.get_task("kubeflow_run").pipeline_package.endswith("images/steps/pipelines/retrain.yaml")

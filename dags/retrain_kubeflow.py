@@ -1,0 +1,67 @@
+"""
+### Retrain the digits classifier on Kubeflow Pipelines
+
+The same steps as `retrain` (**download → preprocess → train candidates → evaluate**) run as one
+Kubeflow Pipelines run (`images/steps/pipelines/retrain.yaml`, submitted through the KFP REST API
+by `KubeflowPipelinesRunOperator`; the **Kubeflow Run** button links to it), then the same
+**select best → gate → package → deploy** tail as `retrain`.
+
+Connection `kubeflow_default` (type *Kubeflow Pipelines*): host = the KFP endpoint; auth in the
+extra (`none`, `token`, `sa_token_file`, `cookie`). The pipeline gets the exact step arguments
+the pods and the local backend get, so it writes to the same artifact-store paths.
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import dag, task
+from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunOperator
+from retraining import commands, config
+from retraining.dag_defaults import dag_kwargs
+from retraining.tail import selection_tail
+
+SETTINGS = config.settings()
+PIPELINE_PACKAGE = str(config.PROJECT_ROOT / "images" / "steps" / "pipelines" / "retrain.yaml")
+
+
+@dag(dag_id="retrain_kubeflow", **dag_kwargs(SETTINGS, doc_md=__doc__, tags=["kubeflow"]))
+def retrain_kubeflow():
+    @task(multiple_outputs=True)
+    def plan(params: dict | None = None, run_id: str | None = None) -> dict:
+        """Arguments and output folders of the data steps for this run."""
+        return commands.data_steps(
+            params=params, run_id=run_id, artifact_store=SETTINGS.artifact_store, default_dataset=SETTINGS.dataset_uri
+        )
+
+    @task
+    def plan_candidates(params: dict | None = None, run_id: str | None = None) -> list[dict]:
+        """One candidate per learning rate, with its train and evaluate arguments."""
+        return commands.candidates(params=params, run_id=run_id, artifact_store=SETTINGS.artifact_store)
+
+    @task
+    def pipeline_arguments(data: dict, candidates: list[dict], params: dict | None = None) -> dict:
+        """The KFP pipeline's parameters: the step arguments, and the GPUs per train task."""
+        return {
+            "download_argv": data["download"],
+            "preprocess_argv": data["preprocess"],
+            "candidates": [{"train": c["train"], "evaluate": c["evaluate"]} for c in candidates],
+            "gpus": int(params["gpus"]),
+        }
+
+    data, candidates = plan(), plan_candidates()
+    kubeflow_run = KubeflowPipelinesRunOperator(
+        task_id="kubeflow_run",
+        kfp_conn_id=os.environ.get("RETRAIN_KFP_CONN_ID", "kubeflow_default"),
+        pipeline_package=PIPELINE_PACKAGE,
+        pipeline_name=os.environ.get("RETRAIN_KFP_PIPELINE_NAME") or None,
+        pipeline_params=pipeline_arguments(data, candidates),
+        experiment="retrain-digits",
+        run_name="retrain-{{ run_id }}",
+        poll_interval=float(os.environ.get("RETRAIN_KFP_POLL_SECONDS", "15")),
+    )
+    best = selection_tail(candidates=candidates, dataset=data["dataset"], settings=SETTINGS)
+    kubeflow_run >> best
+
+
+retrain_kubeflow()
