@@ -15,30 +15,18 @@ registered version (the local model server swaps it in live) or runs `helm upgra
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 from retraining import commands, config
 from retraining.dag_defaults import dag_kwargs
 from retraining.launcher import mapped_step_task, step_task
-from retraining.tail import selection_tail
+from retraining.tail import planning_head, selection_tail
 
 SETTINGS = config.settings()
 
 
 @dag(dag_id="retrain", **dag_kwargs(SETTINGS, doc_md=__doc__, tags=[SETTINGS.backend]))
 def retrain():
-    @task(multiple_outputs=True)
-    def plan(params: dict | None = None, run_id: str | None = None) -> dict:
-        """Arguments and output folders of the data steps for this run."""
-        return commands.data_steps(
-            params=params, run_id=run_id, artifact_store=SETTINGS.artifact_store, default_dataset=SETTINGS.dataset_uri
-        )
-
-    @task
-    def plan_candidates(params: dict | None = None, run_id: str | None = None) -> list[dict]:
-        """One candidate per learning rate, with its train and evaluate arguments."""
-        return commands.candidates(params=params, run_id=run_id, artifact_store=SETTINGS.artifact_store)
-
-    data, candidates = plan(), plan_candidates()
+    data, candidates = planning_head(SETTINGS)
     common = {"cmds": commands.STEPS_CMDS, "settings": SETTINGS, "python_bin": SETTINGS.steps_python}
     download = step_task("download", arguments=data["download"], **common)
     preprocess = step_task("preprocess", arguments=data["preprocess"], **common)
@@ -46,5 +34,6 @@ def retrain():
     evaluate = mapped_step_task("evaluate", arguments=candidates.map(commands.evaluate_arguments), **common)
     best = selection_tail(candidates=candidates, dataset=data["dataset"], settings=SETTINGS)
     download >> preprocess >> train >> evaluate >> best
+
 
 retrain()

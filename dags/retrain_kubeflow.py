@@ -17,9 +17,9 @@ import os
 
 from airflow.sdk import dag, task
 from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunOperator
-from retraining import commands, config
+from retraining import config
 from retraining.dag_defaults import dag_kwargs
-from retraining.tail import selection_tail
+from retraining.tail import planning_head, selection_tail
 
 SETTINGS = config.settings()
 PIPELINE_PACKAGE = str(config.PROJECT_ROOT / "images" / "steps" / "pipelines" / "retrain.yaml")
@@ -27,18 +27,6 @@ PIPELINE_PACKAGE = str(config.PROJECT_ROOT / "images" / "steps" / "pipelines" / 
 
 @dag(dag_id="retrain_kubeflow", **dag_kwargs(SETTINGS, doc_md=__doc__, tags=["kubeflow"]))
 def retrain_kubeflow():
-    @task(multiple_outputs=True)
-    def plan(params: dict | None = None, run_id: str | None = None) -> dict:
-        """Arguments and output folders of the data steps for this run."""
-        return commands.data_steps(
-            params=params, run_id=run_id, artifact_store=SETTINGS.artifact_store, default_dataset=SETTINGS.dataset_uri
-        )
-
-    @task
-    def plan_candidates(params: dict | None = None, run_id: str | None = None) -> list[dict]:
-        """One candidate per learning rate, with its train and evaluate arguments."""
-        return commands.candidates(params=params, run_id=run_id, artifact_store=SETTINGS.artifact_store)
-
     @task
     def pipeline_arguments(data: dict, candidates: list[dict], params: dict | None = None) -> dict:
         """The KFP pipeline's parameters: the step arguments, and the GPUs per train task."""
@@ -49,7 +37,7 @@ def retrain_kubeflow():
             "gpus": int(params["gpus"]),
         }
 
-    data, candidates = plan(), plan_candidates()
+    data, candidates = planning_head(SETTINGS)
     kubeflow_run = KubeflowPipelinesRunOperator(
         task_id="kubeflow_run",
         kfp_conn_id=os.environ.get("RETRAIN_KFP_CONN_ID", "kubeflow_default"),

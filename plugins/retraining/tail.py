@@ -1,4 +1,5 @@
-"""The tail every retraining DAG shares: select the best candidate → gate → package → deploy."""
+"""What every retraining DAG shares around its steps: the planning head (``plan``,
+``plan_candidates``) and the tail (select the best candidate → gate → package → deploy)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,24 @@ from retraining.config import Settings
 from retraining.launcher import step_task
 
 log = logging.getLogger(__name__)
+
+
+def planning_head(settings: Settings):
+    """Add ``plan`` and ``plan_candidates`` to the current DAG; return their XComArgs."""
+
+    @task(multiple_outputs=True)
+    def plan(params: dict | None = None, run_id: str | None = None) -> dict:
+        """Arguments and output folders of the data steps for this run."""
+        return commands.data_steps(
+            params=params, run_id=run_id, artifact_store=settings.artifact_store, default_dataset=settings.dataset_uri
+        )
+
+    @task
+    def plan_candidates(params: dict | None = None, run_id: str | None = None) -> list[dict]:
+        """One candidate per learning rate, with its train and evaluate arguments."""
+        return commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store)
+
+    return plan(), plan_candidates()
 
 
 def candidate_metrics(candidate: dict) -> dict:
