@@ -61,13 +61,12 @@ def card(registry: str, version: str) -> dict:
 
 def production(registry: str) -> dict | None:
     """The card of the version in production, or None when nothing was promoted yet."""
-    pointer_uri = artifacts.join(registry, PRODUCTION)
-    if not artifacts.exists(pointer_uri):
-        return None
-    return card(registry, artifacts.read_json(pointer_uri)["version"])
+    version = production_version(registry)
+    return None if version is None else card(registry, version)
 
 
 def production_version(registry: str) -> str | None:
+    """The version the production pointer names, or None when nothing was promoted yet."""
     pointer_uri = artifacts.join(registry, PRODUCTION)
     if not artifacts.exists(pointer_uri):
         return None
