@@ -32,7 +32,7 @@ def retrain():
     preprocess = step_task("preprocess", arguments=data["preprocess"], **common)
     train = mapped_step_task("train", arguments=candidates.map(commands.train_arguments), **common)
     evaluate = mapped_step_task("evaluate", arguments=candidates.map(commands.evaluate_arguments), **common)
-    best = selection_tail(candidates=candidates, dataset=data["dataset"], settings=SETTINGS)
+    best = selection_tail(candidates=candidates, data=data, settings=SETTINGS)
     download >> preprocess >> train >> evaluate >> best
 
 

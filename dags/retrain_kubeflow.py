@@ -48,7 +48,7 @@ def retrain_kubeflow():
         run_name="retrain-{{ run_id }}",
         poll_interval=float(os.environ.get("RETRAIN_KFP_POLL_SECONDS", "15")),
     )
-    best = selection_tail(candidates=candidates, dataset=data["dataset"], settings=SETTINGS)
+    best = selection_tail(candidates=candidates, data=data, settings=SETTINGS)
     kubeflow_run >> best
 
 

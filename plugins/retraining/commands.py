@@ -34,8 +34,32 @@ def data_steps(*, params: dict, run_id: str, artifact_store: str, default_datase
     return {"download": download, "preprocess": preprocess, "dataset": dataset, "splits": splits}
 
 
+def production_baseline(*, run_id: str, artifact_store: str, registry: str, production_version: str | None) -> list[dict]:
+    """``[]`` with nothing in production, else the ``evaluate`` of the production version on this
+    run's test split (the ``evaluate_production`` task), which the gate compares the candidate with."""
+    if not production_version:
+        return []
+    root = run_root(artifact_store, run_id)
+    model, evaluation = join(registry, "versions", production_version), join(root, "evaluate", "production")
+    evaluate = ["evaluate", "--data", join(root, "preprocess"), "--model", model, "--output", evaluation]
+    return [{"version": production_version, "model": model, "evaluation": evaluation, "evaluate": evaluate}]
+
+
+MAX_GPUS_PER_TRAIN_POD = 1
+
+
 def candidates(*, params: dict, run_id: str, artifact_store: str) -> list[dict]:
-    """One candidate per learning rate: its output URIs and its ``train`` and ``evaluate`` arguments."""
+    """One candidate per learning rate: its output URIs and its ``train`` and ``evaluate`` arguments.
+
+    Raises ``ValueError`` for more GPUs per train pod than training uses (one device per
+    candidate; candidates train in parallel, one pod each).
+    """
+    gpus = int(params.get("gpus", 0) or 0)
+    if gpus > MAX_GPUS_PER_TRAIN_POD:
+        raise ValueError(
+            f"gpus={gpus}: a candidate trains on one GPU; set 'GPUs per train pod' to 0 or 1 "
+            "(several learning rates train in parallel, one pod and one GPU each)"
+        )
     root = run_root(artifact_store, run_id)
     splits = join(root, "preprocess")
     out = []

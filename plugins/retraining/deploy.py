@@ -1,11 +1,23 @@
-"""Rolling a registered model version out: promote it (local) or ``helm upgrade`` (kubernetes)."""
+"""Deploying a registered model version: one path for both backends.
+
+1. **Roll out**: ``local``, nothing to do (the local model server follows the production
+   pointer); ``kubernetes``, ``helm upgrade`` of ``charts/serving`` with the version's bento, its
+   sha256 and the serving image of this deployment, keeping the release's install-time values.
+2. **Promote**, only after the rollout succeeded: the registry's production pointer names the
+   version, which is what the next run's gate compares against on both backends.
+
+A failed rollout raises; Helm has rolled the release back and production is unchanged.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 
 from retrain_steps import artifacts, registry
+
+from retraining.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -19,32 +31,66 @@ def model_version(model_uri: str) -> str:
 
 
 def helm_upgrade_command(
-    *, chart: str, bento_uri: str, version: str, namespace: str, release: str = RELEASE, timeout: str = "10m"
+    *, chart: str, card: dict, image_repository: str, image_tag: str, namespace: str, release: str = RELEASE,
+    timeout: str = "10m", helm: str = "helm",
 ) -> list[str]:
-    """``helm upgrade --install`` of the serving chart with a new model; rolls back if the rollout fails."""
+    """``helm upgrade --install`` of the serving chart with a new model version.
+
+    ``--reset-then-reuse-values`` keeps what the platform engineer set at install (replicas,
+    ingress, resources...) and only overrides the model and the image; ``--rollback-on-failure``
+    restores the previous release when the rollout fails.
+    """
+    bento = card["bento"]
     return [
-        "helm", "upgrade", "--install", release, chart,
+        helm, "upgrade", "--install", release, chart,
         "--namespace", namespace,
-        "--set-string", f"model.uri={bento_uri}",
-        "--set-string", f"model.version={version}",
+        "--reset-then-reuse-values",
+        "--set-string", f"image.repository={image_repository}",
+        "--set-string", f"image.tag={image_tag}",
+        "--set-string", f"model.uri={bento['uri']}",
+        "--set-string", f"model.version={card['version']}",
+        "--set-string", f"model.sha256={bento['sha256']}",
         "--rollback-on-failure",
         "--wait",
         "--timeout", timeout,
     ]  # fmt: skip
 
 
-def deploy_local(registry_uri: str, version: str) -> dict:
-    """Promote ``version``: the local model server follows the pointer and swaps models live."""
-    pointer = registry.promote(registry_uri, version)
-    log.info("promoted %s to production (previous: %s)", version, pointer["previous"])
-    return pointer
-
-
-def deploy_kubernetes(command: list[str]) -> None:
-    """Run the helm command; a failed rollout raises and Helm has rolled back to the previous release."""
+def run_helm(command: list[str]) -> None:
+    """Run the helm command, logging its output; raise when the rollout failed."""
     log.info("Running: %s", " ".join(command))
     completed = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
     for line in (completed.stdout + completed.stderr).splitlines():
         log.info("%s", line)
     if completed.returncode != 0:
-        raise RuntimeError(f"helm upgrade failed (exit {completed.returncode}); the previous release keeps serving")
+        raise RuntimeError(
+            f"helm upgrade failed (exit {completed.returncode}); the previous release keeps serving "
+            "and production was not changed"
+        )
+
+
+def roll_out(settings: Settings, card: dict) -> dict:
+    """Make the serving backend run ``card``'s version; return where it went."""
+    if settings.backend != "kubernetes":
+        return {"backend": "local"}
+    from retraining.pods import deployment_settings, image_repository, image_tag
+
+    target = deployment_settings()
+    run_helm(
+        helm_upgrade_command(
+            chart=target["chart"], card=card, image_repository=image_repository("serving"), image_tag=image_tag(),
+            namespace=target["namespace"], release=target["release"], helm=os.environ.get("HELM", "helm"),
+        )
+    )
+    return {"backend": "kubernetes", "release": target["release"], "namespace": target["namespace"]}
+
+
+def deploy(settings: Settings, version: str) -> dict:
+    """Roll ``version`` out, then (only on success) promote it in the registry."""
+    card = registry.card(settings.registry, version)
+    if not card.get("bento", {}).get("uri"):
+        raise ValueError(f"version {version} has no bento in the registry; package it first")
+    target = roll_out(settings, card)
+    pointer = registry.promote(settings.registry, version)
+    log.info("deployed %s (%s); production was %s", version, target["backend"], pointer["previous"])
+    return {**target, **pointer}

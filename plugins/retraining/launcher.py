@@ -2,8 +2,8 @@
 
 * ``local``: :class:`LocalStepOperator` runs ``python -m <entry point> <arguments>`` as a
   subprocess in the steps (or serving) environment, streaming its output into the task log;
-* ``kubernetes``: a ``KubernetesPodOperator`` runs the same command in the step's image
-  (see :mod:`retraining.pods`).
+* ``kubernetes``: a :class:`retraining.step_pod.StepPodOperator` (KubernetesPodOperator) runs the
+  same command in the step's image (see :mod:`retraining.pods`); exit 2 fails without retry on both.
 
 DAG files call :func:`step_task` / :func:`mapped_step_task` and never see the difference.
 """
@@ -97,10 +97,9 @@ class LocalStepOperator(BaseOperator):
 def _operator(step: str, cmds: list[str], settings: Settings, python_bin: str):
     if settings.backend == "kubernetes":
         from retraining.pods import pod_operator_kwargs
+        from retraining.step_pod import StepPodOperator
 
-        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
-        return KubernetesPodOperator, pod_operator_kwargs(step, cmds=cmds)
+        return StepPodOperator, pod_operator_kwargs(step, cmds=cmds)
     return LocalStepOperator, {"cmds": cmds, "python_bin": python_bin, "cwd": str(settings.project_root)}
 
 

@@ -21,29 +21,36 @@ def default_params(**overrides) -> dict:
     return {**params, **overrides}
 
 
-def render_pods(settings: Settings, params: dict, run_id: str = "manual__review") -> dict[str, dict]:
-    """``{name: manifest}`` for download, preprocess, train-<i>, evaluate-<i> and package."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+def render_pods(
+    settings: Settings, params: dict, run_id: str = "manual__review", production_version: str | None = None
+) -> dict[str, dict]:
+    """``{name: manifest}`` for download, preprocess, train-<i>, evaluate-<i>, evaluate-production
+    (when ``production_version`` is given) and package, in the order a run launches them."""
     from kubernetes.client import ApiClient
 
     from retraining.pods import pod_operator_kwargs
+    from retraining.step_pod import StepPodOperator
 
     data = commands.data_steps(params=params, run_id=run_id, artifact_store=settings.artifact_store,
                                default_dataset=settings.dataset_uri)
+    baseline = commands.production_baseline(run_id=run_id, artifact_store=settings.artifact_store,
+                                            registry=settings.registry, production_version=production_version)
     candidates = commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store)
     planned = [("download", -1, commands.STEPS_CMDS, data["download"]),
                ("preprocess", -1, commands.STEPS_CMDS, data["preprocess"])]
     planned += [("train", c["index"], commands.STEPS_CMDS, c["train"]) for c in candidates]
     planned += [("evaluate", c["index"], commands.STEPS_CMDS, c["evaluate"]) for c in candidates]
+    planned += [("evaluate_production", 0, commands.STEPS_CMDS, b["evaluate"]) for b in baseline]
     package = commands.package_arguments(candidate=candidates[0], dataset=data["dataset"],
                                          registry=settings.registry, run_id=run_id)
     planned.append(("package", -1, commands.PACKAGE_CMDS, package))
     pods = {}
     for step, index, cmds, arguments in planned:
-        operator = KubernetesPodOperator(task_id=step, arguments=arguments, **pod_operator_kwargs(step, cmds=cmds))
+        operator = StepPodOperator(task_id=step, arguments=arguments, **pod_operator_kwargs(step, cmds=cmds))
         ti = SimpleNamespace(dag_id="retrain", task_id=step, map_index=index, try_number=1)
         context = {"params": params, "ti": ti, "run_id": run_id, "dag": SimpleNamespace()}
         operator.render_template_fields(context)
         pod = operator.build_pod_request_obj(context, dry_run=True)
-        pods[step if index < 0 else f"{step}-{index}"] = ApiClient().sanitize_for_serialization(pod)
+        name = step.replace("_", "-") if step == "evaluate_production" else step if index < 0 else f"{step}-{index}"
+        pods[name] = ApiClient().sanitize_for_serialization(pod)
     return pods

@@ -52,9 +52,10 @@ def retrain_params() -> dict[str, Param]:
             1,
             type="integer",
             minimum=0,
-            maximum=8,
+            maximum=1,
             title="GPUs per train pod",
-            description="nvidia.com/gpu limit of each train pod (kubernetes backend); 0 trains on CPU.",
+            description="nvidia.com/gpu limit of each train pod (kubernetes and Kubeflow); 0 trains on CPU. "
+            "A candidate trains on one GPU; candidates train in parallel, one pod each.",
             section="Training",
         ),
         "min_accuracy": Param(

@@ -13,6 +13,10 @@ from the Kubernetes Secret named by ``RETRAIN_ARTIFACT_SECRET``, mounted with ``
 | ``RETRAIN_ARTIFACT_SECRET`` | ``artifact-store`` |
 | ``RETRAIN_GPU_NODE_SELECTOR`` | ``nvidia.com/gpu.present=true`` |
 | ``RETRAIN_HELM_CHART`` | ``<project>/charts/serving`` |
+| ``RETRAIN_HELM_RELEASE`` / ``RETRAIN_SERVING_NAMESPACE`` | ``serving`` / ``serving`` |
+
+Pods run as the images' user (uid/gid 10001), non-root, with a read-only root filesystem and a
+writable ``/tmp`` (an ``emptyDir``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ import os
 
 from retraining.config import PROJECT_ROOT
 
-IMAGE_OF_STEP = {"download": "steps", "preprocess": "steps", "evaluate": "steps", "train": "train", "package": "serving"}
+IMAGE_OF_STEP = {
+    "download": "steps", "preprocess": "steps", "evaluate": "steps", "evaluate_production": "steps",
+    "train": "train", "package": "serving",
+}
+IMAGE_UID = 10001  # the user every image creates (images/*/Dockerfile)
 RESOURCES = {
     "steps": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
     "train": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "8", "memory": "16Gi"}},
@@ -35,8 +43,17 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def image_repository(role: str) -> str:
+    return f"{_env('RETRAIN_IMAGE_REGISTRY', 'ghcr.io/example/retrain')}/{role}"
+
+
+def image_tag() -> str:
+    return _env("RETRAIN_IMAGE_TAG", "latest")
+
+
 def image(role: str) -> str:
-    return f"{_env('RETRAIN_IMAGE_REGISTRY', 'ghcr.io/example/retrain')}/{role}:{_env('RETRAIN_IMAGE_TAG', 'latest')}"
+    """The image of ``role`` (steps, train, serving) for this deployment: registry, role, tag."""
+    return f"{image_repository(role)}:{image_tag()}"
 
 
 def pod_operator_kwargs(step: str, *, cmds: list[str]) -> dict:
@@ -64,7 +81,17 @@ def pod_operator_kwargs(step: str, *, cmds: list[str]) -> dict:
         "container_resources": k8s.V1ResourceRequirements(**resources),
         "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=_env("RETRAIN_ARTIFACT_SECRET", "artifact-store")))],
         "labels": {"app.kubernetes.io/part-of": "retrain", "app.kubernetes.io/component": step},
-        "security_context": k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=1000, fs_group=1000),
+        "security_context": k8s.V1PodSecurityContext(
+            run_as_non_root=True, run_as_user=IMAGE_UID, run_as_group=IMAGE_UID, fs_group=IMAGE_UID,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        "container_security_context": k8s.V1SecurityContext(
+            allow_privilege_escalation=False, read_only_root_filesystem=True,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        ),
+        "volumes": [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())],
+        "volume_mounts": [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
+        "env_vars": [k8s.V1EnvVar(name="HOME", value="/tmp")],
         "on_finish_action": "delete_succeeded_pod",
         "get_logs": True,
         "do_xcom_push": False,
@@ -77,4 +104,5 @@ def deployment_settings() -> dict:
     return {
         "chart": _env("RETRAIN_HELM_CHART", str(PROJECT_ROOT / "charts" / "serving")),
         "namespace": _env("RETRAIN_SERVING_NAMESPACE", "serving"),
+        "release": _env("RETRAIN_HELM_RELEASE", "serving"),
     }

@@ -35,8 +35,9 @@ class GateDecision:
 def gate(candidate: dict, production: dict | None, *, min_accuracy: float, margin: float) -> GateDecision:
     """Deploy ``candidate`` only if it meets ``min_accuracy`` and beats production by more than ``margin``.
 
-    Both are compared on ``test_accuracy``. With nothing in production, meeting the minimum
-    is enough; a production card without ``test_accuracy`` counts as beatable.
+    ``production`` is ``{"version", "test_accuracy"}`` with the production model's accuracy measured
+    on the candidate's own test split (the ``evaluate_production`` step), so both numbers come from
+    the same data. With nothing in production, meeting the minimum is enough.
     """
     accuracy = candidate.get("test_accuracy")
     if not isinstance(accuracy, (int, float)):
@@ -47,11 +48,13 @@ def gate(candidate: dict, production: dict | None, *, min_accuracy: float, margi
         return GateDecision(True, f"no model in production; test accuracy {accuracy:.4f} meets the minimum")
     if candidate.get("version") and candidate.get("version") == production.get("version"):
         return GateDecision(False, f"version {production['version']} is already in production")
-    current = production.get("metrics", {}).get("test_accuracy")
+    current = production.get("test_accuracy")
     if not isinstance(current, (int, float)):
-        return GateDecision(True, "the production model has no test_accuracy; replacing it")
+        return GateDecision(False, f"production {production.get('version')} was not evaluated on this run's test split")
     if accuracy - current > margin:
-        return GateDecision(True, f"test accuracy {accuracy:.4f} beats production {current:.4f} by more than {margin}")
+        return GateDecision(
+            True, f"test accuracy {accuracy:.4f} beats production {current:.4f} (same test split) by more than {margin}"
+        )
     return GateDecision(
-        False, f"test accuracy {accuracy:.4f} does not beat production {current:.4f} by more than {margin}"
+        False, f"test accuracy {accuracy:.4f} does not beat production {current:.4f} (same test split) by more than {margin}"
     )

@@ -9,7 +9,7 @@ from airflow.sdk import task
 
 from retraining import commands, deploy, selection, store_connection
 from retraining.config import Settings
-from retraining.launcher import step_task
+from retraining.launcher import mapped_step_task, step_task
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,32 @@ def candidate_metrics(candidate: dict) -> dict:
     }
 
 
-def selection_tail(*, candidates, dataset, settings: Settings):
-    """Add the shared tail to the current DAG; ``candidates`` and ``dataset`` may be XComArgs."""
+def measured_production(baseline: list[dict], current: str | None) -> dict | None:
+    """Production's accuracy on this run's test split, from ``evaluate_production``.
+
+    Raises ``ValueError`` when production changed while the run was going (the candidate was
+    compared with another model): the run fails and says so, nothing is deployed.
+    """
+    from retrain_steps import artifacts
+
+    planned = baseline[0]["version"] if baseline else None
+    if planned != current:
+        raise ValueError(
+            f"production changed during this run ({planned} when it started, {current} now); "
+            "the candidate was not compared with the model in production: trigger the run again"
+        )
+    if current is None:
+        return None
+    metrics = artifacts.read_json(artifacts.join(baseline[0]["evaluation"], "metrics.json"))
+    return {"version": current, "test_accuracy": metrics.get("accuracy")}
+
+
+def selection_tail(*, candidates, data, settings: Settings):
+    """Add the shared tail to the current DAG; ``candidates`` and ``data`` (``plan``'s output) may be XComArgs.
+
+    ``evaluate_production`` runs the production model on this run's test split (mapped over
+    zero or one version), so the gate compares two accuracies measured on the same data.
+    """
 
     @task(multiple_outputs=True)
     def select_best(candidates: list[dict], dataset: str, run_id: str | None = None) -> dict:
@@ -64,43 +88,45 @@ def selection_tail(*, candidates, dataset, settings: Settings):
         )
         return {"candidate": best, "package_arguments": arguments}
 
-    @task.short_circuit
-    def gate(candidate: dict, params: dict | None = None) -> bool:
+    @task
+    def plan_production(run_id: str | None = None) -> list[dict]:
+        """The model in production now, to evaluate on this run's test split (none: ``[]``)."""
         from retrain_steps import registry
 
         store_connection.apply_to_process()
+        return commands.production_baseline(
+            run_id=run_id, artifact_store=settings.artifact_store, registry=settings.registry,
+            production_version=registry.production_version(settings.registry),
+        )
+
+    @task.short_circuit(trigger_rule="none_failed")
+    def gate(candidate: dict, baseline: list[dict], params: dict | None = None) -> bool:
+        from retrain_steps import registry
+
+        store_connection.apply_to_process()
+        production = measured_production(baseline, registry.production_version(settings.registry))
         decision = selection.gate(
-            candidate, registry.production(settings.registry),
-            min_accuracy=float(params["min_accuracy"]), margin=float(params["margin"]),
+            candidate, production, min_accuracy=float(params["min_accuracy"]), margin=float(params["margin"]),
         )
         log.info("gate: %s: %s", "deploy" if decision.deploy else "keep production", decision.reason)
         return decision.deploy
 
     @task
     def deploy_model(candidate: dict) -> dict:
-        from retrain_steps import registry
-
         store_connection.apply_to_process()
-        version = candidate["version"]
-        card = registry.card(settings.registry, version)
-        if settings.backend == "kubernetes":
-            from retraining.pods import deployment_settings
+        return deploy.deploy(settings, candidate["version"])
 
-            target = deployment_settings()
-            deploy.deploy_kubernetes(
-                deploy.helm_upgrade_command(
-                    chart=target["chart"], bento_uri=card["bento"]["uri"], version=version,
-                    namespace=target["namespace"],
-                )
-            )
-            return {"version": version, "backend": "kubernetes"}
-        return {"backend": "local", **deploy.deploy_local(settings.registry, version)}
-
-    best = select_best(candidates, dataset)
+    best = select_best(candidates, data["dataset"])
+    baseline = plan_production()
+    evaluate_production = mapped_step_task(
+        "evaluate_production", arguments=baseline.map(commands.evaluate_arguments),
+        cmds=commands.STEPS_CMDS, settings=settings, python_bin=settings.steps_python,
+    )
     package = step_task(
         "package", arguments=best["package_arguments"], cmds=commands.PACKAGE_CMDS, settings=settings,
         python_bin=settings.serving_python,
     )
-    go = gate(best["candidate"])
+    go = gate(best["candidate"], baseline)
+    best >> baseline >> evaluate_production >> go  # after select_best, hence after preprocess wrote the splits
     go >> package >> deploy_model(best["candidate"])
     return best

@@ -17,15 +17,21 @@ from tests.helpers.kube import helm, validate
 K8S = settings({"RETRAIN_BACKEND": "kubernetes", "RETRAIN_ARTIFACT_STORE": "s3://artifacts"})
 
 
-@pytest.fixture(scope="module", params=[0, 1, 4], ids=lambda g: f"gpus={g}")
+@pytest.fixture(scope="module", params=[0, 1], ids=lambda g: f"gpus={g}")
 def pods(request):
-    return request.param, render_pods(K8S, default_params(gpus=request.param, learning_rates=[0.001, 0.01, 0.1]))
+    params = default_params(gpus=request.param, learning_rates=[0.001, 0.01, 0.1])
+    return request.param, render_pods(K8S, params, production_version="0123456789ab")
 
 
 def test_one_pod_per_task(pods):
     _, rendered = pods
-    assert sorted(rendered) == ["download", "evaluate-0", "evaluate-1", "evaluate-2", "package", "preprocess",
-                                "train-0", "train-1", "train-2"]
+    assert sorted(rendered) == ["download", "evaluate-0", "evaluate-1", "evaluate-2", "evaluate-production",
+                                "package", "preprocess", "train-0", "train-1", "train-2"]
+
+
+def test_more_gpus_than_training_uses_are_refused():
+    with pytest.raises(ValueError, match="gpus=4: a candidate trains on one GPU"):
+        render_pods(K8S, default_params(gpus=4))
 
 
 def test_every_pod_validates_against_the_kubernetes_schema(pods):
@@ -53,7 +59,8 @@ def test_pods_run_the_step_cli_non_root_with_secret_credentials(pods):
         assert container["envFrom"] == [{"secretRef": {"name": "artifact-store"}}]
         assert not any("SECRET" in env.get("name", "") for env in container.get("env", []))
         labels = manifest["metadata"]["labels"]
-        assert labels["dag_id"] == "retrain" and labels["task_id"] == name.split("-")[0] and labels["run_id"]
+        assert labels["dag_id"] == "retrain" and labels["run_id"]
+        assert labels["task_id"] == ("evaluate_production" if name == "evaluate-production" else name.split("-")[0])
         expected = ["python", "-m", "serving.package"] if name == "package" else ["python", "-m", "retrain_steps"]
         assert container["command"] == expected
         assert spec["serviceAccountName"] == "retrain-steps" and spec["restartPolicy"] == "Never"
@@ -79,27 +86,62 @@ def test_the_dag_uses_pod_operators_on_the_kubernetes_backend():
     env = {**os.environ, "RETRAIN_BACKEND": "kubernetes", "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(ROOT)])}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     types = json.loads(out.stdout.strip().splitlines()[-1])
-    for step in ("download", "preprocess", "train", "evaluate", "package"):
-        assert types[step] == "KubernetesPodOperator", types
+    for step in ("download", "preprocess", "train", "evaluate", "evaluate_production", "package"):
+        assert types[step] == "StepPodOperator", types
 
 
-def test_helm_upgrade_command_is_built_from_its_inputs():
-    command = helm_upgrade_command(chart="charts/serving", bento_uri="s3://a/v1/digits_classifier.bento",
-                                   version="abc123def456", namespace="serving")
-    assert command == [
+CARD = {"version": "abc123def456", "bento": {"uri": "s3://a/v1/digits_classifier.bento", "sha256": "f" * 64}}
+
+
+def upgrade_command(**overrides):
+    kwargs = {"chart": "charts/serving", "card": CARD, "image_repository": "reg.example/retrain/serving",
+              "image_tag": "v7", "namespace": "serving", **overrides}
+    return helm_upgrade_command(**kwargs)
+
+
+def test_helm_upgrade_keeps_install_values_and_sets_model_and_image():
+    assert upgrade_command() == [
         "helm", "upgrade", "--install", "serving", "charts/serving", "--namespace", "serving",
+        "--reset-then-reuse-values",
+        "--set-string", "image.repository=reg.example/retrain/serving", "--set-string", "image.tag=v7",
         "--set-string", "model.uri=s3://a/v1/digits_classifier.bento", "--set-string", "model.version=abc123def456",
+        "--set-string", f"model.sha256={'f' * 64}",
         "--rollback-on-failure", "--wait", "--timeout", "10m",
     ]
 
 
 def test_helm_accepts_the_upgrade_flags_and_values():
     """The flags exist in the real helm v4 binary, and the --set-string values render the chart."""
-    command = helm_upgrade_command(chart="charts/serving", bento_uri="s3://a/v1/digits_classifier.bento",
-                                   version="abc123def456", namespace="serving")
+    command = upgrade_command()
     usage = helm("upgrade", "--help").stdout
-    for flag in ("--install", "--rollback-on-failure", "--wait", "--set-string", "--timeout", "--namespace"):
+    for flag in ("--install", "--reset-then-reuse-values", "--rollback-on-failure", "--wait", "--set-string",
+                 "--timeout", "--namespace"):
         assert flag in usage
     sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set-string"]
     rendered = helm("template", "serving", "charts/serving", *[a for s in sets for a in ("--set-string", s)]).stdout
     assert "MODEL_URI: \"s3://a/v1/digits_classifier.bento\"" in rendered and "abc123def456" in rendered
+    assert f"MODEL_SHA256: \"{'f' * 64}\"" in rendered, "the init container must verify the bento's checksum"
+    assert "image: \"reg.example/retrain/serving:v7\"" in rendered
+
+
+def test_deploy_sets_the_serving_image_the_step_pods_use(monkeypatch):
+    from retraining import deploy, pods
+
+    monkeypatch.setenv("RETRAIN_IMAGE_REGISTRY", "reg.example/team")
+    monkeypatch.setenv("RETRAIN_IMAGE_TAG", "abc1234")
+    seen = []
+    monkeypatch.setattr(deploy, "run_helm", seen.append)
+    deploy.roll_out(K8S, CARD)
+    command = seen[0]
+    assert f"image.repository={pods.image_repository('serving')}" in command
+    assert "image.tag=abc1234" in command and pods.image("serving") == "reg.example/team/serving:abc1234"
+
+
+def test_pods_run_as_the_image_user_with_a_read_only_root(pods):
+    dockerfiles = "".join(p.read_text() for p in (ROOT / "images").glob("*/Dockerfile") if p.parent.name != "airflow")
+    for manifest in pods[1].values():
+        uid = manifest["spec"]["securityContext"]["runAsUser"]
+        assert f"--uid {uid}" in dockerfiles and f"USER {uid}:{uid}" in dockerfiles
+        container = manifest["spec"]["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]

@@ -42,7 +42,7 @@ def test_below_minimum_never_deploys():
 
 
 def test_must_beat_production_by_more_than_the_margin():
-    production = {"version": "old", "metrics": {"test_accuracy": 0.97}}
+    production = {"version": "old", "test_accuracy": 0.97}
     assert gate(cand(0, 0.99, test=0.98), production, min_accuracy=0.9, margin=0.0).deploy
     assert not gate(cand(0, 0.99, test=0.97), production, min_accuracy=0.9, margin=0.0).deploy, "a tie does not deploy"
     worse = gate(cand(0, 0.99, test=0.96), production, min_accuracy=0.9, margin=0.0)
@@ -52,11 +52,18 @@ def test_must_beat_production_by_more_than_the_margin():
 
 
 def test_same_version_is_not_redeployed():
-    production = {"version": "v0", "metrics": {"test_accuracy": 0.5}}
+    production = {"version": "v0", "test_accuracy": 0.5}
     decision = gate(cand(0, 0.99, test=0.99), production, min_accuracy=0.9, margin=0.0)
     assert not decision.deploy and "already in production" in decision.reason
 
 
 def test_missing_metrics():
     assert not gate({"index": 0}, None, min_accuracy=0.5, margin=0).deploy
-    assert gate(cand(0, 0.9, test=0.99), {"version": "x", "metrics": {}}, min_accuracy=0.5, margin=0).deploy
+    unmeasured = gate(cand(0, 0.9, test=0.99), {"version": "x"}, min_accuracy=0.5, margin=0)
+    assert not unmeasured.deploy and "not evaluated on this run's test split" in unmeasured.reason
+
+
+def test_the_production_card_number_is_not_used():
+    """Only production's accuracy on this run's split counts, not the figure on its card (another split)."""
+    production = {"version": "old", "test_accuracy": 0.99, "metrics": {"test_accuracy": 0.90}}
+    assert not gate(cand(0, 0.99, test=0.95), production, min_accuracy=0.5, margin=0).deploy

@@ -23,15 +23,18 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="preprocess output folder URI")
-    parser.add_argument("--model", required=True, help="train output folder URI")
+    parser.add_argument("--model", required=True, help="train output folder URI, or a registry version folder")
     parser.add_argument("--output", required=True, help="output folder URI")
 
 
-def fetch_model(model_uri: str, folder: Path) -> str:
-    """Copy a model folder's files into ``folder``; return its framework."""
+def fetch_model(model_uri: str, folder: Path, fingerprint: dict) -> str:
+    """Copy a model folder's weights into ``folder``, verifying their sha256; return its framework."""
     info = artifacts.read_json(artifacts.join(model_uri, "model.json"))
     name = info["file"]
-    (folder / name).write_bytes(artifacts.read_bytes(artifacts.join(model_uri, name)))
+    uri = artifacts.join(model_uri, name)
+    data = artifacts.read_bytes(uri)
+    artifacts.verify_sha256(uri, data, fingerprint.get(name))
+    (folder / name).write_bytes(data)
     return info["framework"]
 
 
@@ -57,16 +60,24 @@ def report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
+def model_fingerprint(model_uri: str) -> dict:
+    """The sha256 of a model folder's files: a train output (its manifest) or a registry version (its card)."""
+    manifest_uri = artifacts.join(model_uri, manifest.MANIFEST)
+    if artifacts.exists(manifest_uri):
+        return artifacts.read_json(manifest_uri)["outputs"]
+    return artifacts.read_json(artifacts.join(model_uri, "card.json"))["files"]
+
+
 def run(args: argparse.Namespace) -> dict:
-    model_manifest = artifacts.read_json(artifacts.join(args.model, manifest.MANIFEST))
+    fingerprint = model_fingerprint(args.model)
     splits_bytes = artifacts.read_bytes(artifacts.join(args.data, "splits.npz"))
-    key = manifest.input_key("evaluate", splits=artifacts.sha256(splits_bytes), model=model_manifest["outputs"])
+    key = manifest.input_key("evaluate", splits=artifacts.sha256(splits_bytes), model=fingerprint)
     if done := manifest.up_to_date(args.output, key):
         log.info("evaluate: %s is up to date", args.output)
         return done
     splits = load_splits(args.data)
     with tempfile.TemporaryDirectory() as tmp:
-        framework = fetch_model(args.model, Path(tmp))
+        framework = fetch_model(args.model, Path(tmp), fingerprint)
         probabilities = load_predictor(Path(tmp), framework)(splits["x_test"])
     metrics = report(splits["y_test"], probabilities.argmax(axis=1))
     metrics["framework"] = framework

@@ -104,14 +104,26 @@ def _train_torch(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
     return history
 
 
+def keras_backend() -> str:
+    """``KERAS_BACKEND`` when set (the CUDA train image sets ``torch``), else TensorFlow if installed, else torch."""
+    import importlib.util
+
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    return "tensorflow" if importlib.util.find_spec("tensorflow") else "torch"
+
+
 def _train_keras(splits: dict, args: argparse.Namespace, folder: Path) -> list[dict]:
-    os.environ["KERAS_BACKEND"] = "tensorflow"
+    backend = os.environ["KERAS_BACKEND"] = keras_backend()
+    if backend == "torch":  # Keras places every tensor on this torch device: the GPU when there is one
+        os.environ["KERAS_TORCH_DEVICE"] = _resolve_device(args.device)
     import keras
 
     from retrain_steps.models import keras_cnn
 
     keras.utils.set_random_seed(args.seed)
-    log.info("train: keras %s on the %s backend", keras.__version__, keras.backend.backend())
+    log.info("train: keras %s on the %s backend (%s)", keras.__version__, keras.backend.backend(),
+             os.environ.get("KERAS_TORCH_DEVICE", "its default device"))
     model = keras_cnn(args.learning_rate)
     x_train = np.transpose(splits["x_train"], (0, 2, 3, 1))
     x_val = np.transpose(splits["x_val"], (0, 2, 3, 1))

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `make images`: build every image under images/ with docker (where an engine runs) or podman.
+#
+# Tags: $RETRAIN_IMAGE_REGISTRY/<role>:$RETRAIN_IMAGE_TAG, the names the step pods, the chart
+# and the KFP pipeline use (roles: steps, train, serving, airflow). IMAGES="steps serving"
+# builds a subset. Where a Dockerfile's base image cannot be pulled (no registry, as on these
+# machines) a stand-in built from Debian's packages (debootstrap) is tagged with the FROM name,
+# so the Dockerfiles stay exactly the ones users build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REG=${RETRAIN_IMAGE_REGISTRY:-ghcr.io/example/retrain}
+TAG=${RETRAIN_IMAGE_TAG:-latest}
+IMAGES=${IMAGES:-steps train serving airflow}
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if docker info >/dev/null 2>&1; then ENGINE=docker; else ENGINE=podman; fi
+declare -A DOCKERFILE=([steps]=images/steps/Dockerfile [train]=images/train-cuda/Dockerfile
+                       [serving]=images/serving/Dockerfile [airflow]=images/airflow/Dockerfile)
+
+# What a build on this machine mounts: its CA bundle (pip behind the machine's TLS) and pip's
+# find-links folder (the CPU torch wheel); both only when podman builds with stand-in bases.
+BUILD_MOUNTS=()
+if [ "$ENGINE" = podman ]; then
+  [ -f /etc/ssl/certs/ca-certificates.crt ] && BUILD_MOUNTS+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+  FIND_LINKS=$(python3 -m pip config get global.find-links 2>/dev/null || true)
+  [ -n "$FIND_LINKS" ] && [ -d "$FIND_LINKS" ] && BUILD_MOUNTS+=(-v "$FIND_LINKS:/wheels:ro")
+fi
+
+base_of() {  # the FROM image of a Dockerfile, ARG defaults resolved
+  local file=$1 from
+  from=$(awk 'toupper($1)=="FROM"{print $2; exit}' "$file")
+  if [[ $from == '${'*'}' ]]; then
+    local arg=${from#\$\{}; arg=${arg%\}}
+    from=$(awk -v a="$arg" 'toupper($1)=="ARG" && index($2, a"=")==1 {sub(a"=", "", $2); print $2; exit}' "$file")
+  fi
+  echo "$from"
+}
+
+ensure_base() {
+  local base=$1
+  if $ENGINE image exists "$base" 2>/dev/null || $ENGINE image inspect "$base" >/dev/null 2>&1; then return; fi
+  if timeout 60 $ENGINE pull -q "$base" >/dev/null 2>&1; then return; fi
+  echo "images: $base cannot be pulled; building a stand-in from Debian's packages"
+  bash scripts/standin-base.sh "$base"
+}
+
+for role in $IMAGES; do
+  file=${DOCKERFILE[$role]:?unknown image role $role}
+  ensure_base "$(base_of "$file")"
+  start=$(date +%s)
+  $ENGINE build -q "${BUILD_MOUNTS[@]}" --build-arg GIT_COMMIT="$COMMIT" -f "$file" -t "$REG/$role:$TAG" . >/dev/null
+  echo "images: built $REG/$role:$TAG from $file in $(( $(date +%s) - start )) s"
+done

@@ -1,0 +1,105 @@
+"""One deploy path for both backends: roll out, then (only on success) promote in the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+
+import pytest
+from retrain_steps import registry
+from retraining import commands, deploy
+from retraining.config import settings
+from tests.helpers.kube import helm_binary
+
+# Stands in for `helm upgrade` (no cluster here): records its argv, then renders the chart with the
+# same values through the real helm binary (`helm template`), failing the way helm would on bad values.
+FAKE_HELM = """#!{python}
+import json, subprocess, sys
+argv = sys.argv[1:]
+with open({log!r}, "a") as f:
+    f.write(json.dumps(argv) + "\\n")
+if {fail}:
+    sys.stderr.write("Error: UPGRADE FAILED: context deadline exceeded\\n")
+    sys.exit(1)
+assert argv[:2] == ["upgrade", "--install"], argv
+release, chart = argv[2], argv[3]
+sets = [a for i, a in enumerate(argv) if i and argv[i - 1] in ("--set-string", "--namespace")]
+args = [{helm!r}, "template", release, chart, "--namespace", sets[0]]
+for value in sets[1:]:
+    args += ["--set-string", value]
+sys.exit(subprocess.run(args).returncode)
+"""
+
+
+def registered(reg: str, version: str = "0123456789ab") -> str:
+    registry.write_card(reg, {"version": version, "metrics": {"test_accuracy": 0.97},
+                              "bento": {"uri": f"{reg}/versions/{version}/digits_classifier.bento", "sha256": "a" * 64}})
+    return version
+
+
+@pytest.fixture
+def fake_helm(tmp_path, monkeypatch):
+    def make(fail: bool = False):
+        path, log = tmp_path / "helm", tmp_path / "helm.log"
+        path.write_text(FAKE_HELM.format(python=sys.executable, log=str(log), fail=fail, helm=helm_binary()))
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv("HELM", str(path))
+        return log
+    return make
+
+
+def k8s_settings(reg):
+    return settings({"RETRAIN_BACKEND": "kubernetes", "RETRAIN_ARTIFACT_STORE": reg.rsplit("/", 1)[0],
+                     "RETRAIN_REGISTRY": reg})
+
+
+def test_kubernetes_deploy_rolls_out_then_records_production(tmp_path, fake_helm):
+    log = fake_helm()
+    reg = f"file://{tmp_path}/store/registry"
+    version = registered(reg)
+    result = deploy.deploy(k8s_settings(reg), version)
+    argv = json.loads(log.read_text().splitlines()[0])
+    assert "--reset-then-reuse-values" in argv and f"model.version={version}" in argv
+    assert result["backend"] == "kubernetes" and registry.production_version(reg) == version
+    # the next run's gate reads that pointer: it evaluates this version on its own test split
+    baseline = commands.production_baseline(run_id="r2", artifact_store=f"file://{tmp_path}/store", registry=reg,
+                                            production_version=registry.production_version(reg))
+    assert baseline[0]["version"] == version and baseline[0]["model"] == f"{reg}/versions/{version}"
+
+
+def test_a_failed_rollout_leaves_production_unchanged(tmp_path, fake_helm):
+    fake_helm(fail=True)
+    reg = f"file://{tmp_path}/store/registry"
+    old, new = registered(reg, "aaaaaaaaaaaa"), registered(reg, "bbbbbbbbbbbb")
+    registry.promote(reg, old)
+    with pytest.raises(RuntimeError, match="previous release keeps serving and production was not changed"):
+        deploy.deploy(k8s_settings(reg), new)
+    assert registry.production_version(reg) == old
+
+
+def test_local_deploy_is_the_same_path(tmp_path):
+    reg = f"file://{tmp_path}/store/registry"
+    version = registered(reg)
+    result = deploy.deploy(settings({"RETRAIN_ARTIFACT_STORE": f"file://{tmp_path}/store"}), version)
+    assert result["backend"] == "local" and result["version"] == version
+    assert registry.production_version(reg) == version
+
+
+def test_a_version_without_a_bento_is_not_deployed(tmp_path):
+    reg = f"file://{tmp_path}/store/registry"
+    registry.write_card(reg, {"version": "cccccccccccc"})
+    with pytest.raises(ValueError, match="has no bento"):
+        deploy.deploy(settings({"RETRAIN_ARTIFACT_STORE": f"file://{tmp_path}/store"}), "cccccccccccc")
+    assert registry.production_version(reg) is None
+
+
+def test_the_production_baseline_must_still_be_production():
+    from retraining.tail import measured_production
+
+    assert measured_production([], None) is None
+    with pytest.raises(ValueError, match="production changed during this run"):
+        measured_production([], "newer0000000")
+    with pytest.raises(ValueError, match="production changed during this run"):
+        measured_production([{"version": "a", "evaluation": "file:///x"}], "b")
