@@ -2,12 +2,14 @@
 
 The chart's init container runs this so a new model needs no new image: it reads ``--uri``
 (s3://, http(s)://, file://), verifies ``--sha256`` when given, and imports the bento into
-``$BENTOML_HOME`` for ``bentoml serve`` in the main container.
+``$BENTOML_HOME`` for ``bentoml serve`` in the main container. Both default to ``MODEL_URI`` and
+``MODEL_SHA256`` from the environment (the chart's ConfigMap), so no runtime has to expand them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,12 +19,15 @@ from retrain_steps import artifacts
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="serving.fetch", description=__doc__.splitlines()[0])
-    parser.add_argument("--uri", required=True, help="bento URI")
-    parser.add_argument("--sha256", default="", help="expected sha256 of the bento file")
+    parser.add_argument("--uri", default=os.environ.get("MODEL_URI", ""), help="bento URI (default: $MODEL_URI)")
+    parser.add_argument("--sha256", default=os.environ.get("MODEL_SHA256", ""),
+                        help="expected sha256 of the bento file (default: $MODEL_SHA256; empty: not checked)")
     args = parser.parse_args(argv)
+    if not args.uri:
+        parser.error("--uri (or MODEL_URI) is required")
     try:
         data = artifacts.read_bytes(args.uri)
-        artifacts.verify_sha256(args.uri, data, args.sha256 or None)
+        digest = artifacts.verify_sha256(args.uri, data, args.sha256 or None)
     except artifacts.ArtifactError as err:
         print(f"serving.fetch: error: {err}", file=sys.stderr)
         return 2
@@ -32,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(tmp) / "model.bento"
         path.write_bytes(data)
         bento = bentoml.import_bento(str(path))
-    print(f"imported {bento.tag} from {args.uri}")
+    checked = "verified sha256" if args.sha256 else "sha256 not checked (none given)"
+    print(f"imported {bento.tag} from {args.uri} ({checked}: {digest})")
     return 0
 
 

@@ -45,7 +45,7 @@ def test_deployment_defaults():
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert server["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert server["livenessProbe"]["httpGet"]["path"] == "/livez"
-    assert server["args"][0] == "digits_classifier:$(MODEL_VERSION)"
+    assert server["command"] == ["sh", "-c"] and '"digits_classifier:${MODEL_VERSION}"' in server["args"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
     for container in (server, fetch):
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -57,6 +57,7 @@ def test_deployment_defaults():
     assert {"secretRef": {"name": "artifact-store"}} in fetch["envFrom"]
     config = docs["ConfigMap"]["data"]
     assert config["MODEL_URI"] == "s3://bucket/v1/digits_classifier.bento" and config["MODEL_VERSION"] == "abc123def456"
+    assert config["DIGITS_MAX_REQUEST_BYTES"] == "4194304", "an integer, not helm's float form 4.194304e+06"
     assert "checksum/config" in deployment["spec"]["template"]["metadata"]["annotations"]
     assert docs["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
     assert "Ingress" not in docs and "HorizontalPodAutoscaler" not in docs
