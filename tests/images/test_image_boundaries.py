@@ -28,7 +28,7 @@ def run_in(env_name: str, *args: str, env: dict | None = None) -> subprocess.Com
     return completed
 
 
-@pytest.mark.parametrize("env_name", ["steps", "steps-tf", "serving"])
+@pytest.mark.parametrize("env_name", ["steps", "steps-tf", "train", "serving"])
 def test_image_env_has_no_airflow(env_name):
     probe = subprocess.run([image_python(env_name), "-c", "import airflow"], capture_output=True, text=True)
     assert probe.returncode != 0 and "No module named 'airflow'" in probe.stderr
@@ -59,6 +59,17 @@ def test_keras_training_runs_in_the_tf_image_env(trained, tmp_path):
         "print(p(to_model_input(np.array([EXAMPLE_INSTANCE]))).shape)\n"
     )
     assert run_in("serving", "-c", code).stdout.strip().splitlines()[-1] == "(1, 10)"
+
+
+def test_keras_trains_on_the_torch_backend_in_the_train_image_env(trained, tmp_path):
+    """The CUDA train image has no TensorFlow: Keras trains on torch (the GPU there), and serving loads it."""
+    probe = subprocess.run([image_python("train"), "-c", "import tensorflow"], capture_output=True, text=True)
+    assert probe.returncode != 0, "the train image must not carry TensorFlow"
+    result = run_in("train", "-m", "retrain_steps", "train", "--input", trained["preprocess"],
+                    "--output", f"file://{tmp_path}/k", "--epochs", "2", "--framework", "tensorflow")
+    assert "on the torch backend (cpu)" in result.stdout + result.stderr
+    metrics = json.loads((tmp_path / "k" / "metrics.json").read_text())
+    assert metrics["framework"] == "tensorflow" and metrics["val_accuracy"] > 0.5
 
 
 def test_package_and_service_run_in_the_serving_image_env(trained, tmp_path):
