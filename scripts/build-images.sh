@@ -26,14 +26,15 @@ if [ "$ENGINE" = podman ]; then
   [ -n "$FIND_LINKS" ] && [ -d "$FIND_LINKS" ] && BUILD_MOUNTS+=(-v "$FIND_LINKS:/wheels:ro")
 fi
 
-base_of() {  # the FROM image of a Dockerfile, ARG defaults resolved
-  local file=$1 from
-  from=$(awk 'toupper($1)=="FROM"{print $2; exit}' "$file")
-  if [[ $from == '${'*'}' ]]; then
-    local arg=${from#\$\{}; arg=${arg%\}}
-    from=$(awk -v a="$arg" 'toupper($1)=="ARG" && index($2, a"=")==1 {sub(a"=", "", $2); print $2; exit}' "$file")
-  fi
-  echo "$from"
+bases_of() {  # every FROM image of a Dockerfile (ARG defaults resolved, earlier stages skipped)
+  awk '
+    toupper($1)=="ARG" { split($2, kv, "="); arg[kv[1]] = kv[2] }
+    toupper($1)=="FROM" {
+      image = $2
+      if (image ~ /^\$\{/) { name = substr(image, 3, length(image) - 3); image = arg[name] }
+      if (!(image in stage)) print image
+      if (toupper($3)=="AS") stage[$4] = 1
+    }' "$1"
 }
 
 ensure_base() {
@@ -46,7 +47,7 @@ ensure_base() {
 
 for role in $IMAGES; do
   file=${DOCKERFILE[$role]:?unknown image role $role}
-  ensure_base "$(base_of "$file")"
+  for base in $(bases_of "$file"); do ensure_base "$base"; done
   start=$(date +%s)
   $ENGINE build -q "${BUILD_MOUNTS[@]}" --build-arg GIT_COMMIT="$COMMIT" -f "$file" -t "$REG/$role:$TAG" . >/dev/null
   echo "images: built $REG/$role:$TAG from $file in $(( $(date +%s) - start )) s"

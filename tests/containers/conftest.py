@@ -22,12 +22,12 @@ from tests.helpers.servers import free_port
 
 SECRET = "artifact-store"
 BUCKET = "artifacts"
-IMAGES = "steps train serving"
+IMAGES = "steps train serving airflow"
 
 
 @pytest.fixture(scope="session")
 def images():
-    """Build the step, train and serving images from their Dockerfiles (stand-in bases where needed)."""
+    """Build every image from its Dockerfile (stand-in bases where none can be pulled)."""
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)

@@ -7,6 +7,7 @@ import pytest
 from retrain_steps import artifacts, registry
 from retraining.manifests import render_pods
 
+from tests.conftest import ROOT
 from tests.containers.conftest import PARAMS, RUN_ID, k8s_settings, play_pod
 
 pytestmark = pytest.mark.containers
@@ -45,3 +46,18 @@ def test_bad_input_exits_2_in_the_pod(pod_s3, tmp_path):
     pods = render_pods(k8s_settings(pod_s3), params, run_id="manual__bad-input")
     container = play_pod(pods["download"], tmp_path)
     assert container.exit_code == 2 and "missing.npz" in container.logs
+
+
+def test_the_train_image_trains_keras_on_torch_with_the_locked_torch(pod_run, pod_s3, images):
+    """The CUDA train image: torch is the lock's version, Keras runs on it (the GPU on a GPU node)."""
+    from tests.helpers.podman import podman
+
+    locked = next(line for line in (ROOT / "requirements" / "train.txt").read_text().splitlines()
+                  if line.startswith("torch=="))
+    probe = podman("run", "--rm", "--entrypoint", "python", images["train"], "-c",
+                   "import torch, keras; print(torch.__version__, keras.backend.backend())").stdout.split()
+    assert probe[0].split("+")[0] == locked.split("==")[1].split("+")[0] and probe[1] == "torch"
+    keras = {**PARAMS, "framework": "tensorflow", "epochs": 2, "learning_rates": [0.003, 0.001]}
+    container = play_pod(render_pods(k8s_settings(pod_s3), keras, run_id=RUN_ID)["train-1"], pod_run["folder"])
+    assert container.exit_code == 0, container.logs[-3000:]
+    assert "on the torch backend" in container.logs
