@@ -17,7 +17,7 @@ import os
 
 from airflow.sdk import dag, task
 from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunOperator
-from retraining import config
+from retraining import config, pods
 from retraining.dag_defaults import dag_kwargs
 from retraining.tail import planning_head, selection_tail
 
@@ -45,6 +45,8 @@ def retrain_kubeflow():
         pipeline_name=os.environ.get("RETRAIN_KFP_PIPELINE_NAME") or None,
         pipeline_params=pipeline_arguments(data, candidates),
         experiment="retrain-digits",
+        # the deployment's step images (registry and tag, as the pods use), not the compiled placeholders
+        images={"steps": pods.image("steps"), "train": pods.image("train")},
         run_name="retrain-{{ run_id }}",
         poll_interval=float(os.environ.get("RETRAIN_KFP_POLL_SECONDS", "15")),
     )

@@ -7,7 +7,11 @@ change in the models' schema changes (and breaks) what this server says. Scripti
 * ``server.failures``: HTTP statuses to answer the next requests with (401, 503, ...);
 * ``server.token``: when set, requests without ``Authorization: Bearer <token>`` get 401;
 * ``server.executor``: a callable(run_id, parameters) -> Popen; the run is RUNNING while the
-  process lives, then SUCCEEDED or FAILED by its exit status (used to run kfp.local for real).
+  process lives, then SUCCEEDED or FAILED by its exit status (used to run kfp.local for real);
+* ``server.lose_answers``: "METHOD path" of requests to carry out but answer with 503 (a lost answer);
+* ``server.delay``: seconds to wait before answering (a hung API server).
+Lists honour ``filter`` (display_name EQUALS) and ``page_size``/``page_token`` like the real server;
+terminating a run that has ended answers 400 (FAILED_PRECONDITION), as KFP does.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import itertools
 import json
 import re
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -43,6 +48,8 @@ class FakeKfp:
         self.processes: dict = {}
         self.requests: list[tuple[str, str, dict]] = []
         self.terminated: list[str] = []
+        self.lose_answers: set[str] = set()
+        self.delay = 0.0
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
@@ -66,6 +73,23 @@ class FakeKfp:
         return sequence.pop(0) if len(sequence) > 1 else sequence[0]
 
     def route(self, method: str, path: str, query: dict, body: bytes, headers) -> tuple[int, bytes]:
+        status, payload = self._route(method, path, query, body, headers)
+        if f"{method} {path}" in self.lose_answers and status == 200:
+            self.lose_answers.discard(f"{method} {path}")
+            return 503, json.dumps({"error": "upstream connect error", "code": 14}).encode()
+        return status, payload
+
+    @staticmethod
+    def _page(items: list, query: dict) -> tuple[list, str]:
+        """Filter by display_name EQUALS and cut one page, as the API server does."""
+        wanted = json.loads(query.get("filter", '{"predicates": []}'))["predicates"]
+        names = {p["string_value"] for p in wanted if p.get("key") == "display_name"}
+        items = [i for i in items if not names or i.display_name in names]
+        start, size = int(query.get("page_token") or 0), int(query.get("page_size") or 20)
+        token = str(start + size) if start + size < len(items) else ""
+        return items[start:start + size], token
+
+    def _route(self, method: str, path: str, query: dict, body: bytes, headers) -> tuple[int, bytes]:
         if self.failures:
             status = self.failures.pop(0)
             return status, json.dumps({"error": "scripted failure", "code": status, "message": "scripted"}).encode()
@@ -88,7 +112,8 @@ class FakeKfp:
             self.versions[query["pipelineid"]].append(version)
             return 200, dump(version)
         if m := re.fullmatch(r"/apis/v2beta1/pipelines/([^/]+)/versions", path):
-            return 200, dump(kfp.V2beta1ListPipelineVersionsResponse(pipeline_versions=self.versions[m.group(1)],
+            page, token = self._page(self.versions[m.group(1)], query)
+            return 200, dump(kfp.V2beta1ListPipelineVersionsResponse(pipeline_versions=page, next_page_token=token,
                                                                       total_size=len(self.versions[m.group(1)])))
         if path == "/apis/v2beta1/experiments" and method == "GET":
             wanted = json.loads(query.get("filter", '{"predicates": []}'))["predicates"]
@@ -113,9 +138,14 @@ class FakeKfp:
                 self.processes[run_id] = self.executor(run_id, run.runtime_config.parameters)
             return 200, dump(run)
         if path == "/apis/v2beta1/runs" and method == "GET":
-            runs = list(self.runs.values())[::-1]
-            return 200, dump(kfp.V2beta1ListRunsResponse(runs=runs, total_size=len(runs)))
+            runs = [r for r in list(self.runs.values())[::-1]
+                    if not query.get("experiment_id") or r.experiment_id == query["experiment_id"]]
+            page, token = self._page(runs, query)
+            return 200, dump(kfp.V2beta1ListRunsResponse(runs=page, next_page_token=token, total_size=len(runs)))
         if m := re.fullmatch(r"/apis/v2beta1/runs/([^/:]+):terminate", path):
+            run = self.runs.get(m.group(1))
+            if run is not None and run.state in ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"):
+                return 400, json.dumps({"error": f"run {run.run_id} is already {run.state}", "code": 9}).encode()
             self.terminated.append(m.group(1))
             self.states[m.group(1)] = ["CANCELED"]
             return 200, b"{}"
@@ -136,6 +166,8 @@ class FakeKfp:
                 parsed = urllib.parse.urlparse(self.path)
                 query = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query).items()}
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if fake.delay:
+                    time.sleep(fake.delay)
                 with fake.lock:
                     status, payload = fake.route(method, parsed.path, query, body, self.headers)
                 self.send_response(status)

@@ -68,3 +68,20 @@ def test_pipeline_runs_with_kfp_local(kfp_python, trained, tmp_path):
     outputs = {p.parent.name: p.read_text() for p in (tmp_path / "pipeline-root").rglob("executor_output.json")}
     assert "val_accuracy" in outputs["train"], "train logs Metrics for the KFP UI"
     assert "confusionMatrix" in outputs["evaluate"] and "accuracy" in outputs["evaluate"]
+
+
+def test_components_get_credentials_gpu_nodes_and_need_no_package_index():
+    spec, platform_spec = list(yaml.safe_load_all(COMPILED.read_text()))
+    for executor in spec["deploymentSpec"]["executors"].values():
+        assert "pip install" not in " ".join(executor["container"]["command"]), "kfp is baked into the images"
+    executors = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert len(executors) == len(spec["deploymentSpec"]["executors"])
+    for name, config in executors.items():
+        keys = {k["secretKey"] for s in config["secretAsEnv"] for k in s["keyToEnv"]}
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3"} <= keys, name
+    train = next(c for name, c in executors.items() if "train" in name)
+    assert train["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+    dockerfiles = [(ROOT / "images" / d / "Dockerfile").read_text() for d in ("steps", "train-cuda")]
+    assert all("requirements/kfp-runtime.txt" in d for d in dockerfiles)
+    runtime = (ROOT / "requirements" / "kfp-runtime.txt").read_text()
+    assert "kfp==2.17.0" in runtime and "kfp==2.17.0" in (ROOT / "requirements" / "kfp.in").read_text()

@@ -12,7 +12,11 @@ Compile (in the kfp environment, ``.venv-kfp``)::
 
     python -m pipelines.retrain images/steps/pipelines/retrain.yaml
 
-Images are compile-time settings: ``RETRAIN_IMAGE_REGISTRY`` and ``RETRAIN_IMAGE_TAG``.
+The compiled images are placeholders (``<registry>/steps:latest``, ``<registry>/train:latest``):
+the Airflow operator replaces them with the deployment's images at submission (``images=``).
+The step images carry kfp (``requirements/kfp-runtime.txt``), so no component installs it at
+start (air-gapped clusters work). Credentials come from the ``artifact-store`` Secret, as on
+the pods path; train tasks get the GPU settings of ``use_gpus``.
 """
 
 
@@ -26,9 +30,11 @@ REGISTRY = os.environ.get("RETRAIN_IMAGE_REGISTRY", "ghcr.io/example/retrain")
 TAG = os.environ.get("RETRAIN_IMAGE_TAG", "latest")
 STEPS_IMAGE = f"{REGISTRY}/steps:{TAG}"
 TRAIN_IMAGE = f"{REGISTRY}/train:{TAG}"
+ARTIFACT_SECRET = os.environ.get("RETRAIN_ARTIFACT_SECRET", "artifact-store")
+GPU_NODE_SELECTOR = os.environ.get("RETRAIN_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true")
 
 
-@dsl.component(base_image=STEPS_IMAGE)
+@dsl.component(base_image=STEPS_IMAGE, install_kfp_package=False)
 def run_step(argv: list) -> str:
     """Run one step CLI (download, preprocess) and return its output folder URI."""
     from retrain_steps.__main__ import main
@@ -38,7 +44,7 @@ def run_step(argv: list) -> str:
     return argv[argv.index("--output") + 1]
 
 
-@dsl.component(base_image=TRAIN_IMAGE)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
     """Train one candidate on ``gpus`` GPUs (0: CPU); log its validation metrics."""
     from retrain_steps import artifacts
@@ -55,7 +61,7 @@ def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
     return output
 
 
-@dsl.component(base_image=STEPS_IMAGE)
+@dsl.component(base_image=STEPS_IMAGE, install_kfp_package=False)
 def evaluate(argv: list, metrics: Output[Metrics], confusion: Output[ClassificationMetrics]) -> str:
     """Evaluate one candidate on the test split; log accuracy and the confusion matrix."""
     from retrain_steps import artifacts
@@ -72,9 +78,21 @@ def evaluate(argv: list, metrics: Output[Metrics], confusion: Output[Classificat
 
 
 def use_gpus(task: dsl.PipelineTask, count) -> dsl.PipelineTask:
-    """The one place for GPU settings: accelerator type and limit, and the GPU taint toleration."""
+    """The one place for GPU settings: accelerator type and limit, GPU taint toleration, GPU nodes."""
     task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(count)
     kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+    key, _, value = GPU_NODE_SELECTOR.partition("=")
+    kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    return task
+
+
+def use_artifact_store(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """The artifact store's credentials from the Kubernetes Secret (as ``envFrom`` on the pods path)."""
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    kubernetes.use_secret_as_env(task, secret_name=ARTIFACT_SECRET, secret_key_to_env={k: k for k in keys})
+    # endpoint and region are absent for AWS S3 itself
+    for key in ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION"):
+        kubernetes.use_secret_as_env(task, secret_name=ARTIFACT_SECRET, secret_key_to_env={key: key}, optional=True)
     return task
 
 
@@ -86,11 +104,11 @@ def retrain_pipeline(
     gpus: int = 1,
 ):
     """``candidates``: one dict per learning rate with ``train`` and ``evaluate`` argument lists."""
-    download = run_step(argv=download_argv).set_display_name("download")
-    preprocess = run_step(argv=preprocess_argv).set_display_name("preprocess").after(download)
+    download = use_artifact_store(run_step(argv=download_argv).set_display_name("download"))
+    preprocess = use_artifact_store(run_step(argv=preprocess_argv).set_display_name("preprocess")).after(download)
     with dsl.ParallelFor(candidates) as candidate:
-        trained = use_gpus(train(argv=candidate.train, gpus=gpus), gpus).after(preprocess)
-        evaluate(argv=candidate.evaluate).after(trained)
+        trained = use_gpus(use_artifact_store(train(argv=candidate.train, gpus=gpus)), gpus).after(preprocess)
+        use_artifact_store(evaluate(argv=candidate.evaluate)).after(trained)
 
 
 def compile_to(path: str) -> None:

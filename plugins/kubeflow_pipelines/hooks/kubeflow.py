@@ -45,15 +45,24 @@ class KubeflowRunState(str, enum.Enum):
 class KubeflowPipelinesError(Exception):
     """A KFP API call failed; the message carries the HTTP status and KFP's message."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class KubeflowPipelinesHook(BaseHook):
     """Interact with a self-hosted Kubeflow Pipelines API server (v2beta1 REST).
 
     Connection (type ``kubeflow_pipelines``): host = KFP endpoint (``https://kfp.example.com`` or
     ``http://ml-pipeline-ui.kubeflow``), password = bearer token or session cookie, extra:
-    ``{"auth_type": "none|token|sa_token_file|cookie", "namespace": "...", "sa_token_path": "..."}``.
-    ``sa_token_file`` reads a projected service-account token (``KF_PIPELINES_SA_TOKEN_PATH``)
-    and re-reads it when the server answers 401.
+    ``{"auth_type": "none|token|sa_token_file|cookie", "namespace": "...", "sa_token_path": "...",
+    "ui_host": "https://kubeflow.example.com/pipeline", "timeout": 30}``. ``sa_token_file`` reads a
+    projected service-account token (``KF_PIPELINES_SA_TOKEN_PATH``) and re-reads it on 401.
+    ``ui_host`` is where users open runs (the API host is often an in-cluster address), as the
+    official client's ``ui_host``; ``timeout`` bounds every call (seconds, default 30).
+
+    Only idempotent calls are retried on 5xx and connection errors; ``create_run`` is
+    deduplicated by its run name instead (a lost answer never starts a second run).
     """
 
     conn_name_attr = "kfp_conn_id"
@@ -62,6 +71,7 @@ class KubeflowPipelinesHook(BaseHook):
     hook_name = "Kubeflow Pipelines"
     retries = 3
     retry_delay = 0.5
+    default_timeout = 30.0
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -70,7 +80,8 @@ class KubeflowPipelinesHook(BaseHook):
             "relabeling": {"host": "KFP endpoint", "password": "Token or session cookie", "schema": "Namespace"},
             "placeholders": {
                 "host": "https://kubeflow.example.com/pipeline",
-                "extra": json.dumps({"auth_type": "sa_token_file", "namespace": "kubeflow-user"}),
+                "extra": json.dumps({"auth_type": "sa_token_file", "namespace": "kubeflow-user",
+                                     "ui_host": "https://kubeflow.example.com/pipeline"}),
             },
         }
 
@@ -106,9 +117,18 @@ class KubeflowPipelinesHook(BaseHook):
             raise ValueError(f"auth_type must be one of {AUTH_TYPES}, got {auth!r} in connection {self.kfp_conn_id}")
         return auth
 
+    @property
+    def ui_host(self) -> str:
+        """Where users open the KFP UI: the ``ui_host`` extra, else the API host."""
+        return (self.extra.get("ui_host") or self.host).rstrip("/")
+
+    @property
+    def timeout(self) -> float:
+        return float(self.extra.get("timeout") or self.default_timeout)
+
     def run_url(self, run_id: str) -> str:
         """The run's page in the KFP UI."""
-        return f"{self.host}/#/runs/details/{run_id}"
+        return f"{self.ui_host}/#/runs/details/{run_id}"
 
     # -- client and auth ------------------------------------------------------------------
     def _read_sa_token(self) -> str:
@@ -130,17 +150,26 @@ class KubeflowPipelinesHook(BaseHook):
         import kfp_server_api
 
         configuration = kfp_server_api.Configuration(host=self.host)
+        configuration.retries = 0  # urllib3 must not retry behind our back (POSTs are not idempotent)
         client = kfp_server_api.ApiClient(configuration)
         self._authenticate(client)
         return client
 
-    def _call(self, api: str, method: str, *args, **kwargs):
-        """Call ``kfp_server_api.<api>(client).<method>``: retry 5xx, re-authenticate once on 401."""
+    def _call(self, api: str, method: str, *args, idempotent: bool = True, **kwargs):
+        """Call ``kfp_server_api.<api>(client).<method>`` with a timeout; re-authenticate once on 401.
+
+        5xx answers and connection errors are retried only for ``idempotent`` calls: a POST whose
+        answer was lost may have taken effect, so it is never sent twice from here.
+        """
         import kfp_server_api
         from kfp_server_api.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as TransportError  # timeouts, refused connections
 
+        # (connect, read): kfp_server_api ignores a float timeout, it honours only an int or a pair
+        kwargs.setdefault("_request_timeout", (self.timeout, self.timeout))
         reauthenticated = False
         for attempt in range(self.retries + 1):
+            retry = idempotent and attempt < self.retries
             try:
                 return getattr(getattr(kfp_server_api, api)(self.api_client), method)(*args, **kwargs)
             except ApiException as err:
@@ -149,14 +178,16 @@ class KubeflowPipelinesHook(BaseHook):
                     self._authenticate(self.api_client)
                     reauthenticated = True
                     continue
-                if err.status >= 500 and attempt < self.retries:
+                if err.status >= 500 and retry:
                     delay = self.retry_delay * 2**attempt
                     self.log.warning("KFP %s answered %s; retrying in %.1f s", method, err.status, delay)
                     time.sleep(delay)
                     continue
-                raise KubeflowPipelinesError(f"KFP {method} failed: HTTP {err.status}: {err.body or err.reason}") from None
-            except OSError as err:  # connection refused, DNS, TLS
-                if attempt < self.retries:
+                raise KubeflowPipelinesError(
+                    f"KFP {method} failed: HTTP {err.status}: {err.body or err.reason}", status=err.status
+                ) from None
+            except (OSError, TransportError) as err:  # refused, DNS, TLS, timeout
+                if retry:
                     time.sleep(self.retry_delay * 2**attempt)
                     continue
                 raise KubeflowPipelinesError(f"KFP {method} failed: cannot reach {self.host}: {err}") from None
@@ -175,27 +206,44 @@ class KubeflowPipelinesHook(BaseHook):
         version_name = f"{name}-{hashlib.sha256(content).hexdigest()[:12]}"
         pipeline = self._find_pipeline(name)
         if pipeline is None:
-            pipeline = self._call("PipelineUploadServiceApi", "upload_pipeline", package_path, name=name,
-                                  namespace=self.namespace)
-        versions = self._call("PipelineServiceApi", "pipeline_service_list_pipeline_versions", pipeline.pipeline_id,
-                              page_size=100)
-        for version in versions.pipeline_versions or []:
-            if version.display_name == version_name:
-                return pipeline.pipeline_id, version.pipeline_version_id
+            try:
+                pipeline = self._call("PipelineUploadServiceApi", "upload_pipeline", package_path, name=name,
+                                      namespace=self.namespace, idempotent=False)
+            except KubeflowPipelinesError:
+                pipeline = self._find_pipeline(name)
+                if pipeline is None:
+                    raise
+        existing = self._find_version(pipeline.pipeline_id, version_name)
+        if existing is not None:
+            return pipeline.pipeline_id, existing.pipeline_version_id
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"{version_name}.yaml")
             with open(path, "wb") as handle:
                 handle.write(content)
-            version = self._call("PipelineUploadServiceApi", "upload_pipeline_version", path, name=version_name,
-                                 pipelineid=pipeline.pipeline_id)
+            try:
+                version = self._call("PipelineUploadServiceApi", "upload_pipeline_version", path, name=version_name,
+                                     pipelineid=pipeline.pipeline_id, idempotent=False)
+            except KubeflowPipelinesError:
+                # the upload may have landed although its answer was lost (or a concurrent run uploaded it)
+                version = self._find_version(pipeline.pipeline_id, version_name)
+                if version is None:
+                    raise
         return pipeline.pipeline_id, version.pipeline_version_id
+
+    def _find_version(self, pipeline_id: str, version_name: str):
+        """The version of ``pipeline_id`` named ``version_name`` (a server-side filter: any number of versions)."""
+        predicate = {"predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": version_name}]}
+        found = self._call("PipelineServiceApi", "pipeline_service_list_pipeline_versions", pipeline_id,
+                           filter=json.dumps(predicate), page_size=1)
+        matches = [v for v in found.pipeline_versions or [] if v.display_name == version_name]
+        return matches[0] if matches else None
 
     def _find_pipeline(self, name: str):
         try:
             return self._call("PipelineServiceApi", "pipeline_service_get_pipeline_by_name", name,
                               namespace=self.namespace)
         except KubeflowPipelinesError as err:
-            if "HTTP 404" in str(err):
+            if err.status == 404:
                 return None
             raise
 
@@ -210,7 +258,15 @@ class KubeflowPipelinesHook(BaseHook):
         if found.experiments:
             return found.experiments[0].experiment_id
         body = kfp_server_api.V2beta1Experiment(display_name=name, namespace=self.namespace)
-        return self._call("ExperimentServiceApi", "experiment_service_create_experiment", body).experiment_id
+        try:
+            return self._call("ExperimentServiceApi", "experiment_service_create_experiment", body,
+                              idempotent=False).experiment_id
+        except KubeflowPipelinesError:
+            found = self._call("ExperimentServiceApi", "experiment_service_list_experiments",
+                               filter=json.dumps(predicate), namespace=self.namespace, page_size=1)
+            if not found.experiments:
+                raise
+            return found.experiments[0].experiment_id
 
     def create_run(
         self,
@@ -223,7 +279,11 @@ class KubeflowPipelinesHook(BaseHook):
         pipeline_spec: dict | None = None,
         service_account: str | None = None,
     ):
-        """Start a run of an uploaded pipeline version, or of an inline compiled ``pipeline_spec``."""
+        """Start a run of an uploaded pipeline version, or of an inline compiled ``pipeline_spec``.
+
+        ``run_name`` is the run key: when the answer to the POST is lost (5xx, timeout), the run of
+        that name in the experiment, if the server created it, is returned instead of a second run.
+        """
         import kfp_server_api
 
         if not pipeline_spec and not (pipeline_id and pipeline_version_id):
@@ -238,7 +298,28 @@ class KubeflowPipelinesHook(BaseHook):
             runtime_config=kfp_server_api.V2beta1RuntimeConfig(parameters=params or {}),
             service_account=service_account,
         )
-        return self._call("RunServiceApi", "run_service_create_run", run)
+        for attempt in range(self.retries + 1):
+            try:
+                return self._call("RunServiceApi", "run_service_create_run", run, idempotent=False)
+            except KubeflowPipelinesError as err:
+                if err.status is not None and err.status < 500:
+                    raise
+                existing = self.find_run(run_name, experiment_id)
+                if existing is not None:
+                    self.log.warning("KFP create_run failed (%s) but run %s exists: using it", err, existing.run_id)
+                    return existing
+                if attempt == self.retries:
+                    raise
+                time.sleep(self.retry_delay * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def find_run(self, run_name: str, experiment_id: str):
+        """The run called ``run_name`` in the experiment, or None."""
+        predicate = {"predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": run_name}]}
+        found = self._call("RunServiceApi", "run_service_list_runs", experiment_id=experiment_id,
+                           namespace=self.namespace, filter=json.dumps(predicate), page_size=1)
+        matches = [r for r in found.runs or [] if r.display_name == run_name]
+        return matches[0] if matches else None
 
     def get_run(self, run_id: str):
         return self._call("RunServiceApi", "run_service_get_run", run_id)
@@ -250,8 +331,20 @@ class KubeflowPipelinesHook(BaseHook):
         message = (run.error.message if run.error and run.error.message else "") or ""
         return state, message
 
-    def terminate_run(self, run_id: str) -> None:
-        self._call("RunServiceApi", "run_service_terminate_run", run_id)
+    def terminate_run(self, run_id: str) -> bool:
+        """Terminate a run; False (and no error) when it had already ended."""
+        state, _ = self.get_run_state(run_id)
+        if state.is_terminal():
+            self.log.info("KFP run %s already ended (%s); nothing to terminate", run_id, state.value)
+            return False
+        try:
+            self._call("RunServiceApi", "run_service_terminate_run", run_id)
+        except KubeflowPipelinesError:
+            state, _ = self.get_run_state(run_id)
+            if state.is_terminal():  # it ended between the two calls
+                return False
+            raise
+        return True
 
     def list_runs(self, experiment_id: str | None = None, page_size: int = 10) -> list:
         """Most recent runs first."""

@@ -29,6 +29,8 @@ class KubeflowPipelinesRunOperator(BaseOperator):
     :param experiment: experiment name (created if missing).
     :param run_name: run display name (templated; default ``<dag_id>-<run_id>``).
     :param enable_caching: override every task's caching (None keeps the compiled setting).
+    :param images: ``{name: image}``: every executor image whose repository ends in ``/<name>`` is
+        replaced at submission (the compiled tag is a placeholder; the deployment's images win).
     :param outputs_uri: artifact-store URI of a JSON the pipeline writes; its content is returned.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param timeout_seconds: fail if the run has not ended by then (and terminate it).
@@ -51,6 +53,7 @@ class KubeflowPipelinesRunOperator(BaseOperator):
         experiment: str = "Default",
         run_name: str | None = None,
         enable_caching: bool | None = None,
+        images: dict[str, str] | None = None,
         service_account: str | None = None,
         outputs_uri: str | None = None,
         poll_interval: float = 15.0,
@@ -65,6 +68,7 @@ class KubeflowPipelinesRunOperator(BaseOperator):
         self.pipeline_id, self.pipeline_version_id = pipeline_id, pipeline_version_id
         self.pipeline_params, self.experiment, self.run_name = pipeline_params or {}, experiment, run_name
         self.enable_caching, self.service_account, self.outputs_uri = enable_caching, service_account, outputs_uri
+        self.images = images or {}
         self.poll_interval, self.timeout_seconds, self.deferrable = poll_interval, timeout_seconds, deferrable
         self.kfp_run_id: str | None = None
 
@@ -72,26 +76,48 @@ class KubeflowPipelinesRunOperator(BaseOperator):
     def hook(self) -> KubeflowPipelinesHook:
         return KubeflowPipelinesHook(kfp_conn_id=self.kfp_conn_id)
 
-    def _pipeline_spec(self) -> dict:
+    def _documents(self) -> list[dict]:
+        """The compiled pipeline (spec, then platform spec if any) with caching and images applied."""
         import yaml
 
         with open(self.pipeline_package) as handle:
-            spec, *platform = [doc for doc in yaml.safe_load_all(handle) if doc]
+            documents = [doc for doc in yaml.safe_load_all(handle) if doc]
+        spec = documents[0]
         if self.enable_caching is not None:
             for component in _dag_tasks(spec):
                 component.setdefault("cachingOptions", {})["enableCache"] = self.enable_caching
+        for executor in spec.get("deploymentSpec", {}).get("executors", {}).values():
+            container = executor.get("container", {})
+            repository = container.get("image", "").rsplit(":", 1)[0]
+            for name, image in self.images.items():
+                if repository.endswith(f"/{name}"):
+                    container["image"] = image
+        return documents
+
+    def _pipeline_spec(self) -> dict:
+        spec, *platform = self._documents()
         if platform:
             return {"pipeline_spec": spec, "platform_spec": platform[0]}
         return spec
+
+    def _upload(self) -> tuple[str, str]:
+        """Upload the package as it will run (images applied): one pipeline version per content."""
+        import tempfile
+
+        import yaml
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f"{tmp}/{self.pipeline_name}.yaml"
+            with open(path, "w") as handle:
+                yaml.safe_dump_all(self._documents(), handle, sort_keys=True)
+            return self.hook.upload_pipeline(path, self.pipeline_name)
 
     def execute(self, context) -> dict[str, Any]:
         experiment_id = self.hook.get_or_create_experiment(self.experiment)
         run_name = self.run_name or f"{context['dag'].dag_id}-{context['run_id']}"
         submit: dict[str, Any] = {}
         if self.pipeline_package and self.pipeline_name and self.enable_caching is None:
-            submit["pipeline_id"], submit["pipeline_version_id"] = self.hook.upload_pipeline(
-                self.pipeline_package, self.pipeline_name
-            )
+            submit["pipeline_id"], submit["pipeline_version_id"] = self._upload()
         elif self.pipeline_package:
             submit["pipeline_spec"] = self._pipeline_spec()
         else:
@@ -100,7 +126,8 @@ class KubeflowPipelinesRunOperator(BaseOperator):
                                    service_account=self.service_account, **submit)
         self.kfp_run_id = run.run_id
         url = self.hook.run_url(run.run_id)
-        context["ti"].xcom_push(key=RUN_URL_KEY, value=url)  # before waiting: the link works at once
+        # before waiting, under the link's own key: the UI shows the link while the run is polled
+        context["ti"].xcom_push(key=RUN_URL_KEY, value=url)
         self.log.info("Started KFP run %s: %s", run.run_id, url)
         end_time = time.time() + self.timeout_seconds
         if self.deferrable:
@@ -127,7 +154,10 @@ class KubeflowPipelinesRunOperator(BaseOperator):
         self.kfp_run_id = run_id
         if status == "timeout":
             self.log.warning("Terminating KFP run %s after the timeout", run_id)
-            self.hook.terminate_run(run_id)
+            try:
+                self.hook.terminate_run(run_id)
+            except Exception:  # the timeout is what the task reports; a failed terminate is logged
+                self.log.exception("Could not terminate KFP run %s", run_id)
         if status != "success":
             raise KubeflowPipelinesRunFailed(
                 f"KFP run {run_id} {status}: {event.get('message') or event.get('state')} ({self.hook.run_url(run_id)})"

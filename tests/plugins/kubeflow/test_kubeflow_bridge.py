@@ -88,7 +88,8 @@ def test_create_get_list_and_terminate_runs(hook, kfp):
     assert hook.get_run_state(run.run_id)[0] is KubeflowRunState.RUNNING
     assert hook.get_run_state(run.run_id)[0] is KubeflowRunState.SUCCEEDED
     assert [r.run_id for r in hook.list_runs()] == [run.run_id]
-    hook.terminate_run(run.run_id)
+    kfp.states[run.run_id] = ["RUNNING"]
+    assert hook.terminate_run(run.run_id) is True
     assert kfp.terminated == [run.run_id] and hook.get_run_state(run.run_id)[0] is KubeflowRunState.CANCELED
     with pytest.raises(ValueError, match="needs a pipeline_spec"):
         hook.create_run(run_name="r", experiment_id=experiment)
@@ -218,10 +219,14 @@ def test_execute_complete_maps_failures(kfp, status, message):
                                                 "message": message if status != "canceled" else ""})
 
 
-def test_timeout_terminates_the_run(kfp):
+def test_timeout_terminates_the_run(hook, kfp):
+    run = hook.create_run(run_name="r", experiment_id=hook.get_or_create_experiment("e"), pipeline_spec={"x": 1})
+    kfp.states[run.run_id] = ["RUNNING"]
     with pytest.raises(KubeflowPipelinesRunFailed, match="timeout"):
-        operator().execute_complete(context(), {"status": "timeout", "run_id": "r9", "state": "RUNNING"})
-    assert kfp.terminated == ["r9"]
+        operator().execute_complete(context(), {"status": "timeout", "run_id": run.run_id, "state": "RUNNING"})
+    assert kfp.terminated == [run.run_id]
+    with pytest.raises(KubeflowPipelinesRunFailed, match="timeout"):  # terminate failing does not hide the timeout
+        operator().execute_complete(context(), {"status": "timeout", "run_id": "unknown", "state": "RUNNING"})
 
 
 def test_execute_complete_success(kfp):
@@ -262,3 +267,90 @@ def test_plugin_registers_the_link():
     from kubeflow_plugin import KubeflowPipelinesPlugin
 
     assert any(isinstance(link, KubeflowPipelinesRunLink) for link in KubeflowPipelinesPlugin.operator_extra_links)
+
+
+# -- what a first real cluster run would hit -----------------------------------------------
+def test_upload_finds_its_version_by_name_past_the_first_page(hook, kfp):
+    import kfp_server_api
+
+    pipeline_id, version_id = hook.upload_pipeline(PACKAGE, "retrain-digits")
+    kfp.versions[pipeline_id] = [kfp_server_api.V2beta1PipelineVersion(
+        pipeline_id=pipeline_id, pipeline_version_id=f"old{i}", display_name=f"retrain-digits-{i:012x}")
+        for i in range(150)] + kfp.versions[pipeline_id]
+    assert hook.upload_pipeline(PACKAGE, "retrain-digits") == (pipeline_id, version_id)
+    assert len(kfp.versions[pipeline_id]) == 152, "no re-upload of an existing version"
+
+
+def test_a_lost_answer_to_create_run_does_not_start_a_second_run(hook, kfp):
+    experiment = hook.get_or_create_experiment("retrain")
+    kfp.lose_answers = {"POST /apis/v2beta1/runs"}
+    run = hook.create_run(run_name="retrain-manual__7", experiment_id=experiment, pipeline_spec={"x": 1})
+    assert [r.run_id for r in kfp.runs.values()] == [run.run_id]
+
+
+def test_create_run_is_retried_when_the_server_did_not_create_it(hook, kfp):
+    experiment = hook.get_or_create_experiment("retrain")
+    kfp.failures = [503]
+    hook.create_run(run_name="retrain-manual__8", experiment_id=experiment, pipeline_spec={"x": 1})
+    assert len(kfp.runs) == 1
+
+
+def test_non_idempotent_calls_are_not_blindly_retried(hook, kfp):
+    calls = []
+    original = hook._call
+
+    def spy(api, method, *args, idempotent=True, **kwargs):
+        calls.append((method, idempotent))
+        return original(api, method, *args, idempotent=idempotent, **kwargs)
+
+    hook._call = spy
+    hook.upload_pipeline(PACKAGE, "retrain-digits")
+    experiment = hook.get_or_create_experiment("retrain")
+    hook.create_run(run_name="r", experiment_id=experiment, pipeline_spec={"x": 1})
+    posts = {"upload_pipeline", "upload_pipeline_version", "experiment_service_create_experiment",
+             "run_service_create_run"}
+    assert all(not idempotent for method, idempotent in calls if method in posts)
+
+
+def test_every_call_has_a_timeout(kfp, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_KFP_SLOW", json.dumps(
+        {"conn_type": "kubeflow_pipelines", "host": kfp.url, "extra": {"auth_type": "none", "timeout": 0.3}}))
+    slow = KubeflowPipelinesHook("kfp_slow")
+    slow.retry_delay = 0.01
+    kfp.delay = 3
+    started = time.monotonic()
+    with pytest.raises(KubeflowPipelinesError, match="cannot reach"):
+        slow.get_run_state("run-x")
+    assert time.monotonic() - started < 2.9, "a hung server must not block past the timeout"
+
+
+def test_terminating_an_ended_run_is_not_an_error(hook, kfp):
+    experiment = hook.get_or_create_experiment("retrain")
+    run = hook.create_run(run_name="r", experiment_id=experiment, pipeline_spec={"x": 1})
+    kfp.states[run.run_id] = ["SUCCEEDED"]
+    assert hook.terminate_run(run.run_id) is False and kfp.terminated == []
+    op = operator()
+    op.kfp_run_id = run.run_id
+    op.on_kill()  # after the end: no error
+
+
+def test_the_run_link_uses_the_ui_host(kfp, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_KFP_UI", json.dumps({"conn_type": "kubeflow_pipelines",
+                       "host": "http://ml-pipeline.kubeflow:8888",
+                       "extra": {"ui_host": "https://kubeflow.example.com/pipeline/"}}))
+    assert KubeflowPipelinesHook("kfp_ui").run_url("r1") == "https://kubeflow.example.com/pipeline/#/runs/details/r1"
+
+
+def test_images_follow_the_deployment_not_the_compiled_tag(kfp):
+    images = {"steps": "reg.example/team/steps:abc1234", "train": "reg.example/team/train:abc1234"}
+    spec = operator(images=images)._pipeline_spec()["pipeline_spec"]
+    used = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert used == set(images.values())
+    operator(deferrable=False, pipeline_name="retrain-digits", images=images).execute(context())
+    (version,) = [v for versions in kfp.versions.values() for v in versions if v.display_name != "retrain-digits"] \
+        or [None]
+    assert version is not None, "the package is uploaded as it will run: a version per image tag"
+
+
+def test_the_link_is_stored_under_the_key_the_api_server_reads():
+    assert KubeflowPipelinesRunLink().xcom_key == RUN_URL_KEY
