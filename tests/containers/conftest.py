@@ -60,7 +60,8 @@ def pod_s3(images):
     subprocess.run([sys.executable, "-m", "retrain_steps", "export-default", "--output",
                     f"s3://{BUCKET}/datasets/digits/digits.npz"], cwd=ROOT, check=True, capture_output=True)
     create_secret(SECRET, {**keys, "AWS_ENDPOINT_URL_S3": f"http://{gateway}:{port}"})
-    yield {"store": f"s3://{BUCKET}", "registry": f"s3://{BUCKET}/registry"}
+    pod_env = {**keys, "AWS_ENDPOINT_URL_S3": f"http://{gateway}:{port}"}
+    yield {"store": f"s3://{BUCKET}", "registry": f"s3://{BUCKET}/registry", "pod_env": pod_env}
     podman("secret", "rm", SECRET, check=False)
     for key, value in saved.items():
         if value is None:
