@@ -56,8 +56,8 @@ images: container-runtime ## Build every image under images/ (IMAGES="steps serv
 build/bin/helm: $(VENV)/.installed
 	$(VENV)/bin/python scripts/extract-helm.py $@
 
-manifests: env $(HELM) ## Write every pod of a kubernetes-backend run + the rendered chart to build/manifests/ (GPUS=n EPOCHS=n LEARNING_RATES=a,b)
-	GPUS=$(GPUS) EPOCHS=$(EPOCHS) LEARNING_RATES=$(LEARNING_RATES) FRAMEWORK=$(FRAMEWORK) $(VENV)/bin/python scripts/render-manifests.py
+manifests: env $(HELM) ## Write every pod of a kubernetes-backend run + the rendered chart to build/manifests/ (GPUS=0|1 EPOCHS=n LEARNING_RATES=a,b PRODUCTION_VERSION=v)
+	GPUS=$(GPUS) EPOCHS=$(EPOCHS) LEARNING_RATES=$(LEARNING_RATES) FRAMEWORK=$(FRAMEWORK) PRODUCTION_VERSION=$(PRODUCTION_VERSION) $(VENV)/bin/python scripts/render-manifests.py
 
 kfp-compile: .venv-kfp/.installed ## Recompile images/steps/pipelines/retrain.yaml from its source (RETRAIN_IMAGE_REGISTRY/TAG)
 	cd images/steps && ../../.venv-kfp/bin/python -m pipelines.retrain pipelines/retrain.yaml

@@ -1,7 +1,8 @@
 """`make manifests`: write every pod of a kubernetes-backend run and the rendered chart to build/manifests/.
 
 Params come from the DAG's defaults, overridden by environment variables GPUS, EPOCHS,
-LEARNING_RATES (comma-separated) and FRAMEWORK (the Makefile passes its variables through).
+LEARNING_RATES (comma-separated) and FRAMEWORK (the Makefile passes its variables through);
+PRODUCTION_VERSION adds the `evaluate-production` pod of a run with that version in production.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def main() -> None:
     if os.environ.get("FRAMEWORK"):
         overrides["framework"] = os.environ["FRAMEWORK"]
     env = {**os.environ, "RETRAIN_BACKEND": "kubernetes"}
-    pods = render_pods(settings(env), default_params(**overrides))
+    pods = render_pods(settings(env), default_params(**overrides),
+                       production_version=os.environ.get("PRODUCTION_VERSION") or None)
     for name, manifest in pods.items():
         (out / f"{name}.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     helm = os.environ.get("HELM", "helm")
