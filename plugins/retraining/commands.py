@@ -23,11 +23,28 @@ def run_root(artifact_store: str, run_id: str) -> str:
     return join(artifact_store, "runs", safe_run_id(run_id))
 
 
-def data_steps(*, params: dict, run_id: str, artifact_store: str, default_dataset: str) -> dict:
-    """Arguments of ``download`` and ``preprocess`` and their output folders for one run."""
+def data_steps(
+    *, params: dict, run_id: str, artifact_store: str, default_dataset: str, allowed: tuple[str, ...] = ()
+) -> dict:
+    """Arguments of ``download`` and ``preprocess`` and their output folders for one run.
+
+    With ``allowed`` (URI prefixes), a dataset elsewhere raises ``ValueError`` before any step
+    reads it, and ``download`` gets the same list (``--allow``) so the step refuses it too. The
+    configured default dataset is always allowed.
+    """
+    from retrain_steps.artifacts import ArtifactError, check_allowed
+
     root = run_root(artifact_store, run_id)
     dataset, splits = join(root, "download"), join(root, "preprocess")
-    download = ["download", "--source", params.get("dataset_uri") or default_dataset, "--output", dataset]
+    source = params.get("dataset_uri") or default_dataset
+    download = ["download", "--source", source, "--output", dataset]
+    if allowed:
+        prefixes = [*allowed, default_dataset]
+        try:
+            check_allowed(source, prefixes)
+        except ArtifactError as err:
+            raise ValueError(str(err)) from None
+        download += [arg for prefix in prefixes for arg in ("--allow", prefix)]
     if params.get("dataset_sha256"):
         download += ["--sha256", params["dataset_sha256"]]
     preprocess = ["preprocess", "--input", dataset, "--output", splits, "--seed", str(params.get("seed", 0))]

@@ -32,7 +32,7 @@ def render_pods(
     from retraining.step_pod import StepPodOperator
 
     data = commands.data_steps(params=params, run_id=run_id, artifact_store=settings.artifact_store,
-                               default_dataset=settings.dataset_uri)
+                               default_dataset=settings.dataset_uri, allowed=settings.dataset_allowed)
     baseline = commands.production_baseline(run_id=run_id, artifact_store=settings.artifact_store,
                                             registry=settings.registry, production_version=production_version)
     candidates = commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store)

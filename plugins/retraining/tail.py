@@ -20,9 +20,15 @@ def planning_head(settings: Settings):
     @task(multiple_outputs=True)
     def plan(params: dict | None = None, run_id: str | None = None) -> dict:
         """Arguments and output folders of the data steps for this run."""
-        return commands.data_steps(
-            params=params, run_id=run_id, artifact_store=settings.artifact_store, default_dataset=settings.dataset_uri
-        )
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return commands.data_steps(
+                params=params, run_id=run_id, artifact_store=settings.artifact_store,
+                default_dataset=settings.dataset_uri, allowed=settings.dataset_allowed,
+            )
+        except ValueError as err:  # a bad dataset location is not retried
+            raise AirflowFailException(str(err)) from None
 
     @task
     def plan_candidates(params: dict | None = None, run_id: str | None = None) -> list[dict]:

@@ -9,7 +9,8 @@ import pytest
 from retraining import deploy
 from tests.helpers.podman import podman
 
-pytestmark = pytest.mark.containers
+# the first test builds every image (minutes on a cold cache)
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 CARD = {"version": "0123456789ab", "bento": {"uri": "s3://artifacts/registry/versions/0123456789ab/x.bento",
                                              "sha256": "a" * 64}}
 

@@ -15,7 +15,8 @@ from retraining import commands
 from tests.conftest import ROOT
 from tests.helpers.podman import podman
 
-pytestmark = pytest.mark.containers
+# the first test builds every image (minutes on a cold cache)
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 KFP_PYTHON = ROOT / ".venv-kfp" / "bin" / "python"
 
 

@@ -16,7 +16,8 @@ from tests.helpers.kube import helm
 from tests.helpers.podman import KubePlay
 from tests.helpers.servers import free_port
 
-pytestmark = pytest.mark.containers
+# the first test builds every image (minutes on a cold cache)
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 SAMPLE = ROOT / "serving" / "samples" / "digit-3.png"
 
 

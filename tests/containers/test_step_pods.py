@@ -10,7 +10,8 @@ from retraining.manifests import render_pods
 from tests.conftest import ROOT
 from tests.containers.conftest import PARAMS, RUN_ID, k8s_settings, play_pod
 
-pytestmark = pytest.mark.containers
+# the first test builds every image (minutes on a cold cache)
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 
 
 def test_the_pods_run_the_whole_loop_and_register_a_version(pod_run, pod_s3):

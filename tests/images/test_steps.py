@@ -133,8 +133,12 @@ def test_train_rejects_cuda_when_absent(trained, tmp_path):
 
 
 def test_train_rejects_wrong_array_shapes(tmp_path):
+    from retrain_steps import manifest
+
     bad = write_npz(tmp_path / "pp" / "splits.npz", **{f"x_{n}": np.zeros((3, 64), np.float32) for n in ("train", "val", "test")},
                     **{f"y_{n}": np.zeros(3, np.int64) for n in ("train", "val", "test")})
+    manifest.write(f"file://{tmp_path}/pp", "preprocess", "k",
+                   {"splits.npz": artifacts.sha256((tmp_path / "pp" / "splits.npz").read_bytes())})
     result = run_cli("retrain_steps", "train", "--input", f"file://{tmp_path}/pp", "--output", f"file://{tmp_path}/t",
                      check=False)
     assert result.returncode == 2 and "x_train must be (n, 1, 8, 8)" in result.stderr and bad in result.stderr
@@ -191,3 +195,60 @@ def test_keras_path_trains_and_evaluates(trained, tmp_path):
     assert json.loads((tmp_path / "k" / "model.json").read_text()) == {"framework": "tensorflow", "file": "model.keras"}
     result = run_cli("retrain_steps", "evaluate", "--data", trained["preprocess"], "--model", model, "--output", evaluation)
     assert last_json(result.stdout)["result"]["metrics"]["accuracy"] >= 0.9
+
+
+# -- a data path that fails safely: bad input exits 2 at once (no retry), nothing is half-read ---
+def test_a_corrupted_npz_is_bad_input(trained, tmp_path):
+    raw = bytearray(path_of(trained["source"]).read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte inside an array: the CRC fails
+    (tmp_path / "bad.npz").write_bytes(bytes(raw))
+    result = run_cli("retrain_steps", "download", "--source", f"file://{tmp_path}/bad.npz",
+                     "--output", f"file://{tmp_path}/dl", check=False)
+    assert result.returncode == 2 and "is not a valid .npz archive" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "dl").exists()
+
+
+@pytest.mark.parametrize("step", ["train", "evaluate"])
+def test_a_corrupted_split_is_refused_against_its_manifest(trained, tmp_path, step):
+    import shutil
+
+    shutil.copytree(path_of(trained["preprocess"]), tmp_path / "pp")
+    splits = tmp_path / "pp" / "splits.npz"
+    arrays = dict(np.load(splits))
+    arrays["y_train"] = np.roll(arrays["y_train"], 1)  # a valid archive with wrong labels
+    write_npz(splits, **arrays)
+    args = (["train", "--input", f"file://{tmp_path}/pp", "--output", f"file://{tmp_path}/out", "--epochs", "1"]
+            if step == "train" else
+            ["evaluate", "--data", f"file://{tmp_path}/pp", "--model", trained["train"], "--output", f"file://{tmp_path}/out"])
+    result = run_cli("retrain_steps", *args, check=False)
+    assert result.returncode == 2 and "does not match its manifest" in result.stderr and "rerun the preprocess" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unfinished_upstream_step_is_named(trained, tmp_path):
+    import shutil
+
+    shutil.copytree(path_of(trained["preprocess"]), tmp_path / "pp")
+    (tmp_path / "pp" / "manifest.json").unlink()
+    result = run_cli("retrain_steps", "train", "--input", f"file://{tmp_path}/pp", "--output",
+                     f"file://{tmp_path}/out", check=False)
+    assert result.returncode == 2 and "did not finish" in result.stderr
+
+
+def test_reads_are_bounded(trained, tmp_path):
+    zero = run_cli("retrain_steps", "download", "--source", "file:///dev/zero", "--output", f"file://{tmp_path}/a",
+                   check=False)
+    assert zero.returncode == 2 and "not a regular file" in zero.stderr
+    big = run_cli("retrain_steps", "download", "--source", trained["source"], "--output", f"file://{tmp_path}/b",
+                  env={"RETRAIN_MAX_READ_BYTES": "10000"}, check=False)
+    assert big.returncode == 2 and "larger than the limit of 10000 bytes" in big.stderr
+
+
+def test_an_archive_that_unpacks_past_the_limit_is_refused_before_unpacking(tmp_path):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=np.zeros((20000, 8, 8), np.float32), target=np.zeros(20000, np.int64))
+    (tmp_path / "bomb.npz").write_bytes(buffer.getvalue())
+    assert len(buffer.getvalue()) < 100_000
+    result = run_cli("retrain_steps", "download", "--source", f"file://{tmp_path}/bomb.npz",
+                     "--output", f"file://{tmp_path}/dl", env={"RETRAIN_MAX_DATASET_BYTES": "1000000"}, check=False)
+    assert result.returncode == 2 and "unpacks to" in result.stderr and "over the limit" in result.stderr

@@ -57,3 +57,50 @@ def test_package_arguments_parse_with_the_package_cli():
     argv = commands.package_arguments(candidate=cand, dataset="s3://d", registry="s3://reg", run_id="r")
     args = build_parser().parse_args(argv)
     assert (args.model, args.evaluation, args.registry) == (cand["model"], cand["evaluation"], "s3://reg")
+
+
+def test_datasets_come_only_from_allowed_locations():
+    import pytest
+
+    allowed = ("file:///srv/store/", "https://data.example.com/sets/")
+    default = "file:///srv/store/datasets/digits.npz"
+
+    def plan(uri):
+        return commands.data_steps(params={**PARAMS, "dataset_uri": uri}, run_id="r", artifact_store="file:///srv/store",
+                                   default_dataset=default, allowed=allowed)
+
+    ok = plan("https://data.example.com/sets/mnist.npz")["download"]
+    assert ok[ok.index("--allow") + 1] == "file:///srv/store/", "the step gets the same list and checks it again"
+    assert plan(None)["download"][2] == default
+    for bad in ("file:///etc/passwd", "file:///srv/store/../../etc/passwd", "file:///srv/store-evil/x.npz",
+                "http://169.254.169.254/latest/meta-data", "https://data.example.com/other/x.npz",
+                "s3://other-bucket/x.npz"):
+        with pytest.raises(ValueError, match="dataset location not allowed"):
+            plan(bad)
+
+
+def test_the_download_step_refuses_an_outside_source_without_reading_it(tmp_path):
+    from tests.conftest import run_cli
+
+    (tmp_path / "secret.npz").write_bytes(b"not for you")
+    answers = []
+    for source in (f"file://{tmp_path}/secret.npz", f"file://{tmp_path}/absent.npz"):
+        result = run_cli("retrain_steps", "download", "--source", source, "--output", f"file://{tmp_path}/store/dl",
+                         "--allow", f"file://{tmp_path}/store/", check=False)
+        assert result.returncode == 2 and "dataset location not allowed" in result.stderr
+        answers.append(result.stderr.replace("secret", "X").replace("absent", "X"))
+    assert answers[0] == answers[1], "the error must not tell an existing file from a missing one"
+
+
+def test_a_refused_dataset_fails_the_plan_task_without_retry(monkeypatch):
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+    from retraining.config import settings
+    from retraining.tail import planning_head
+
+    from airflow.sdk import DAG
+
+    with DAG("t", schedule=None):
+        plan, _ = planning_head(settings({"RETRAIN_ARTIFACT_STORE": "file:///srv/store"}))
+    with pytest.raises(AirflowFailException, match="dataset location not allowed: file:///etc/shadow"):
+        plan.operator.python_callable(params={**PARAMS, "dataset_uri": "file:///etc/shadow"}, run_id="r")

@@ -9,7 +9,9 @@ Supported schemes:
 
 Every write is atomic: the bytes go to a temporary name first and are renamed (file) or
 uploaded in one ``PutObject`` (S3, which is atomic per object), so a reader never sees a
-half-written artifact. Only the standard library and boto3 are imported, so the Airflow
+half-written artifact. Every read is bounded (``RETRAIN_MAX_READ_BYTES``, default 2 GiB, or the
+caller's ``max_bytes``): the size is checked before the bytes are read, and only regular files
+are read (``file:///dev/zero`` is refused). Only the standard library and boto3 are imported, so the Airflow
 control plane and the serving image can use this module too.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import urllib.error
 import urllib.parse
@@ -28,6 +31,21 @@ from typing import Any
 
 class ArtifactError(Exception):
     """An artifact is missing, unreadable or fails verification; the message names it."""
+
+
+MAX_READ_BYTES = int(os.environ.get("RETRAIN_MAX_READ_BYTES", str(2 * 1024**3)))
+
+
+def _too_large(uri: str, size: int, limit: int) -> ArtifactError:
+    return ArtifactError(f"{uri} is larger than the limit of {limit} bytes ({size} bytes); "
+                         "raise RETRAIN_MAX_READ_BYTES to allow it")
+
+
+def _read_bounded(stream, uri: str, limit: int) -> bytes:
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(uri, len(data), limit)
+    return data
 
 
 def _split(uri: str) -> tuple[str, str, str]:
@@ -58,27 +76,47 @@ def _s3_client():
     return boto3.client("s3", endpoint_url=endpoint or None)
 
 
-def read_bytes(uri: str) -> bytes:
-    """Read an object; raise :class:`ArtifactError` naming the URI if it does not exist."""
+def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
+    """Read an object of at most ``max_bytes`` (default ``RETRAIN_MAX_READ_BYTES``).
+
+    Raise :class:`ArtifactError` naming the URI if it does not exist, is not a regular file, or
+    is larger than the limit (checked before reading where the store says the size).
+    """
+    limit = max_bytes or MAX_READ_BYTES
     scheme, bucket, path = _split(uri)
     if scheme == "file":
         try:
-            return Path(path).read_bytes()
+            with open(path, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise ArtifactError(f"not a regular file: {uri}")
+                if info.st_size > limit:
+                    raise _too_large(uri, info.st_size, limit)
+                return _read_bounded(handle, uri, limit)
         except FileNotFoundError:
             raise ArtifactError(f"artifact not found: {uri}") from None
         except IsADirectoryError:
             raise ArtifactError(f"artifact is a directory, expected a file: {uri}") from None
+        except PermissionError:
+            raise ArtifactError(f"artifact not readable: {uri}") from None
     if scheme == "s3":
         client = _s3_client()
         try:
-            return client.get_object(Bucket=bucket, Key=path)["Body"].read()
+            response = client.get_object(Bucket=bucket, Key=path)
         except client.exceptions.NoSuchKey:
             raise ArtifactError(f"artifact not found: {uri}") from None
         except client.exceptions.NoSuchBucket:
             raise ArtifactError(f"bucket not found: {uri}") from None
+        if response.get("ContentLength", 0) > limit:
+            response["Body"].close()
+            raise _too_large(uri, response["ContentLength"], limit)
+        return _read_bounded(response["Body"], uri, limit)
     try:
         with urllib.request.urlopen(uri, timeout=60) as response:  # noqa: S310 (scheme checked)
-            return response.read()
+            length = int(response.headers.get("Content-Length") or 0)
+            if length > limit:
+                raise _too_large(uri, length, limit)
+            return _read_bounded(response, uri, limit)
     except urllib.error.HTTPError as err:
         raise ArtifactError(f"cannot fetch {uri}: HTTP {err.code}") from None
     except urllib.error.URLError as err:
@@ -161,3 +199,33 @@ def verify_sha256(uri: str, data: bytes, expected: str | None) -> str:
     if expected and digest != expected.lower():
         raise ArtifactError(f"checksum mismatch for {uri}: expected sha256 {expected}, got {digest}")
     return digest
+
+
+def normalized(uri: str) -> str:
+    """``uri`` with ``.``/``..`` segments resolved and bare paths as ``file://``; ``..`` escaping the root is refused."""
+    scheme, host, path = _split(uri)
+    if scheme == "file":
+        return "file://" + os.path.normpath("/" + path.lstrip("/"))
+    parts = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if not parts:
+                raise ArtifactError(f"{uri!r} climbs above its root")
+            parts.pop()
+        elif segment not in (".",):
+            parts.append(segment)
+    return f"{scheme}://{host}/" + "/".join(parts)
+
+
+def check_allowed(uri: str, prefixes: list[str] | tuple[str, ...]) -> str:
+    """Return ``uri`` normalized if it lies under one of ``prefixes`` (folder prefixes), else raise.
+
+    The message names the URI and the allowed locations only: nothing about what exists there.
+    """
+    target = normalized(uri)
+    for prefix in prefixes:
+        folder = normalized(prefix).rstrip("/") + "/"
+        if target == folder.rstrip("/") or target.startswith(folder):
+            return target
+    raise ArtifactError(f"dataset location not allowed: {uri} (allowed: {', '.join(prefixes) or 'none'}; "
+                        "the deployment sets RETRAIN_DATASET_ALLOWED)")

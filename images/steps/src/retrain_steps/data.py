@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -14,12 +17,26 @@ class DataError(ValueError):
     """A dataset that does not have the expected format; the message names the problem."""
 
 
+MAX_ARRAY_BYTES = int(os.environ.get("RETRAIN_MAX_DATASET_BYTES", str(4 * 1024**3)))
+
+
 def load_npz(data: bytes, uri: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Parse an ``.npz`` object and check it holds ``keys``."""
+    """Parse an ``.npz`` object and check it holds ``keys``.
+
+    A corrupt archive (bad CRC, truncated) is bad input, as is one whose arrays would unpack
+    past ``RETRAIN_MAX_DATASET_BYTES`` (checked from the archive's directory, before unpacking).
+    """
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+        if unpacked > MAX_ARRAY_BYTES:
+            raise DataError(f"{uri} unpacks to {unpacked} bytes, over the limit of {MAX_ARRAY_BYTES} "
+                            "(RETRAIN_MAX_DATASET_BYTES)")
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        if isinstance(err, DataError):
+            raise
         raise DataError(f"{uri} is not a valid .npz archive: {err}") from None
     missing = [key for key in keys if key not in arrays]
     if missing:

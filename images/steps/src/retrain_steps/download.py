@@ -21,9 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, help="dataset URI (.npz with images, target)")
     parser.add_argument("--sha256", default=None, help="expected sha256 of the source object")
     parser.add_argument("--output", required=True, help="output folder URI")
+    parser.add_argument("--allow", action="append", default=[], metavar="PREFIX",
+                        help="allowed dataset location (repeatable); when given, any other source is refused unread")
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.allow:
+        artifacts.check_allowed(args.source, args.allow)
     raw = artifacts.read_bytes(args.source)
     digest = artifacts.verify_sha256(args.source, raw, args.sha256)
     key = manifest.input_key("download", source_sha256=digest)

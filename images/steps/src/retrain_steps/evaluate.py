@@ -70,12 +70,12 @@ def model_fingerprint(model_uri: str) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     fingerprint = model_fingerprint(args.model)
-    splits_bytes = artifacts.read_bytes(artifacts.join(args.data, "splits.npz"))
+    splits_bytes = manifest.read_verified(args.data, "splits.npz")
     key = manifest.input_key("evaluate", splits=artifacts.sha256(splits_bytes), model=fingerprint)
     if done := manifest.up_to_date(args.output, key):
         log.info("evaluate: %s is up to date", args.output)
         return done
-    splits = load_splits(args.data)
+    splits = load_splits(args.data, splits_bytes)
     with tempfile.TemporaryDirectory() as tmp:
         framework = fetch_model(args.model, Path(tmp), fingerprint)
         probabilities = load_predictor(Path(tmp), framework)(splits["x_test"])

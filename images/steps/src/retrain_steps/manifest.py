@@ -55,3 +55,26 @@ def write(output: str, step: str, key: str, outputs: dict[str, str], **extra: An
     manifest = {"step": step, "key": key, "outputs": outputs, **extra}
     artifacts.write_json(artifacts.join(output, MANIFEST), manifest)
     return manifest
+
+
+def read_verified(folder: str, name: str) -> bytes:
+    """Read output ``name`` of the step that wrote ``folder``, verified against its manifest.
+
+    Raise :class:`artifacts.ArtifactError` when the producing step has not finished (no
+    manifest) or the object differs from what it wrote (corrupted or replaced): rerun that step.
+    """
+    manifest_uri = artifacts.join(folder, MANIFEST)
+    if not artifacts.exists(manifest_uri):
+        raise artifacts.ArtifactError(f"{folder} has no {MANIFEST}: the step that writes it did not finish")
+    produced = artifacts.read_json(manifest_uri)
+    expected = produced.get("outputs", {}).get(name)
+    if expected is None:
+        raise artifacts.ArtifactError(f"{folder}/{MANIFEST} does not list {name}")
+    uri = artifacts.join(folder, name)
+    data = artifacts.read_bytes(uri)
+    if artifacts.sha256(data) != expected:
+        raise artifacts.ArtifactError(
+            f"{uri} does not match its manifest (sha256 {artifacts.sha256(data)[:12]}…, written as "
+            f"{expected[:12]}…): it was corrupted or replaced; rerun the {produced.get('step', 'producing')} step"
+        )
+    return data

@@ -42,7 +42,7 @@ def split_indices(target: np.ndarray, val: float, test: float, seed: int) -> dic
 
 def run(args: argparse.Namespace) -> dict:
     dataset_uri = artifacts.join(args.input, "dataset.npz")
-    raw = artifacts.read_bytes(dataset_uri)
+    raw = manifest.read_verified(args.input, "dataset.npz")
     key = manifest.input_key(
         "preprocess", dataset=artifacts.sha256(raw), seed=args.seed, val=args.val_fraction, test=args.test_fraction
     )
@@ -70,11 +70,11 @@ def run(args: argparse.Namespace) -> dict:
     return manifest.write(args.output, "preprocess", key, outputs, stats=stats)
 
 
-def load_splits(uri: str) -> dict[str, np.ndarray]:
-    """Read ``splits.npz`` from a preprocess output folder and check its shapes."""
+def load_splits(uri: str, raw: bytes | None = None) -> dict[str, np.ndarray]:
+    """Read ``splits.npz`` from a preprocess output folder (verified against its manifest) and check its shapes."""
     split_uri = artifacts.join(uri, "splits.npz")
     keys = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-    arrays = data.load_npz(artifacts.read_bytes(split_uri), split_uri, keys)
+    arrays = data.load_npz(manifest.read_verified(uri, "splits.npz") if raw is None else raw, split_uri, keys)
     for name in ("train", "val", "test"):
         x, y = arrays[f"x_{name}"], arrays[f"y_{name}"]
         if x.ndim != 4 or x.shape[1:] != (1, 8, 8) or y.shape != (x.shape[0],):

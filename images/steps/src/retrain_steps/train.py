@@ -153,10 +153,10 @@ def _epoch_line(epoch: int, epochs: int, loss: float, val_loss: float, val_acc: 
 
 
 def run(args: argparse.Namespace) -> dict:
-    splits_uri = artifacts.join(args.input, "splits.npz")
+    splits_raw = manifest.read_verified(args.input, "splits.npz")
     key = manifest.input_key(
         "train",
-        splits=artifacts.sha256(artifacts.read_bytes(splits_uri)),
+        splits=artifacts.sha256(splits_raw),
         framework=args.framework,
         learning_rate=args.learning_rate,
         epochs=args.epochs,
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
     if done := manifest.up_to_date(args.output, key):
         log.info("train: %s is up to date", args.output)
         return done
-    splits = load_splits(args.input)
+    splits = load_splits(args.input, splits_raw)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         trainer = _train_torch if args.framework == "torch" else _train_keras
