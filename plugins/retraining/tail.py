@@ -33,7 +33,12 @@ def planning_head(settings: Settings):
     @task
     def plan_candidates(params: dict | None = None, run_id: str | None = None) -> list[dict]:
         """One candidate per learning rate, with its train and evaluate arguments."""
-        return commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store)
+        except ValueError as err:  # e.g. more GPUs than a candidate uses: not retried
+            raise AirflowFailException(str(err)) from None
 
     return plan(), plan_candidates()
 
@@ -109,8 +114,13 @@ def selection_tail(*, candidates, data, settings: Settings):
     def gate(candidate: dict, baseline: list[dict], params: dict | None = None) -> bool:
         from retrain_steps import registry
 
+        from airflow.sdk.exceptions import AirflowFailException
+
         store_connection.apply_to_process()
-        production = measured_production(baseline, registry.production_version(settings.registry))
+        try:
+            production = measured_production(baseline, registry.production_version(settings.registry))
+        except ValueError as err:  # production moved under this run: a retry would compare the wrong model
+            raise AirflowFailException(str(err)) from None
         decision = selection.gate(
             candidate, production, min_accuracy=float(params["min_accuracy"]), margin=float(params["margin"]),
         )

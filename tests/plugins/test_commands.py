@@ -104,3 +104,17 @@ def test_a_refused_dataset_fails_the_plan_task_without_retry(monkeypatch):
         plan, _ = planning_head(settings({"RETRAIN_ARTIFACT_STORE": "file:///srv/store"}))
     with pytest.raises(AirflowFailException, match="dataset location not allowed: file:///etc/shadow"):
         plan.operator.python_callable(params={**PARAMS, "dataset_uri": "file:///etc/shadow"}, run_id="r")
+
+
+def test_more_gpus_than_a_candidate_uses_fail_plan_candidates_without_retry():
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+    from retraining.config import settings
+    from retraining.tail import planning_head
+
+    from airflow.sdk import DAG
+
+    with DAG("t2", schedule=None):
+        _, plan_candidates = planning_head(settings({"RETRAIN_ARTIFACT_STORE": "file:///srv/store"}))
+    with pytest.raises(AirflowFailException, match="gpus=2: a candidate trains on one GPU"):
+        plan_candidates.operator.python_callable(params={**PARAMS, "gpus": 2}, run_id="r")
