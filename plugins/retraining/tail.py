@@ -1,5 +1,6 @@
 """What every retraining DAG shares around its steps: the planning head (``plan``,
-``plan_candidates``) and the tail (select the best candidate → gate → package → deploy)."""
+``plan_candidates``) and the tail (select the best candidate → evaluate production on the same
+test split → gate → package → deploy: roll out, then promote)."""
 
 from __future__ import annotations
 
