@@ -2,7 +2,8 @@
 ### Retrain the digits classifier
 
 **download → preprocess → train (one candidate per learning rate) → evaluate → select best →
-gate → package → deploy**, on a cron schedule or from the *Trigger DAG* form.
+gate → package → deploy**, on a cron schedule, when the configured dataset's content changes
+(the `retrain-dataset` asset's watcher), or from the *Trigger DAG* form.
 
 Each step is the step image's CLI (`python -m retrain_steps <step>`, `python -m serving.package`),
 run as a local subprocess (`RETRAIN_BACKEND=local`, the default) or as a Kubernetes pod
@@ -24,7 +25,7 @@ from retraining.tail import planning_head, selection_tail
 SETTINGS = config.settings()
 
 
-@dag(dag_id="retrain", **dag_kwargs(SETTINGS, doc_md=__doc__, tags=[SETTINGS.backend]))
+@dag(dag_id="retrain", **dag_kwargs(SETTINGS, doc_md=__doc__, tags=[SETTINGS.backend], watch_dataset=True))
 def retrain():
     data, candidates = planning_head(SETTINGS)
     common = {"cmds": commands.STEPS_CMDS, "settings": SETTINGS, "python_bin": SETTINGS.steps_python}

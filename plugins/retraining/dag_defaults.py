@@ -15,10 +15,24 @@ DEFAULT_ARGS = {
 }
 
 
-def dag_kwargs(settings: Settings, *, doc_md: str, tags: list[str]) -> dict:
+def schedule(settings: Settings, *, watch_dataset: bool):
+    """The cron schedule, or (``watch_dataset``) the cron tick *or* a change of the dataset's content."""
+    if not watch_dataset or not settings.watch_seconds:
+        return settings.schedule
+    from retraining.dataset_watch import dataset_asset
+
+    asset = dataset_asset(uri=settings.dataset_uri, store=settings.artifact_store, poll_interval=settings.watch_seconds)
+    if settings.schedule is None:
+        return [asset]
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(settings.schedule, timezone="UTC"), assets=[asset])
+
+
+def dag_kwargs(settings: Settings, *, doc_md: str, tags: list[str], watch_dataset: bool = False) -> dict:
     """Keyword arguments of ``@dag`` for a retraining DAG."""
     return {
-        "schedule": settings.schedule,
+        "schedule": schedule(settings, watch_dataset=watch_dataset),
         "start_date": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
         "catchup": False,
         "max_active_runs": 1,

@@ -40,7 +40,13 @@ def test_dag_conventions(dagbag, dag_id):
 
 def test_retrain_schedule_and_shape(dagbag):
     dag = dagbag.dags["retrain"]
-    assert dag.schedule == "0 3 * * *"
+    # the cron tick, or a change of the configured dataset's content (its asset's watcher)
+    assert dag.schedule.timetable.expression == "0 3 * * *"
+    (asset,) = dag.schedule.asset_condition.objects
+    assert asset.name == "retrain-dataset" and asset.uri.endswith("/datasets/digits/digits.npz")
+    (watcher,) = asset.watchers
+    assert watcher.trigger.serialize()[0] == "retraining.dataset_watch.DatasetChangeTrigger"
+    assert dagbag.dags["retrain_kubeflow"].schedule == "0 3 * * *", "only retrain follows the data"
     assert set(dag.task_ids) == {
         "plan", "plan_candidates", "download", "preprocess", "train", "evaluate", "select_best", "plan_production",
         "evaluate_production", "gate", "package", "deploy_model",
