@@ -47,7 +47,8 @@ def data_steps(
         download += [arg for prefix in prefixes for arg in ("--allow", prefix)]
     if params.get("dataset_sha256"):
         download += ["--sha256", params["dataset_sha256"]]
-    preprocess = ["preprocess", "--input", dataset, "--output", splits, "--seed", str(params.get("seed", 0))]
+    preprocess = ["preprocess", "--input", dataset, "--output", splits, "--seed", str(params.get("seed", 0)),
+                  "--cache", join(artifact_store, "cache", "preprocess")]
     return {"download": download, "preprocess": preprocess, "dataset": dataset, "splits": splits}
 
 

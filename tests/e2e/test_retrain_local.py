@@ -69,6 +69,8 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path):
         # A worse candidate (one epoch) must not replace production; the run still ends green.
         second = dags_test(airflow_env, {"epochs": 1, "learning_rates": [0.0005], "min_accuracy": 0.0})
         assert "gate: keep production" in second
+        assert "(same test split)" in second, "production was evaluated on this run's split"
+        assert "unchanged: reusing the preprocessing" in second, "same dataset version: no second preprocessing"
         assert registry.production(reg)["version"] == production["version"]
         again = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("d.png", sample)}, timeout=30)
         assert again.headers[VERSION_HEADER] == production["version"]

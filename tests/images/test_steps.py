@@ -252,3 +252,18 @@ def test_an_archive_that_unpacks_past_the_limit_is_refused_before_unpacking(tmp_
     result = run_cli("retrain_steps", "download", "--source", f"file://{tmp_path}/bomb.npz",
                      "--output", f"file://{tmp_path}/dl", env={"RETRAIN_MAX_DATASET_BYTES": "1000000"}, check=False)
     assert result.returncode == 2 and "unpacks to" in result.stderr and "over the limit" in result.stderr
+
+
+def test_an_unchanged_dataset_reuses_the_preprocessing(trained, tmp_path):
+    cache = f"file://{tmp_path}/cache"
+    first = run_cli("retrain_steps", "preprocess", "--input", trained["download"], "--output", f"file://{tmp_path}/r1",
+                    "--cache", cache)
+    assert "reusing" not in first.stdout
+    second = run_cli("retrain_steps", "preprocess", "--input", trained["download"], "--output", f"file://{tmp_path}/r2",
+                     "--cache", cache)
+    assert "unchanged: reusing the preprocessing" in second.stdout
+    assert last_json(second.stdout)["result"]["reused_from"].startswith(cache)
+    assert (tmp_path / "r2" / "splits.npz").read_bytes() == (tmp_path / "r1" / "splits.npz").read_bytes()
+    other_seed = run_cli("retrain_steps", "preprocess", "--input", trained["download"], "--output",
+                         f"file://{tmp_path}/r3", "--cache", cache, "--seed", "7")
+    assert "reusing" not in other_seed.stdout, "other settings are not served from the cache"

@@ -2,6 +2,8 @@
 
 Writes ``splits.npz`` (``x_train, y_train, x_val, y_val, x_test, y_test``; x as float32
 ``(n, 1, 8, 8)`` through :func:`retrain_steps.features.to_model_input`) and ``stats.json``.
+With ``--cache``, the result is also kept under ``<cache>/<key>``: a later run on the same
+dataset version with the same settings copies it (verified) instead of recomputing it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
+    parser.add_argument("--cache", default=None, help="folder URI of reusable preprocessing results")
 
 
 def split_indices(target: np.ndarray, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
@@ -49,6 +52,13 @@ def run(args: argparse.Namespace) -> dict:
     if done := manifest.up_to_date(args.output, key):
         log.info("preprocess: %s is up to date", args.output)
         return done
+    cached = artifacts.join(args.cache, key[:24]) if args.cache else None
+    if cached and (hit := manifest.up_to_date(cached, key)):
+        outputs = {name: artifacts.write_bytes(artifacts.join(args.output, name), manifest.read_verified(cached, name))
+                   for name in hit["outputs"]}
+        log.info("preprocess: dataset %s unchanged: reusing the preprocessing in %s", hit["stats"]["dataset_sha256"][:12],
+                 cached)
+        return manifest.write(args.output, "preprocess", key, outputs, stats=hit["stats"], reused_from=cached)
     images, target = data.check_dataset(data.load_npz(raw, dataset_uri, ("images", "target")), dataset_uri)
     splits = split_indices(target, args.val_fraction, args.test_fraction, args.seed)
     x = to_model_input(images)
@@ -67,6 +77,10 @@ def run(args: argparse.Namespace) -> dict:
         "stats.json": artifacts.write_json(artifacts.join(args.output, "stats.json"), stats),
     }
     log.info("preprocess: split sizes %s", stats["sizes"])
+    if cached:
+        for name in outputs:
+            artifacts.write_bytes(artifacts.join(cached, name), artifacts.read_bytes(artifacts.join(args.output, name)))
+        manifest.write(cached, "preprocess", key, outputs, stats=stats)
     return manifest.write(args.output, "preprocess", key, outputs, stats=stats)
 
 
