@@ -27,7 +27,16 @@ pids=()
 cleanup() {
   trap - EXIT INT TERM
   echo; echo "==> stopping"
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  # Ctrl-C is what each server expects; airflow standalone 3.3 can hang after its components
+  # stopped, so whatever is left of a process group after 20 s is killed.
+  for pid in "${pids[@]}"; do kill -INT -- "-$pid" 2>/dev/null || true; done
+  for _ in $(seq 20); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 1
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
