@@ -27,9 +27,9 @@ pids=()
 cleanup() {
   trap - EXIT INT TERM
   echo; echo "==> stopping"
-  # Ctrl-C is what each server expects; airflow standalone 3.3 can hang after its components
-  # stopped, so whatever is left of a process group after 20 s is killed.
-  for pid in "${pids[@]}"; do kill -INT -- "-$pid" 2>/dev/null || true; done
+  # The servers run in their own sessions (setsid), so Ctrl-C reaches only this script: stop each
+  # process group with TERM, and kill whatever is left of it after 20 s.
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   for _ in $(seq 20); do
     alive=0
     for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
