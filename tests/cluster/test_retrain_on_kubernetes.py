@@ -57,6 +57,15 @@ def test_retrain_on_pods_then_predict(tmp_path):
                     raise
                 time.sleep(2)
         assert response.status_code == 200 and response.json()["prediction"] == 3
-        assert response.headers["X-Model-Version"]
+        # the rollout promoted the version it serves; the next run's gate compares with it
+        from retrain_steps import registry
+
+        registry_uri = os.environ.get("RETRAIN_REGISTRY", f"{store}/registry")
+        assert response.headers["X-Model-Version"] == registry.production_version(registry_uri)
     finally:
         forward.terminate()
+
+    values = json.loads(subprocess.run(["helm", "get", "values", "serving", "--namespace", namespace, "-o", "json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert values["image"]["tag"] == os.environ.get("RETRAIN_IMAGE_TAG", "latest"), "deploy sets the deployment's image"
+    assert len(values["model"]["sha256"]) == 64, "the init container verifies the bento"
