@@ -66,11 +66,12 @@ def production_baseline(*, run_id: str, artifact_store: str, registry: str, prod
 MAX_GPUS_PER_TRAIN_POD = 1
 
 
-def candidates(*, params: dict, run_id: str, artifact_store: str) -> list[dict]:
+def candidates(*, params: dict, run_id: str, artifact_store: str, init_from: str | None = None) -> list[dict]:
     """One candidate per learning rate: its output URIs and its ``train`` and ``evaluate`` arguments.
 
     Raises ``ValueError`` for more GPUs per train pod than training uses (one device per
-    candidate; candidates train in parallel, one pod each).
+    candidate; candidates train in parallel, one pod each). ``init_from``: the model folder every
+    candidate fine-tunes (warm start), else each starts fresh.
     """
     gpus = int(params.get("gpus", 0) or 0)
     if gpus > MAX_GPUS_PER_TRAIN_POD:
@@ -92,6 +93,10 @@ def candidates(*, params: dict, run_id: str, artifact_store: str) -> list[dict]:
             "--seed", str(params.get("seed", 0)),
             "--device", "auto",
         ]  # fmt: skip
+        if params.get("patience"):
+            train += ["--patience", str(params["patience"])]
+        if init_from:
+            train += ["--init-from", init_from]
         evaluate = ["evaluate", "--data", splits, "--model", model, "--output", evaluation]
         out.append(
             {

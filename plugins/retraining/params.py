@@ -48,6 +48,24 @@ def retrain_params() -> dict[str, Param]:
             section="Training",
         ),
         "seed": Param(0, type="integer", minimum=0, title="Random seed", section="Training"),
+        "patience": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=100,
+            title="Early stopping patience",
+            description="Stop a candidate after this many epochs without a lower validation loss; 0 trains every epoch. "
+            "The weights of the best validation epoch are kept either way.",
+            section="Training",
+        ),
+        "warm_start": Param(
+            False,
+            type="boolean",
+            title="Warm start from production",
+            description="Fine-tune every candidate from the model in production instead of starting fresh. "
+            "Refused when nothing is in production or its framework differs from the one chosen here.",
+            section="Training",
+        ),
         "gpus": Param(
             1,
             type="integer",

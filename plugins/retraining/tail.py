@@ -37,11 +37,29 @@ def planning_head(settings: Settings):
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            return commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store)
+            return commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store,
+                                       init_from=warm_start_model(settings, params))
         except ValueError as err:  # e.g. more GPUs than a candidate uses: not retried
             raise AirflowFailException(str(err)) from None
 
     return plan(), plan_candidates()
+
+
+def warm_start_model(settings: Settings, params: dict) -> str | None:
+    """The production version's folder when the run asks for a warm start; refuse what cannot work."""
+    if not params.get("warm_start"):
+        return None
+    from retrain_steps import registry
+
+    store_connection.apply_to_process()
+    version = registry.production_version(settings.registry)
+    if version is None:
+        raise ValueError("warm start: nothing is in production yet; run once without warm start")
+    framework = registry.card(settings.registry, version).get("framework")
+    if framework != params["framework"]:
+        raise ValueError(f"warm start: production {version} is a {framework} model; choose the framework "
+                         f"{framework} or turn warm start off")
+    return registry.version_uri(settings.registry, version)
 
 
 def candidate_metrics(candidate: dict) -> dict:

@@ -267,3 +267,41 @@ def test_an_unchanged_dataset_reuses_the_preprocessing(trained, tmp_path):
     other_seed = run_cli("retrain_steps", "preprocess", "--input", trained["download"], "--output",
                          f"file://{tmp_path}/r3", "--cache", cache, "--seed", "7")
     assert "reusing" not in other_seed.stdout, "other settings are not served from the cache"
+
+
+# -- early stopping and warm start ----------------------------------------------------------
+def test_should_stop_after_patience_epochs_without_a_lower_val_loss():
+    from retrain_steps.train import should_stop
+
+    history = [{"val_loss": v} for v in (1.0, 0.5, 0.6, 0.7)]
+    assert should_stop(history, 2) and not should_stop(history, 3) and not should_stop(history, 0)
+    assert not should_stop([{"val_loss": v} for v in (1.0, 0.5, 0.6, 0.4)], 2)
+
+
+def test_early_stopping_ends_training_and_says_so(trained, tmp_path):
+    result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/es",
+                     "--epochs", "60", "--learning-rate", "0.003", "--patience", "2")
+    metrics = last_json(result.stdout)["result"]["metrics"]
+    assert "early stop after epoch" in result.stdout and metrics["epochs_run"] < 60 and metrics["patience"] == 2
+    assert metrics["val_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_warm_start_fine_tunes_the_given_model(trained, tmp_path, framework):
+    def train(out, *extra):
+        result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output",
+                         f"file://{tmp_path}/{out}", "--framework", framework, "--seed", "3", *extra)
+        return last_json(result.stdout)["result"]["metrics"], result.stdout
+
+    start, _ = train("start", "--epochs", "6")
+    fresh, _ = train("fresh", "--epochs", "1")
+    warm, log = train("warm", "--epochs", "1", "--init-from", f"file://{tmp_path}/start")
+    assert "warm start from" in log and warm["warm_start_from"].endswith("/start")
+    assert warm["val_accuracy"] > fresh["val_accuracy"], (warm, fresh)
+    assert warm["val_accuracy"] >= start["val_accuracy"] - 0.05
+
+
+def test_warm_start_from_another_framework_is_refused(trained):
+    result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", "file:///tmp/unused-ws",
+                     "--framework", "tensorflow", "--init-from", trained["train"], check=False)
+    assert result.returncode == 2 and "cannot warm-start a tensorflow candidate from the torch model" in result.stderr

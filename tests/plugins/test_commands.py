@@ -119,3 +119,25 @@ def test_more_gpus_than_a_candidate_uses_fail_plan_candidates_without_retry():
         _, plan_candidates = planning_head(settings({"RETRAIN_ARTIFACT_STORE": "file:///srv/store"}))
     with pytest.raises(AirflowFailException, match="gpus=2: a candidate trains on one GPU"):
         plan_candidates.operator.python_callable(params={**PARAMS, "gpus": 2}, run_id="r")
+
+
+def test_warm_start_uses_production_and_refuses_what_cannot_work(tmp_path):
+    import pytest
+    from retrain_steps import registry
+    from retraining.config import settings
+    from retraining.tail import warm_start_model
+
+    store = f"file://{tmp_path}"
+    conf = settings({"RETRAIN_ARTIFACT_STORE": store})
+    params = {**PARAMS, "warm_start": True}
+    with pytest.raises(ValueError, match="nothing is in production yet"):
+        warm_start_model(conf, params)
+    registry.write_card(conf.registry, {"version": "0123456789ab", "framework": "torch"})
+    registry.promote(conf.registry, "0123456789ab")
+    folder = warm_start_model(conf, params)
+    assert folder == f"{store}/registry/versions/0123456789ab"
+    train = commands.candidates(params=params, run_id="r", artifact_store=store, init_from=folder)[0]["train"]
+    assert train[-2:] == ["--init-from", folder]
+    with pytest.raises(ValueError, match="is a torch model; choose the framework torch"):
+        warm_start_model(conf, {**params, "framework": "tensorflow"})
+    assert warm_start_model(conf, PARAMS) is None

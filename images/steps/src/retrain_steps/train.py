@@ -3,7 +3,9 @@
 Logs one progress line per epoch (epoch, loss, val accuracy, samples/s). Writes under
 ``--output``: the model (``model.pt`` or ``model.keras``), ``model.json``, ``metrics.json``
 (the best epoch's validation accuracy, whose weights are kept) and ``curve.png``.
-``--device auto`` trains on CUDA when present, else on the CPU.
+``--device auto`` trains on CUDA when present, else on the CPU. ``--patience N`` stops after N
+epochs without a lower validation loss; ``--init-from`` fine-tunes a model folder of the same
+framework and shape (a registry version: warm start from production) instead of starting fresh.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from retrain_steps import artifacts, manifest, plots
+from retrain_steps.features import N_CLASSES, SIDE
 from retrain_steps.models import FRAMEWORKS, MODEL_FILES
 from retrain_steps.preprocess import load_splits
 
@@ -47,6 +50,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--patience", type=int, default=0,
+                        help="stop after this many epochs without a lower validation loss (0: train every epoch)")
+    parser.add_argument("--init-from", default=None, help="model folder URI to fine-tune (warm start)")
+
+
+class WarmStartError(ValueError):
+    """The model to start from does not fit this candidate; the message says why (bad input, exit 2)."""
+
+
+def should_stop(history: list[dict], patience: int) -> bool:
+    """Early stopping: the last ``patience`` epochs did not lower the best validation loss before them."""
+    if patience <= 0 or len(history) <= patience:
+        return False
+    best_before = min(h["val_loss"] for h in history[:-patience])
+    return min(h["val_loss"] for h in history[-patience:]) >= best_before
+
+
+def fetch_initial_model(args: argparse.Namespace, folder: Path) -> Path | None:
+    """Copy the ``--init-from`` model into ``folder`` (verified); refuse another framework."""
+    if not args.init_from:
+        return None
+    from retrain_steps.evaluate import fetch_model, model_fingerprint
+
+    folder.mkdir(parents=True, exist_ok=True)
+    framework = fetch_model(args.init_from, folder, model_fingerprint(args.init_from))
+    if framework != args.framework:
+        raise WarmStartError(f"cannot warm-start a {args.framework} candidate from the {framework} model "
+                             f"at {args.init_from}; choose the framework {framework} or turn warm start off")
+    return folder / MODEL_FILES[framework]
 
 
 def _resolve_device(requested: str) -> str:
@@ -69,7 +101,15 @@ def _train_torch(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     log.info("train: torch %s on %s", torch.__version__, device)
-    model = torch_cnn().to(device)
+    model = torch_cnn()
+    if initial := fetch_initial_model(args, folder / "init"):
+        try:
+            model.load_state_dict(torch.load(initial, map_location="cpu", weights_only=True))
+        except RuntimeError as err:
+            raise WarmStartError(f"the model at {args.init_from} does not fit this candidate: "
+                                 f"{str(err).splitlines()[0]}") from None
+        log.info("train: warm start from %s", args.init_from)
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     loss_fn = nn.CrossEntropyLoss()
     x_train = torch.from_numpy(splits["x_train"]).to(device)
@@ -100,6 +140,9 @@ def _train_torch(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
         history.append(_epoch_line(epoch, args.epochs, total / len(order), val_loss, val_acc, len(order) / elapsed))
         if val_acc > best_acc:
             best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if should_stop(history, args.patience):
+            log.info("train: early stop after epoch %d (no lower val_loss for %d epochs)", epoch, args.patience)
+            break
     torch.save({k: v.to("cpu") for k, v in best_state.items()}, folder / MODEL_FILES["torch"])
     return history
 
@@ -124,7 +167,16 @@ def _train_keras(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
     keras.utils.set_random_seed(args.seed)
     log.info("train: keras %s on the %s backend (%s)", keras.__version__, keras.backend.backend(),
              os.environ.get("KERAS_TORCH_DEVICE", "its default device"))
-    model = keras_cnn(args.learning_rate)
+    if initial := fetch_initial_model(args, folder / "init"):
+        model = keras.saving.load_model(str(initial), compile=False)
+        if tuple(model.input_shape[1:]) != (SIDE, SIDE, 1) or model.output_shape[-1] != N_CLASSES:
+            raise WarmStartError(f"the model at {args.init_from} does not fit this candidate: input "
+                                 f"{model.input_shape[1:]}, {model.output_shape[-1]} classes")
+        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        log.info("train: warm start from %s", args.init_from)
+    else:
+        model = keras_cnn(args.learning_rate)
     x_train = np.transpose(splits["x_train"], (0, 2, 3, 1))
     x_val = np.transpose(splits["x_val"], (0, 2, 3, 1))
     history, best_weights, best_acc = [], None, -1.0
@@ -138,6 +190,9 @@ def _train_keras(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
         )
         if val_acc > best_acc:
             best_acc, best_weights = val_acc, model.get_weights()
+        if should_stop(history, args.patience):
+            log.info("train: early stop after epoch %d (no lower val_loss for %d epochs)", epoch, args.patience)
+            break
     model.set_weights(best_weights)
     model.save(folder / MODEL_FILES["tensorflow"])
     return history
@@ -152,6 +207,14 @@ def _epoch_line(epoch: int, epochs: int, loss: float, val_loss: float, val_acc: 
             "samples_per_s": float(rate)}
 
 
+def _init_fingerprint(init_from: str | None) -> dict | None:
+    if not init_from:
+        return None
+    from retrain_steps.evaluate import model_fingerprint
+
+    return model_fingerprint(init_from)
+
+
 def run(args: argparse.Namespace) -> dict:
     splits_raw = manifest.read_verified(args.input, "splits.npz")
     key = manifest.input_key(
@@ -162,6 +225,8 @@ def run(args: argparse.Namespace) -> dict:
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
+        patience=args.patience,
+        init_from=_init_fingerprint(args.init_from),
     )
     if done := manifest.up_to_date(args.output, key):
         log.info("train: %s is up to date", args.output)
@@ -179,6 +244,9 @@ def run(args: argparse.Namespace) -> dict:
             "batch_size": args.batch_size,
             "seed": args.seed,
             "best_epoch": best["epoch"],
+            "epochs_run": len(history),
+            "patience": args.patience,
+            "warm_start_from": args.init_from,
             "val_accuracy": best["val_accuracy"],
             "val_loss": best["val_loss"],
             "samples_per_s": float(np.median([h["samples_per_s"] for h in history])),
