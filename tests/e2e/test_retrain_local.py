@@ -74,3 +74,8 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path):
         assert registry.production(reg)["version"] == production["version"]
         again = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("d.png", sample)}, timeout=30)
         assert again.headers[VERSION_HEADER] == production["version"]
+
+    # Warm start through the DAG: every candidate fine-tunes production; early stopping is on.
+    third = dags_test(airflow_env, {"epochs": 3, "learning_rates": [0.0005], "warm_start": True, "patience": 1,
+                                    "min_accuracy": 0.0})
+    assert f"warm start from {reg}/versions/{production['version']}" in third
