@@ -93,6 +93,8 @@ def candidates(*, params: dict, run_id: str, artifact_store: str, init_from: str
             "--seed", str(params.get("seed", 0)),
             "--device", "auto",
         ]  # fmt: skip
+        if params.get("augment"):
+            train += ["--augment"]
         if params.get("patience"):
             train += ["--patience", str(params["patience"])]
         if init_from:

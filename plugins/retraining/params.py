@@ -58,6 +58,14 @@ def retrain_params() -> dict[str, Param]:
             "The weights of the best validation epoch are kept either way.",
             section="Training",
         ),
+        "augment": Param(
+            False,
+            type="boolean",
+            title="Augment training images",
+            description="Shift each training image by up to one pixel at random, every epoch (validation and test "
+            "images are left as they are).",
+            section="Training",
+        ),
         "warm_start": Param(
             False,
             type="boolean",

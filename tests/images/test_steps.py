@@ -305,3 +305,17 @@ def test_warm_start_from_another_framework_is_refused(trained):
     result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", "file:///tmp/unused-ws",
                      "--framework", "tensorflow", "--init-from", trained["train"], check=False)
     assert result.returncode == 2 and "cannot warm-start a tensorflow candidate from the torch model" in result.stderr
+
+
+def test_augmentation_shifts_by_at_most_one_pixel_and_still_learns(trained, tmp_path):
+    from retrain_steps.train import shift_batch
+
+    x = np.zeros((50, 1, 8, 8), np.float32)
+    x[:, 0, 3:5, 3:5] = 1.0
+    shifted = shift_batch(x, np.random.default_rng(0))
+    assert shifted.shape == x.shape and (shifted.sum(axis=(1, 2, 3)) == 4).all(), "a centred blob never leaves"
+    assert not np.array_equal(shifted, x) and (shifted[:, 0, 3:5, 3:5].sum(axis=(1, 2)) >= 1).all()
+    result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/aug",
+                     "--epochs", "12", "--augment")
+    metrics = last_json(result.stdout)["result"]["metrics"]
+    assert metrics["augment"] is True and metrics["val_accuracy"] > 0.9

@@ -5,7 +5,8 @@ Logs one progress line per epoch (epoch, loss, val accuracy, samples/s). Writes 
 (the best epoch's validation accuracy, whose weights are kept) and ``curve.png``.
 ``--device auto`` trains on CUDA when present, else on the CPU. ``--patience N`` stops after N
 epochs without a lower validation loss; ``--init-from`` fine-tunes a model folder of the same
-framework and shape (a registry version: warm start from production) instead of starting fresh.
+framework and shape (a registry version: warm start from production) instead of starting fresh;
+``--augment`` shifts training images by up to one pixel.
 """
 
 from __future__ import annotations
@@ -53,10 +54,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=0,
                         help="stop after this many epochs without a lower validation loss (0: train every epoch)")
     parser.add_argument("--init-from", default=None, help="model folder URI to fine-tune (warm start)")
+    parser.add_argument("--augment", action="store_true",
+                        help="shift each training image by up to one pixel at random (both frameworks)")
 
 
 class WarmStartError(ValueError):
     """The model to start from does not fit this candidate; the message says why (bad input, exit 2)."""
+
+
+def shift_batch(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Augmentation: each ``(c, h, w)`` image moved by -1, 0 or +1 pixel on each axis, zeros shifted in."""
+    out = np.zeros_like(x)
+    h, w = x.shape[2:]
+    for i, (dy, dx) in enumerate(rng.integers(-1, 2, size=(len(x), 2))):
+        src_y, dst_y = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
+        src_x, dst_x = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
+        out[i, :, dst_y, dst_x] = x[i, :, src_y, src_x]
+    return out
 
 
 def should_stop(history: list[dict], patience: int) -> bool:
@@ -117,6 +131,7 @@ def _train_torch(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
     x_val = torch.from_numpy(splits["x_val"]).to(device)
     y_val = torch.from_numpy(splits["y_val"]).to(device)
     generator = torch.Generator().manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
     history, best_state, best_acc = [], None, -1.0
     for epoch in range(1, args.epochs + 1):
         model.train()
@@ -124,8 +139,11 @@ def _train_torch(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
         order = torch.randperm(len(x_train), generator=generator).to(device)
         for begin in range(0, len(order), args.batch_size):
             idx = order[begin : begin + args.batch_size]
+            batch = x_train[idx]
+            if args.augment:
+                batch = torch.from_numpy(shift_batch(batch.cpu().numpy(), rng)).to(device)
             optimizer.zero_grad()
-            loss = loss_fn(model(x_train[idx]), y_train[idx])
+            loss = loss_fn(model(batch), y_train[idx])
             loss.backward()
             optimizer.step()
             total += float(loss) * len(idx)
@@ -179,10 +197,12 @@ def _train_keras(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
         model = keras_cnn(args.learning_rate)
     x_train = np.transpose(splits["x_train"], (0, 2, 3, 1))
     x_val = np.transpose(splits["x_val"], (0, 2, 3, 1))
+    rng = np.random.default_rng(args.seed)
     history, best_weights, best_acc = [], None, -1.0
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
-        fit = model.fit(x_train, splits["y_train"], batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True)
+        inputs = np.transpose(shift_batch(splits["x_train"], rng), (0, 2, 3, 1)) if args.augment else x_train
+        fit = model.fit(inputs, splits["y_train"], batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True)
         elapsed = time.perf_counter() - start
         val_loss, val_acc = model.evaluate(x_val, splits["y_val"], verbose=0)
         history.append(
@@ -227,6 +247,7 @@ def run(args: argparse.Namespace) -> dict:
         seed=args.seed,
         patience=args.patience,
         init_from=_init_fingerprint(args.init_from),
+        augment=args.augment,
     )
     if done := manifest.up_to_date(args.output, key):
         log.info("train: %s is up to date", args.output)
@@ -246,6 +267,7 @@ def run(args: argparse.Namespace) -> dict:
             "best_epoch": best["epoch"],
             "epochs_run": len(history),
             "patience": args.patience,
+            "augment": args.augment,
             "warm_start_from": args.init_from,
             "val_accuracy": best["val_accuracy"],
             "val_loss": best["val_loss"],
