@@ -20,7 +20,8 @@ from airflow.sdk import dag
 from retraining import commands, config
 from retraining.dag_defaults import dag_kwargs
 from retraining.launcher import mapped_step_task, step_task
-from retraining.tail import planning_head, selection_tail
+from retraining.planning import planning_head
+from retraining.tail import selection_tail
 
 SETTINGS = config.settings()
 

@@ -19,7 +19,8 @@ from airflow.sdk import dag, task
 from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunOperator
 from retraining import config, pods
 from retraining.dag_defaults import dag_kwargs
-from retraining.tail import planning_head, selection_tail
+from retraining.planning import planning_head
+from retraining.tail import selection_tail
 
 SETTINGS = config.settings()
 PIPELINE_PACKAGE = str(config.PROJECT_ROOT / "images" / "steps" / "pipelines" / "retrain.yaml")

@@ -97,7 +97,7 @@ def test_a_refused_dataset_fails_the_plan_task_without_retry(monkeypatch):
     import pytest
     from airflow.sdk.exceptions import AirflowFailException
     from retraining.config import settings
-    from retraining.tail import planning_head
+    from retraining.planning import planning_head
 
     from airflow.sdk import DAG
 
@@ -111,7 +111,7 @@ def test_more_gpus_than_a_candidate_uses_fail_plan_candidates_without_retry():
     import pytest
     from airflow.sdk.exceptions import AirflowFailException
     from retraining.config import settings
-    from retraining.tail import planning_head
+    from retraining.planning import planning_head
 
     from airflow.sdk import DAG
 
@@ -125,7 +125,7 @@ def test_warm_start_uses_production_and_refuses_what_cannot_work(tmp_path):
     import pytest
     from retrain_steps import registry
     from retraining.config import settings
-    from retraining.tail import warm_start_model
+    from retraining.planning import warm_start_model
 
     store = f"file://{tmp_path}"
     conf = settings({"RETRAIN_ARTIFACT_STORE": store})
