@@ -76,12 +76,8 @@ def s3_endpoint():
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield endpoint
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    from tests.helpers.environ import patched_environ
+
+    with patched_environ(env):
+        yield endpoint
     server.stop()

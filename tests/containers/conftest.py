@@ -17,6 +17,7 @@ import pytest
 from retraining.config import settings
 from retraining.manifests import default_params, render_pods
 from tests.conftest import ROOT
+from tests.helpers.environ import patched_environ
 from tests.helpers.podman import KubePlay, create_secret, podman, unavailable_reason
 from tests.helpers.servers import free_port
 
@@ -52,22 +53,16 @@ def pod_s3(images):
     server.start()
     keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     host_env = {**keys, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}
-    saved = {k: os.environ.get(k) for k in host_env}
-    os.environ.update(host_env)
-    import boto3
-
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    subprocess.run([sys.executable, "-m", "retrain_steps", "export-default", "--output",
-                    f"s3://{BUCKET}/datasets/digits/digits.npz"], cwd=ROOT, check=True, capture_output=True)
-    create_secret(SECRET, {**keys, "AWS_ENDPOINT_URL_S3": f"http://{gateway}:{port}"})
     pod_env = {**keys, "AWS_ENDPOINT_URL_S3": f"http://{gateway}:{port}"}
-    yield {"store": f"s3://{BUCKET}", "registry": f"s3://{BUCKET}/registry", "pod_env": pod_env}
-    podman("secret", "rm", SECRET, check=False)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with patched_environ(host_env):
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        subprocess.run([sys.executable, "-m", "retrain_steps", "export-default", "--output",
+                        f"s3://{BUCKET}/datasets/digits/digits.npz"], cwd=ROOT, check=True, capture_output=True)
+        create_secret(SECRET, pod_env)
+        yield {"store": f"s3://{BUCKET}", "registry": f"s3://{BUCKET}/registry", "pod_env": pod_env}
+        podman("secret", "rm", SECRET, check=False)
     server.stop()
 
 

@@ -178,9 +178,14 @@ def read_json(uri: str) -> Any:
         raise ArtifactError(f"invalid JSON in {uri}: {err}") from None
 
 
+def json_bytes(value: Any) -> bytes:
+    """A value as pretty, key-sorted JSON (byte-stable for the same value)."""
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
+
+
 def write_json(uri: str, value: Any) -> str:
-    """Write a value as pretty, key-sorted JSON (byte-stable for the same value)."""
-    return write_bytes(uri, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+    """Write a value as :func:`json_bytes`; return its sha256."""
+    return write_bytes(uri, json_bytes(value))
 
 
 def local_path(uri: str) -> Path | None:

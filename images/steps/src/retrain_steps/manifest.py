@@ -57,6 +57,21 @@ def write(output: str, step: str, key: str, outputs: dict[str, str], **extra: An
     return manifest
 
 
+def reusable(folder: str, key: str) -> tuple[dict, dict[str, bytes]] | None:
+    """``(manifest, {name: bytes})`` of a finished result with ``key`` at ``folder``, each output read
+    once and verified; None when there is none or any output is missing or corrupted."""
+    uri = artifacts.join(folder, MANIFEST)
+    if not artifacts.exists(uri):
+        return None
+    produced = artifacts.read_json(uri)
+    if produced.get("key") != key:
+        return None
+    try:
+        return produced, {name: read_verified(folder, name) for name in produced.get("outputs", {})}
+    except artifacts.ArtifactError:
+        return None
+
+
 def read_verified(folder: str, name: str) -> bytes:
     """Read output ``name`` of the step that wrote ``folder``, verified against its manifest.
 

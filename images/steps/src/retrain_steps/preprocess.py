@@ -53,12 +53,12 @@ def run(args: argparse.Namespace) -> dict:
         log.info("preprocess: %s is up to date", args.output)
         return done
     cached = artifacts.join(args.cache, key[:24]) if args.cache else None
-    if cached and (hit := manifest.up_to_date(cached, key)):
-        outputs = {name: artifacts.write_bytes(artifacts.join(args.output, name), manifest.read_verified(cached, name))
-                   for name in hit["outputs"]}
-        log.info("preprocess: dataset %s unchanged: reusing the preprocessing in %s", hit["stats"]["dataset_sha256"][:12],
-                 cached)
-        return manifest.write(args.output, "preprocess", key, outputs, stats=hit["stats"], reused_from=cached)
+    if cached and (hit := manifest.reusable(cached, key)):
+        produced, payloads = hit
+        outputs = {name: artifacts.write_bytes(artifacts.join(args.output, name), data_) for name, data_ in payloads.items()}
+        log.info("preprocess: dataset %s unchanged: reusing the preprocessing in %s",
+                 produced["stats"]["dataset_sha256"][:12], cached)
+        return manifest.write(args.output, "preprocess", key, outputs, stats=produced["stats"], reused_from=cached)
     images, target = data.check_dataset(data.load_npz(raw, dataset_uri, ("images", "target")), dataset_uri)
     splits = split_indices(target, args.val_fraction, args.test_fraction, args.seed)
     x = to_model_input(images)
@@ -72,14 +72,11 @@ def run(args: argparse.Namespace) -> dict:
         "train_mean": float(arrays["x_train"].mean()),
         "train_std": float(arrays["x_train"].std()),
     }
-    outputs = {
-        "splits.npz": artifacts.write_bytes(artifacts.join(args.output, "splits.npz"), data.dump_npz(**arrays)),
-        "stats.json": artifacts.write_json(artifacts.join(args.output, "stats.json"), stats),
-    }
+    payloads = {"splits.npz": data.dump_npz(**arrays), "stats.json": artifacts.json_bytes(stats)}
     log.info("preprocess: split sizes %s", stats["sizes"])
+    for folder in filter(None, (args.output, cached)):  # the cache gets the same bytes, from memory
+        outputs = {name: artifacts.write_bytes(artifacts.join(folder, name), data_) for name, data_ in payloads.items()}
     if cached:
-        for name in outputs:
-            artifacts.write_bytes(artifacts.join(cached, name), artifacts.read_bytes(artifacts.join(args.output, name)))
         manifest.write(cached, "preprocess", key, outputs, stats=stats)
     return manifest.write(args.output, "preprocess", key, outputs, stats=stats)
 
