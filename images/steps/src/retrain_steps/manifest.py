@@ -34,20 +34,8 @@ def input_key(step: str, **inputs: Any) -> str:
 
 def up_to_date(output: str, key: str) -> dict | None:
     """Return the manifest at ``output`` if it matches ``key`` and every output verifies."""
-    uri = artifacts.join(output, MANIFEST)
-    if not artifacts.exists(uri):
-        return None
-    manifest = artifacts.read_json(uri)
-    if manifest.get("key") != key:
-        return None
-    for name, digest in manifest.get("outputs", {}).items():
-        try:
-            data = artifacts.read_bytes(artifacts.join(output, name))
-        except artifacts.ArtifactError:
-            return None
-        if artifacts.sha256(data) != digest:
-            return None
-    return manifest
+    hit = reusable(output, key)
+    return hit[0] if hit else None
 
 
 def write(output: str, step: str, key: str, outputs: dict[str, str], **extra: Any) -> dict:
