@@ -27,7 +27,7 @@ SERVICE = "serving.service:DigitsClassifier"
 SERVING_DIR = Path(__file__).resolve().parent
 STEPS_DIR = Path(artifacts.__file__).resolve().parent
 SERVING_MODULES = ("__init__.py", "service.py", "guard.py", "fetch.py", "client.py")
-STEPS_MODULES = ("__init__.py", "artifacts.py", "features.py", "models.py", "registry.py")
+STEPS_MODULES = ("__init__.py", "artifacts.py", "features.py", "input_spec.py", "models.py", "registry.py")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,8 +98,11 @@ def run(args: argparse.Namespace) -> dict:
             "created_at": registry.now(),
             "run_id": args.run_id,
             "code_commit": args.code_commit,
-            "dataset": {"uri": args.dataset, "sha256": dataset["sha256"], "version": dataset["version"]},
-            "params": {k: train_metrics[k] for k in ("framework", "learning_rate", "epochs", "batch_size", "seed")},
+            "dataset": {"uri": args.dataset, "sha256": dataset["sha256"], "version": dataset["version"],
+                        "source": dataset.get("source"), "format": dataset.get("format"),
+                        "class_names": dataset.get("class_names")},
+            "params": {k: train_metrics.get(k) for k in ("framework", "learning_rate", "epochs", "batch_size", "seed",
+                                                          "patience", "augment", "warm_start_from")},
             "metrics": {
                 "test_accuracy": metrics["accuracy"],
                 "macro_f1": metrics["macro_f1"],

@@ -1,4 +1,4 @@
-"""BentoML service for the digits classifier: ``POST /predict``, Flask-compatible.
+"""BentoML service for the image classifier: ``POST /predict``, Flask-compatible.
 
 Accepts what the Flask ``/predict`` accepted::
 
@@ -6,8 +6,12 @@ Accepts what the Flask ``/predict`` accepted::
     curl -X POST http://127.0.0.1:3000/predict -H 'content-type: application/json' \\
          -d '{"instances": [[0, 0, 7, 15, ...64 pixel values on the 0..16 scale...]]}'
 
-and answers JSON with the predicted class and the class probabilities; the ``X-Model-Version``
-response header names the model version. Bad input gets a 4xx JSON ``{"error": ...}``.
+An upload may have any size and mode; JSON ``instances`` have the model's own shape (see
+:func:`retrain_steps.input_spec.from_instances`). Both go through the model's input spec and
+:func:`retrain_steps.input_spec.prepare`, as in training. The answer names the class
+(``class_name``, ``class_index``, ``top_k`` by name) and keeps the fields current clients read
+(``prediction``, ``probabilities``, ``model_version``); the ``X-Model-Version`` response
+header names the model version. Bad input gets a 4xx JSON ``{"error": ...}``.
 
 The model comes from one of two places:
 
@@ -20,20 +24,20 @@ The model comes from one of two places:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import bentoml
 import numpy as np
 
 from retrain_steps import registry
-from retrain_steps.features import InputError, image_to_pixels, to_model_input
-from retrain_steps.models import Predictor, load_predictor
+from retrain_steps.features import InputError
+from retrain_steps.input_spec import InputSpec, decode_upload, from_instances, prepare
+from retrain_steps.models import Predictor, load_predictor, read_model_info
 from serving.guard import PredictGuard
 
 log = logging.getLogger("bentoml.service.digits")
@@ -43,6 +47,7 @@ REGISTRY_ENV = "DIGITS_REGISTRY_URI"
 POLL_SECONDS = float(os.environ.get("DIGITS_POLL_SECONDS", "2"))
 MAX_REQUEST_BYTES = int(os.environ.get("DIGITS_MAX_REQUEST_BYTES", str(4 * 1024 * 1024)))
 MAX_INSTANCES = 1024
+TOP_K = 5
 VERSION_HEADER = "X-Model-Version"
 # An 8x8 "3" from the digits set, pixels on the 0..16 scale: the Swagger default, the tests'
 # and the client's example.
@@ -56,13 +61,30 @@ EXAMPLE_INPUT = {"instances": [EXAMPLE_INSTANCE]}
 class LoadedModel(NamedTuple):
     version: str
     framework: str
+    spec: InputSpec
     predict: Predictor
 
 
 def load_folder(folder: Path, version: str) -> LoadedModel:
-    """Load a model folder (``model.json`` + weights)."""
-    framework = json.loads((folder / "model.json").read_text())["framework"]
-    return LoadedModel(version, framework, load_predictor(folder, framework))
+    """Load a model folder (``model.json`` with the input spec + weights)."""
+    framework, spec = read_model_info(folder)
+    return LoadedModel(version, framework, spec, load_predictor(folder, framework, spec))
+
+
+def answer(probabilities: np.ndarray, spec: InputSpec) -> list[dict]:
+    """Per row: class index and name, the top-k classes by name, and every class probability."""
+    rows = []
+    k = min(TOP_K, len(spec.class_names))
+    for row in probabilities:
+        order = np.argsort(-row, kind="stable")[:k]
+        rows.append({
+            "class_index": int(order[0]),
+            "class_name": spec.class_names[order[0]],
+            "top_k": [{"class_name": spec.class_names[i], "class_index": int(i), "probability": round(float(row[i]), 6)}
+                      for i in order],
+            "probabilities": [round(float(p), 6) for p in row],
+        })
+    return rows
 
 
 class RegistryFollower:
@@ -102,7 +124,7 @@ class BentoModelSource:
 
 @bentoml.service(name="digits_classifier", traffic={"timeout": 30}, http={"cors": {"enabled": False}})
 class DigitsClassifier:
-    """Classify handwritten digits from an image upload or 8x8 pixel instances."""
+    """Classify images (the model's classes) from an image upload or pixel instances of the model's shape."""
 
     # A build dependency of the bento; left out when following a registry, where no model is packed.
     if not os.environ.get(REGISTRY_ENV):
@@ -119,10 +141,10 @@ class DigitsClassifier:
     def predict(
         self,
         file: Path = None,  # noqa: RUF013 (BentoML detects file fields by a bare Path annotation)
-        instances: list[list[float]] | None = None,
+        instances: list[Any] | None = None,
         ctx: bentoml.Context = None,
     ) -> dict:
-        """Predict the digit in an uploaded image (field ``file``) or in 64-pixel ``instances``."""
+        """Predict the class of an uploaded image (field ``file``) or of ``instances`` of the model's shape."""
         model = self.source.current
         if model is None:
             ctx.response.status_code = 503
@@ -132,27 +154,22 @@ class DigitsClassifier:
             if (file is None) == (instances is None):
                 raise InputError("send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
             if file is not None:
-                pixels = image_to_pixels(Path(file).read_bytes())[None]
+                images = decode_upload(Path(file).read_bytes(), model.spec)
             else:
                 if not 1 <= len(instances) <= MAX_INSTANCES:
                     raise InputError(f"'instances' must hold 1 to {MAX_INSTANCES} rows, got {len(instances)}")
-                if any(len(row) != 64 for row in instances):
-                    raise InputError("each instance must have 64 pixel values (an 8x8 image, row by row)")
-                pixels = np.asarray(instances, dtype=np.float32)
-            probabilities = model.predict(to_model_input(pixels))
+                images = from_instances(instances, model.spec)
+            rows = answer(model.predict(prepare(images, model.spec)), model.spec)
         except InputError as err:
             ctx.response.status_code = 400
             return {"error": str(err)}
-        labels = probabilities.argmax(axis=1)
         if file is not None:
-            return {
-                "prediction": int(labels[0]),
-                "probabilities": [round(float(p), 6) for p in probabilities[0]],
-                "model_version": model.version,
-            }
+            return {"prediction": rows[0]["class_index"], **rows[0], "model_version": model.version}
         return {
-            "predictions": [int(label) for label in labels],
-            "probabilities": [[round(float(p), 6) for p in row] for row in probabilities],
+            "predictions": [row["class_index"] for row in rows],
+            "class_names": [row["class_name"] for row in rows],
+            "top_k": [row["top_k"] for row in rows],
+            "probabilities": [row["probabilities"] for row in rows],
             "model_version": model.version,
         }
 

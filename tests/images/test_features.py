@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrain_steps.features import InputError, image_to_pixels, pixels_to_png, to_model_input
+from retrain_steps.features import InputError, image_to_pixels, pixels_to_png
+from retrain_steps.input_spec import DIGITS, from_instances, prepare
+
+
+def to_model_input(pixels: np.ndarray) -> np.ndarray:
+    """What the server does with digits JSON instances (0..16): from_instances, then prepare."""
+    return prepare(from_instances(np.asarray(pixels).reshape(len(pixels), -1).tolist(), DIGITS), DIGITS)
 from serving.service import EXAMPLE_INSTANCE
 
 THREE = np.array(EXAMPLE_INSTANCE, dtype=np.float32).reshape(8, 8)
@@ -70,7 +76,7 @@ def test_bad_images_raise_a_clear_error(data, message):
     ("pixels", "message"),
     [
         (np.zeros((1, 63)), "shape"),
-        (np.full((1, 64), np.nan), "NaN"),
+        (np.full((1, 64), np.nan), r"finite numbers in \[0, 16\]"),
         (np.full((1, 64), 17.0), r"\[0, 16\]"),
         (np.full((1, 64), -1.0), r"\[0, 16\]"),
         (np.zeros((1, 64)), "no visible digit"),

@@ -53,10 +53,10 @@ def test_keras_training_runs_in_the_tf_image_env(trained, tmp_path):
     code = (
         "import pathlib, numpy as np\n"
         "from retrain_steps.models import load_predictor\n"
-        "from retrain_steps.features import to_model_input\n"
+        "from retrain_steps.input_spec import DIGITS, from_instances, prepare\n"
         "from serving.service import EXAMPLE_INSTANCE\n"
         f"p = load_predictor(pathlib.Path({str(tmp_path / 'k')!r}), 'tensorflow')\n"
-        "print(p(to_model_input(np.array([EXAMPLE_INSTANCE]))).shape)\n"
+        "print(p(prepare(from_instances([EXAMPLE_INSTANCE], DIGITS), DIGITS)).shape)\n"
     )
     assert run_in("serving", "-c", code).stdout.strip().splitlines()[-1] == "(1, 10)"
 
@@ -81,11 +81,12 @@ def test_package_and_service_run_in_the_serving_image_env(trained, tmp_path):
     code = (
         "import numpy as np\n"
         "from retrain_steps import registry\n"
-        "from retrain_steps.features import to_model_input\n"
+        "from retrain_steps.input_spec import from_instances, prepare\n"
         "from serving.service import DigitsClassifier, EXAMPLE_INSTANCE\n"
         f"registry.promote({reg!r}, {version!r})\n"
         "svc = DigitsClassifier.inner()\n"
-        "print(int(svc.source.current.predict(to_model_input(np.array([EXAMPLE_INSTANCE]))).argmax()))\n"
+        "model = svc.source.current\n"
+        "print(int(model.predict(prepare(from_instances([EXAMPLE_INSTANCE], model.spec), model.spec)).argmax()))\n"
     )
     predicted = run_in("serving", "-c", code, env={"DIGITS_REGISTRY_URI": reg})
     assert predicted.stdout.strip().splitlines()[-1] == "3"

@@ -53,9 +53,14 @@ def test_download_names_a_missing_object(tmp_path):
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [
-        ({"images": np.zeros((4, 5, 5)), "target": np.arange(4)}, "must have shape (n, 8, 8)"),
-        ({"images": np.full((4, 8, 8), 20.0), "target": np.arange(4)}, "within [0, 16]"),
-        ({"images": np.ones((4, 8, 8)), "target": np.array([0, 1, 2, 11])}, "labels must lie in 0..9"),
+        ({"images": np.zeros((4, 5, 5, 2)), "target": np.arange(4)}, "must have shape (n, H, W) or (n, H, W, 1|3)"),
+        ({"images": np.full((4, 8, 8), np.nan), "target": np.arange(4)}, "NaN or infinity"),
+        ({"images": np.ones((4, 8, 8)), "target": np.array([0, 1, 2, 11]), "class_names": np.array(["a", "b", "c"])},
+         "indexing the 3 class names"),
+        ({"images": np.ones((4, 8, 8)), "target": np.array([0, 0, 1, 1]), "class_names": np.array(["a", "b", "c"])},
+         "class 'c' has no images"),
+        ({"images": np.ones((4, 8, 8)), "target": np.zeros(4, np.int64)}, "needs at least two classes"),
+        ({"images": np.ones((4, 8, 8)), "target": np.arange(3)}, "'target' must have shape (4,)"),
         ({"pixels": np.ones((4, 8, 8))}, "lacks arrays"),
     ],
 )
@@ -66,11 +71,11 @@ def test_download_rejects_a_malformed_dataset(tmp_path, arrays, message):
     assert message in result.stderr and source in result.stderr
 
 
-def test_download_rejects_a_file_that_is_not_npz(tmp_path):
+def test_download_rejects_a_file_of_no_known_format(tmp_path):
     (tmp_path / "x.npz").write_text("not an archive")
     result = run_cli("retrain_steps", "download", "--source", f"file://{tmp_path}/x.npz",
                      "--output", f"file://{tmp_path}/dl", check=False)
-    assert result.returncode == 2 and "is not a valid .npz archive" in result.stderr
+    assert result.returncode == 2 and "unknown dataset format" in result.stderr
 
 
 def test_preprocess_split_is_seeded_stratified_and_disjoint():
@@ -91,10 +96,17 @@ def test_preprocess_rejects_bad_fractions(trained, tmp_path):
     assert result.returncode == 2 and "fractions" in result.stderr
 
 
-def test_preprocess_outputs_normalised_arrays(trained):
-    splits = load_splits(trained["preprocess"])
-    assert splits["x_train"].dtype == np.float32 and splits["x_train"].shape[1:] == (1, 8, 8)
-    assert 0.0 <= splits["x_train"].min() and splits["x_train"].max() == pytest.approx(1.0)
+def test_preprocess_writes_raw_splits_and_the_input_spec(trained):
+    from retrain_steps.input_spec import prepare
+    from retrain_steps.preprocess import load_spec
+
+    spec = load_spec(trained["preprocess"])
+    assert (spec.profile, spec.shape, spec.class_names) == ("digits", (1, 8, 8), tuple("0123456789"))
+    splits = load_splits(trained["preprocess"], spec)
+    assert splits["x_train"].dtype == np.uint8 and splits["x_train"].shape[1:] == (8, 8, 1)
+    x = prepare(splits["x_train"], spec)
+    assert x.dtype == np.float32 and x.shape[1:] == (1, 8, 8)
+    assert 0.0 <= x.min() and x.max() == pytest.approx(1.0)
     assert sum(len(splits[f"y_{n}"]) for n in ("train", "val", "test")) == 1797
 
 
@@ -135,13 +147,16 @@ def test_train_rejects_cuda_when_absent(trained, tmp_path):
 def test_train_rejects_wrong_array_shapes(tmp_path):
     from retrain_steps import manifest
 
+    from retrain_steps.input_spec import DIGITS
+
     bad = write_npz(tmp_path / "pp" / "splits.npz", **{f"x_{n}": np.zeros((3, 64), np.float32) for n in ("train", "val", "test")},
                     **{f"y_{n}": np.zeros(3, np.int64) for n in ("train", "val", "test")})
+    spec_sha = artifacts.write_json(f"file://{tmp_path}/pp/spec.json", DIGITS.to_dict())
     manifest.write(f"file://{tmp_path}/pp", "preprocess", "k",
-                   {"splits.npz": artifacts.sha256((tmp_path / "pp" / "splits.npz").read_bytes())})
+                   {"splits.npz": artifacts.sha256((tmp_path / "pp" / "splits.npz").read_bytes()), "spec.json": spec_sha})
     result = run_cli("retrain_steps", "train", "--input", f"file://{tmp_path}/pp", "--output", f"file://{tmp_path}/t",
                      check=False)
-    assert result.returncode == 2 and "x_train must be (n, 1, 8, 8)" in result.stderr and bad in result.stderr
+    assert result.returncode == 2 and "x_train must be uint8 (n, 8, 8, 1)" in result.stderr and bad in result.stderr
 
 
 def test_evaluate_reports_accuracy_per_class_and_confusion(trained):
@@ -192,7 +207,8 @@ def test_keras_path_trains_and_evaluates(trained, tmp_path):
     model, evaluation = f"file://{tmp_path}/k", f"file://{tmp_path}/ke"
     run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", model, "--framework", "tensorflow",
             "--epochs", "8")
-    assert json.loads((tmp_path / "k" / "model.json").read_text()) == {"framework": "tensorflow", "file": "model.keras"}
+    info = json.loads((tmp_path / "k" / "model.json").read_text())
+    assert (info["framework"], info["file"], info["input_spec"]["profile"]) == ("tensorflow", "model.keras", "digits")
     result = run_cli("retrain_steps", "evaluate", "--data", trained["preprocess"], "--model", model, "--output", evaluation)
     assert last_json(result.stdout)["result"]["metrics"]["accuracy"] >= 0.9
 

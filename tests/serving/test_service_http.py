@@ -15,7 +15,7 @@ import pytest
 
 from retrain_steps import registry
 from retrain_steps.features import pixels_to_png
-from retrain_steps.preprocess import load_splits
+from retrain_steps.preprocess import load_spec, load_splits
 from serving.service import EXAMPLE_INPUT, MAX_REQUEST_BYTES, VERSION_HEADER
 from tests.conftest import ROOT, run_cli
 from tests.helpers.servers import free_port, serve, wait_http
@@ -53,16 +53,20 @@ def test_the_shipped_sample_is_a_three(server, live_registry):
     body = response.json()
     assert body["prediction"] == 3 and len(body["probabilities"]) == 10
     assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+    assert (body["class_name"], body["class_index"]) == ("3", 3)
+    top = body["top_k"]
+    assert len(top) == 5 and top[0] == {"class_name": "3", "class_index": 3, "probability": body["probabilities"][3]}
+    assert [t["probability"] for t in top] == sorted((t["probability"] for t in top), reverse=True)
     assert response.headers[VERSION_HEADER] == live_registry["version"] == body["model_version"]
 
 
 def test_pngs_of_both_polarities_and_sizes_are_classified(server, trained):
-    splits = load_splits(trained["preprocess"])
+    splits = load_splits(trained["preprocess"], load_spec(trained["preprocess"]))
     rng = np.random.default_rng(0)
     picks = rng.choice(len(splits["y_test"]), size=20, replace=False)
     correct = 0
     for n, i in enumerate(picks):
-        png = pixels_to_png(splits["x_test"][i, 0] * 16, scale=(3, 10, 28, 50)[n % 4], invert=n % 2 == 0)
+        png = pixels_to_png(splits["x_test"][i, :, :, 0] / 255 * 16, scale=(3, 10, 28, 50)[n % 4], invert=n % 2 == 0)
         response = post_file(server, png)
         assert response.status_code == 200
         correct += response.json()["prediction"] == int(splits["y_test"][i])
@@ -74,8 +78,11 @@ def test_json_instances(server):
     assert response.status_code == 200
     body = response.json()
     assert body["predictions"] == [3] and len(body["probabilities"][0]) == 10
+    assert body["class_names"] == ["3"] and body["top_k"][0][0]["class_name"] == "3"
     batch = httpx.post(f"{server}/predict", json={"instances": EXAMPLE_INPUT["instances"] * 3}, timeout=30)
     assert batch.json()["predictions"] == [3, 3, 3]
+    nested = np.array(EXAMPLE_INPUT["instances"][0]).reshape(1, 8, 8).tolist()  # the model's own shape, nested
+    assert httpx.post(f"{server}/predict", json={"instances": nested}, timeout=30).json()["class_names"] == ["3"]
 
 
 @pytest.mark.parametrize(
@@ -87,13 +94,16 @@ def test_json_instances(server):
         ({"data": {"file": "http://127.0.0.1:1/x.png"}, "files": {"instances": ("d", b"[]", "text/plain")}}, 400,
          "must be a file upload"),
         ({"files": {"file": ("big.png", b"0" * (MAX_REQUEST_BYTES + 1), "image/png")}}, 413, "exceeds the limit"),
-        ({"json": {"instances": [[1, 2, 3]]}}, 400, "64 pixel values"),
+        ({"json": {"instances": [[1, 2, 3]]}}, 400, "64 numbers, or nested [8][8]"),
+        ({"json": {"instances": [["1"] * 64]}}, 400, "numbers only"),
+        ({"json": {"instances": [[True] * 64]}}, 400, "numbers only"),
+        ({"json": {"instances": [[1] * 64, [1] * 63]}}, 400, "the model's shape"),
         ({"json": {"instances": []}}, 400, "1 to"),
         ({"json": {"instances": "3"}}, 400, "validation error"),
         ({"json": {}}, 400, "exactly one of"),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "Invalid JSON"),
         ({"content": b'{"instances": [[NaN' + b", 0" * 63 + b"]]}", "headers": {"content-type": "application/json"}},
-         400, "NaN"),
+         400, "finite numbers"),
         ({"json": {"instances": [[99] * 64]}}, 400, "[0, 16]"),
         ({"content": b"x=1", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415, "content type"),
     ],

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 
 from retrain_steps import artifacts
-from retrain_steps.features import MAX_PIXEL, N_CLASSES, SIDE
+from retrain_steps.features import MAX_PIXEL
 
 
 class DataError(ValueError):
@@ -45,34 +45,45 @@ def load_npz(data: bytes, uri: str, keys: tuple[str, ...]) -> dict[str, np.ndarr
 
 
 def dump_npz(**arrays: np.ndarray) -> bytes:
-    """Serialize arrays to ``.npz`` bytes (uncompressed, so identical inputs give identical bytes)."""
+    """Serialize arrays to ``.npz`` bytes, byte-stable: uncompressed, sorted, fixed timestamps.
+
+    The same arrays always give the same bytes, so a dataset's sha256 is its content hash.
+    """
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
     return buffer.getvalue()
 
 
-def check_dataset(arrays: dict[str, np.ndarray], uri: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a raw dataset: ``images`` (n, 8, 8) on 0..16 and ``target`` (n,) in 0..9."""
+def check_canonical(arrays: dict[str, np.ndarray], uri: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Validate a canonical dataset (what ``download`` writes): ``images`` uint8 ``(n, H, W, C)``,
+    ``target`` ``(n,)`` indexing ``class_names``; return the three."""
     images, target = arrays["images"], arrays["target"]
-    if images.ndim == 2 and images.shape[1] == SIDE * SIDE:
-        images = images.reshape(-1, SIDE, SIDE)
-    if images.ndim != 3 or images.shape[1:] != (SIDE, SIDE):
-        raise DataError(f"{uri}: 'images' must have shape (n, 8, 8), got {images.shape}")
-    if target.shape != (images.shape[0],):
-        raise DataError(f"{uri}: 'target' must have shape ({images.shape[0]},), got {target.shape}")
-    if not np.isfinite(images).all() or images.min() < 0 or images.max() > MAX_PIXEL:
-        raise DataError(f"{uri}: pixel values must be finite and within [0, {MAX_PIXEL:g}]")
-    if target.min() < 0 or target.max() >= N_CLASSES:
-        raise DataError(f"{uri}: labels must lie in 0..{N_CLASSES - 1}")
-    if len(np.unique(target)) < 2:
-        raise DataError(f"{uri}: needs at least two classes")
-    return images.astype(np.float32), target.astype(np.int64)
+    names = [str(name) for name in arrays["class_names"]]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataError(f"{uri}: 'images' must be uint8 (n, H, W, 1|3), got {images.dtype} {images.shape}")
+    if target.shape != (images.shape[0],) or target.dtype.kind not in "iu":
+        raise DataError(f"{uri}: 'target' must be integers of shape ({images.shape[0]},), got {target.shape}")
+    if len(target) and (target.min() < 0 or target.max() >= len(names)):
+        raise DataError(f"{uri}: labels must index the {len(names)} class names")
+    return images, target.astype(np.int64), names
+
+
+def profile_of(arrays: dict[str, np.ndarray]) -> str | None:
+    """The preprocessing profile a dataset declares (its optional 0-d ``profile`` array)."""
+    return str(arrays["profile"]) if "profile" in arrays else None
 
 
 def export_default(output: str) -> str:
-    """Write scikit-learn's embedded digits set (1,797 images) to ``output``; return its sha256."""
+    """Write scikit-learn's embedded digits set (1,797 8x8 images, classes "0".."9") to ``output``
+    as a canonical dataset that declares the ``digits`` profile; return its sha256."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    payload = dump_npz(images=digits.images.astype(np.float32), target=digits.target.astype(np.int64))
+    images = np.round(digits.images * (255.0 / MAX_PIXEL)).astype(np.uint8)[..., None]
+    payload = dump_npz(images=images, target=digits.target.astype(np.int64),
+                       class_names=np.array([str(d) for d in range(10)]), profile=np.array("digits"))
     return artifacts.write_bytes(output, payload)

@@ -1,8 +1,11 @@
-"""``download``: fetch a dataset into the artifact store and record its version.
+"""``download``: fetch a dataset in any supported format into the artifact store as one canonical version.
 
-Reads ``--source`` (file://, s3:// or http(s)://), verifies ``--sha256`` when given, checks
-the format, and writes ``dataset.npz`` plus ``dataset.json`` (content hash = dataset
-version, sample and class counts) under ``--output``.
+Reads ``--source`` (an image folder, an S3 prefix, a ``.zip``/``.tar.gz`` of one, an ``.npz`` or
+a Label Studio export; see :mod:`retrain_steps.datasets`), verifies ``--sha256`` when given
+(of the source object; of the canonical dataset for a folder), and writes ``dataset.npz`` (the
+canonical dataset, whose sha256 is the dataset version) and ``dataset.json`` (the dataset card:
+source, format, version, class names, counts per class, image sizes and modes seen, what was
+skipped) under ``--output``. Both are written only after every check passed.
 """
 
 from __future__ import annotations
@@ -10,41 +13,50 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
-
-from retrain_steps import artifacts, data, manifest
+from retrain_steps import artifacts, datasets, manifest
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="dataset URI (.npz with images, target)")
-    parser.add_argument("--sha256", default=None, help="expected sha256 of the source object")
+    parser.add_argument("--source", required=True,
+                        help="dataset URI: image folder (file:// or s3://…/), .zip/.tar.gz, .npz or Label Studio .json")
+    parser.add_argument("--sha256", default=None,
+                        help="expected sha256 of the source object (of the canonical dataset for a folder)")
     parser.add_argument("--output", required=True, help="output folder URI")
     parser.add_argument("--allow", action="append", default=[], metavar="PREFIX",
-                        help="allowed dataset location (repeatable); when given, any other source is refused unread")
+                        help="allowed dataset location (repeatable); when given, any other source (and any image "
+                             "a Label Studio export names elsewhere) is refused unread")
 
 
 def run(args: argparse.Namespace) -> dict:
-    if args.allow:
-        artifacts.check_allowed(args.source, args.allow)
-    raw = artifacts.read_bytes(args.source)
-    digest = artifacts.verify_sha256(args.source, raw, args.sha256)
-    key = manifest.input_key("download", source_sha256=digest)
-    if done := manifest.up_to_date(args.output, key):
-        log.info("download: %s is up to date (dataset %s)", args.output, digest[:12])
-        return done
-    images, target = data.check_dataset(data.load_npz(raw, args.source, ("images", "target")), args.source)
-    info = {
-        "source": args.source,
-        "sha256": digest,
-        "version": digest[:12],
-        "samples": int(images.shape[0]),
-        "class_counts": {str(c): int(n) for c, n in zip(*np.unique(target, return_counts=True))},
-    }
+    def check_location(uri: str) -> str:
+        return artifacts.check_allowed(uri, args.allow) if args.allow else uri
+
+    check_location(args.source)
+    single = not datasets.is_folder(args.source)
+    if single:  # one object: its bytes decide whether the last download is still current
+        key = manifest.input_key("download", source_sha256=artifacts.sha256(artifacts.read_bytes(args.source)),
+                                 source=args.source)
+        if args.sha256 is None and (done := manifest.up_to_date(args.output, key)):
+            log.info("download: %s is up to date", args.output)
+            return done
+    canonical, source_digest = datasets.read(args.source, check_location)
+    payload = canonical.payload()
+    digest = artifacts.sha256(payload)
+    if args.sha256:
+        actual = source_digest or digest
+        if actual != args.sha256.lower():
+            raise artifacts.ArtifactError(f"checksum mismatch for {args.source}: expected sha256 {args.sha256}, "
+                                          f"got {actual}")
+    if not single:
+        key = manifest.input_key("download", content=digest, source=args.source)
+    info = {"source": args.source, "source_sha256": source_digest, **canonical.card(digest)}
     outputs = {
-        "dataset.npz": artifacts.write_bytes(artifacts.join(args.output, "dataset.npz"), raw),
+        "dataset.npz": artifacts.write_bytes(artifacts.join(args.output, "dataset.npz"), payload),
         "dataset.json": artifacts.write_json(artifacts.join(args.output, "dataset.json"), info),
     }
-    log.info("download: %d samples, dataset version %s", info["samples"], info["version"])
+    log.info("download: %s dataset, %d images of %s, classes %s, dataset version %s%s", info["format"],
+             info["samples"], "x".join(map(str, info["image_size"])), info["class_counts"], info["version"],
+             f", skipped {info['skipped']}" if info["skipped"] else "")
     return manifest.write(args.output, "download", key, outputs, dataset=info)

@@ -1,7 +1,11 @@
 """``evaluate``: test-set accuracy, per-class report and confusion matrix of a trained model.
 
-Writes ``metrics.json`` (``accuracy``, ``per_class``, ``confusion_matrix``) and
-``confusion.png`` under ``--output``.
+The test split is prepared with the *model's* input spec (:func:`retrain_steps.input_spec.prepare`),
+so a production model is measured on this run's test images even when its size or
+normalisation differ. Writes ``metrics.json`` (``accuracy``, ``per_class`` by class name,
+``confusion_matrix``) and ``confusion.png`` under ``--output``. A model that predicts other
+classes than the data has cannot be compared: ``metrics.json`` says so (``comparable: false``,
+``accuracy: null``) and the gate decides without it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from retrain_steps import artifacts, manifest, plots
-from retrain_steps.features import N_CLASSES
+from retrain_steps.input_spec import prepare, spec_of_model
 from retrain_steps.models import load_predictor
-from retrain_steps.preprocess import load_splits
+from retrain_steps.preprocess import load_spec, load_splits
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +42,18 @@ def fetch_model(model_uri: str, folder: Path, fingerprint: dict) -> str:
     return info["framework"]
 
 
-def report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """Accuracy, per-class precision/recall/F1/support and the confusion matrix."""
-    matrix = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
+def report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1/support (by class name) and the confusion matrix."""
+    n_classes = len(class_names)
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(matrix, (y_true, y_pred), 1)
     per_class = {}
-    for label in range(N_CLASSES):
+    for label, name in enumerate(class_names):
         hits, predicted, support = matrix[label, label], matrix[:, label].sum(), matrix[label].sum()
         precision = hits / predicted if predicted else 0.0
         recall = hits / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[str(label)] = {
+        per_class[name] = {
             "precision": float(precision), "recall": float(recall), "f1-score": float(f1), "support": int(support)
         }
     return {
@@ -57,6 +62,7 @@ def report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         "per_class": per_class,
         "macro_f1": float(np.mean([c["f1-score"] for c in per_class.values()])),
         "confusion_matrix": matrix.tolist(),
+        "class_names": list(class_names),
     }
 
 
@@ -71,21 +77,31 @@ def model_fingerprint(model_uri: str) -> dict:
 def run(args: argparse.Namespace) -> dict:
     fingerprint = model_fingerprint(args.model)
     splits_bytes = manifest.read_verified(args.data, "splits.npz")
-    key = manifest.input_key("evaluate", splits=artifacts.sha256(splits_bytes), model=fingerprint)
+    data_spec = load_spec(args.data)
+    key = manifest.input_key("evaluate", splits=artifacts.sha256(splits_bytes), spec=data_spec.to_dict(),
+                             model=fingerprint)
     if done := manifest.up_to_date(args.output, key):
         log.info("evaluate: %s is up to date", args.output)
         return done
-    splits = load_splits(args.data, splits_bytes)
+    model_spec = spec_of_model(artifacts.read_json(artifacts.join(args.model, "model.json")))
+    if model_spec.class_names != data_spec.class_names:
+        reason = (f"the model predicts classes {list(model_spec.class_names)}, the test split has "
+                  f"{list(data_spec.class_names)}")
+        metrics = {"accuracy": None, "comparable": False, "reason": reason}
+        log.warning("evaluate: not comparable: %s", reason)
+        outputs = {"metrics.json": artifacts.write_json(artifacts.join(args.output, "metrics.json"), metrics)}
+        return manifest.write(args.output, "evaluate", key, outputs, metrics=metrics)
+    splits = load_splits(args.data, data_spec, splits_bytes)
     with tempfile.TemporaryDirectory() as tmp:
         framework = fetch_model(args.model, Path(tmp), fingerprint)
-        probabilities = load_predictor(Path(tmp), framework)(splits["x_test"])
-    metrics = report(splits["y_test"], probabilities.argmax(axis=1))
+        probabilities = load_predictor(Path(tmp), framework, model_spec)(prepare(splits["x_test"], model_spec))
+    metrics = report(splits["y_test"], probabilities.argmax(axis=1), list(model_spec.class_names))
     metrics["framework"] = framework
     outputs = {
         "metrics.json": artifacts.write_json(artifacts.join(args.output, "metrics.json"), metrics),
         "confusion.png": artifacts.write_bytes(
             artifacts.join(args.output, "confusion.png"),
-            plots.confusion_matrix(np.asarray(metrics["confusion_matrix"])),
+            plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), metrics["class_names"]),
         ),
     }
     log.info("evaluate: test accuracy %.4f on %d samples", metrics["accuracy"], metrics["samples"])

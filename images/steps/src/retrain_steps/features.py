@@ -1,10 +1,9 @@
-"""Turning raw digits into model inputs: the one function shared by training and serving.
+"""The ``digits`` preprocessing profile: handwritten digits cropped, centred and reduced to 8x8.
 
-The dataset stores 8x8 images whose pixels count "ink" on a 0..16 scale (the scikit-learn
-digits format). :func:`to_model_input` maps such arrays to the model's float input; training calls it in
-``preprocess`` and serving on JSON instances and on images after :func:`image_to_pixels` has
-reduced an uploaded PNG/JPEG to the same 8x8, 0..16 format.
-Only numpy and Pillow are imported.
+The scikit-learn digits set stores 8x8 images whose pixels count "ink" on a 0..16 scale.
+:func:`canonicalize` maps any ink map to that layout; :func:`image_to_pixels` reduces an
+uploaded PNG/JPEG (dark ink on light paper or the reverse) to it. :mod:`retrain_steps.input_spec`
+applies them for models whose spec names the ``digits`` profile. Only numpy and Pillow are imported.
 """
 
 from __future__ import annotations
@@ -14,32 +13,11 @@ import io
 import numpy as np
 
 SIDE = 8
-N_FEATURES = SIDE * SIDE
 MAX_PIXEL = 16.0
-N_CLASSES = 10
 
 
 class InputError(ValueError):
     """Input that cannot be turned into a digit; the message says why."""
-
-
-def to_model_input(pixels: np.ndarray) -> np.ndarray:
-    """Turn ``(n, 64)`` or ``(n, 8, 8)`` pixels on the 0..16 scale into float32 ``(n, 1, 8, 8)``.
-
-    Every image is canonicalized (:func:`canonicalize`) and scaled to 0..1. ``preprocess``
-    calls this on the dataset and the server on every request, so both see the same inputs.
-    """
-    array = np.asarray(pixels, dtype=np.float32)
-    if array.ndim == 2 and array.shape[1] == N_FEATURES:
-        array = array.reshape(-1, SIDE, SIDE)
-    if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE):
-        raise InputError(f"expected pixels of shape (n, 64) or (n, 8, 8), got {array.shape}")
-    if not np.isfinite(array).all():
-        raise InputError("pixels contain NaN or infinity")
-    if array.min(initial=0.0) < 0 or array.max(initial=0.0) > MAX_PIXEL:
-        raise InputError(f"pixels must lie in [0, {MAX_PIXEL:g}]")
-    canonical = np.stack([canonicalize(image / MAX_PIXEL) for image in array]) if len(array) else array
-    return (canonical / MAX_PIXEL)[:, None, :, :].astype(np.float32)
 
 
 def canonicalize(ink: np.ndarray) -> np.ndarray:

@@ -1,20 +1,22 @@
 """Model definitions and the framework-neutral predictor used by ``evaluate`` and serving.
 
-A trained model is a folder with ``model.json`` (``framework``, ``file``) and the weights:
-``model.pt`` (a torch ``state_dict`` of :func:`torch_cnn`, loaded with ``weights_only=True``) or
-``model.keras`` (Keras 3; served on Keras' torch backend, so the serving image needs no
+A trained model is a folder with ``model.json`` (``framework``, ``file``, ``input_spec``: see
+:mod:`retrain_steps.input_spec`; the spec decides the architecture, :func:`conv_stages`) and the
+weights: ``model.pt`` (a torch ``state_dict`` of :func:`torch_cnn`, loaded with
+``weights_only=True``) or ``model.keras`` (Keras 3; served on Keras' torch backend, so the serving image needs no
 TensorFlow). torch and keras are imported only inside the functions that use them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from retrain_steps.features import N_CLASSES, SIDE
+from retrain_steps.input_spec import DIGITS, InputSpec, spec_of_model
 
 FRAMEWORKS = ("torch", "tensorflow")
 MODEL_FILES = {"torch": "model.pt", "tensorflow": "model.keras"}
@@ -22,48 +24,87 @@ MODEL_FILES = {"torch": "model.pt", "tensorflow": "model.keras"}
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 
-def torch_cnn():
-    """The CNN for 8x8 digits: two 3x3 conv layers, max-pool, dropout, two dense layers."""
+def conv_stages(spec: InputSpec) -> list[list[int]]:
+    """The CNN family: output channels of each stage's 3x3 convolutions; a 2x2 max-pool ends each stage.
+
+    One stage (32, 64) for 8x8 inputs (the digits CNN); one more stage per halving while the
+    side is still 8 or more after pooling: 28x28 → 2 stages, 32x32 → 3, 64x64 → 4.
+    """
+    stages, side = [[32, 64]], min(spec.height, spec.width) // 2
+    while side >= 8:
+        stages.append([min(64 * 2 ** (len(stages) - 1) * 2, 256)])
+        side //= 2
+    return stages
+
+
+def flat_features(spec: InputSpec) -> int:
+    height, width = spec.height, spec.width
+    for _ in conv_stages(spec):
+        height, width = height // 2, width // 2
+    return conv_stages(spec)[-1][-1] * height * width
+
+
+def torch_cnn(spec: InputSpec = DIGITS):
+    """The CNN for ``spec``: conv stages, max-pool after each, dropout, two dense layers.
+
+    For the digits spec the layers (and their ``state_dict`` keys) are those of every digits
+    model trained before specs existed.
+    """
     from torch import nn
 
+    layers, channels = [], spec.channels
+    for stage in conv_stages(spec):
+        for width in stage:
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+            channels = width
+        layers.append(nn.MaxPool2d(2))
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
+        *layers,
         nn.Dropout(0.25),
         nn.Flatten(),
-        nn.Linear(64 * (SIDE // 2) ** 2, 128),
+        nn.Linear(flat_features(spec), 128),
         nn.ReLU(),
         nn.Dropout(0.25),
-        nn.Linear(128, N_CLASSES),
+        nn.Linear(128, len(spec.class_names)),
     )
 
 
-def keras_cnn(learning_rate: float):
-    """The same architecture in Keras 3 (channels-last input ``(8, 8, 1)``), compiled."""
+def keras_cnn(learning_rate: float, spec: InputSpec = DIGITS):
+    """The same architecture in Keras 3 (channels-last input ``(H, W, C)``), compiled."""
     import keras
 
+    layers = [keras.Input((spec.height, spec.width, spec.channels))]
+    for stage in conv_stages(spec):
+        layers += [keras.layers.Conv2D(width, 3, padding="same", activation="relu") for width in stage]
+        layers.append(keras.layers.MaxPooling2D(2))
     model = keras.Sequential(
         [
-            keras.Input((SIDE, SIDE, 1)),
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(2),
+            *layers,
             keras.layers.Dropout(0.25),
             keras.layers.Flatten(),
             keras.layers.Dense(128, activation="relu"),
             keras.layers.Dropout(0.25),
-            keras.layers.Dense(N_CLASSES),
+            keras.layers.Dense(len(spec.class_names)),
         ]
     )
+    compile_keras(model, learning_rate)
+    return model
+
+
+def compile_keras(model, learning_rate: float) -> None:
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    return model
+
+
+def read_model_info(folder: Path) -> tuple[str, InputSpec]:
+    """A model folder's framework and input spec (from ``model.json``)."""
+    info = json.loads((folder / "model.json").read_text())
+    return info["framework"], spec_of_model(info)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -72,8 +113,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def load_predictor(folder: Path, framework: str) -> Predictor:
-    """Load a model folder; return ``f(x: (n, 1, 8, 8) float32) -> probabilities (n, 10)``."""
+def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS) -> Predictor:
+    """Load a model folder; return ``f(x: (n, C, H, W) float32 from prepare) -> probabilities (n, classes)``."""
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
     path = folder / MODEL_FILES[framework]
@@ -82,7 +123,7 @@ def load_predictor(folder: Path, framework: str) -> Predictor:
     if framework == "torch":
         import torch
 
-        module = torch_cnn()
+        module = torch_cnn(spec)
         module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         module.eval()
 

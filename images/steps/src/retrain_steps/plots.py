@@ -39,7 +39,7 @@ def training_curve(history: list[dict]) -> bytes:
     return _png(fig)
 
 
-def confusion_matrix(matrix: np.ndarray) -> bytes:
+def confusion_matrix(matrix: np.ndarray, class_names: list[str] | None = None) -> bytes:
     """A labelled confusion-matrix heat map (rows: true class, columns: predicted)."""
     plt = _figure()
     fig, axis = plt.subplots(figsize=(5, 5))
@@ -48,7 +48,8 @@ def confusion_matrix(matrix: np.ndarray) -> bytes:
         axis.text(col, row, str(count), ha="center", va="center", fontsize=8)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    axis.set_xticks(range(matrix.shape[1]))
-    axis.set_yticks(range(matrix.shape[0]))
+    names = class_names or [str(i) for i in range(matrix.shape[0])]
+    axis.set_xticks(range(matrix.shape[1]), names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right")
+    axis.set_yticks(range(matrix.shape[0]), names)
     fig.tight_layout()
     return _png(fig)

@@ -3,7 +3,7 @@
 Layout under the registry URI::
 
     versions/<version>/model.pt | model.keras   the weights, as trained
-    versions/<version>/model.json               framework and file name
+    versions/<version>/model.json               framework, file name and input spec
     versions/<version>/digits_classifier.bento  the exported BentoML bento (added by package)
     versions/<version>/card.json                version, dataset, params, metrics, code commit,
                                                 sha256 of every file; written last
@@ -45,7 +45,8 @@ def register(registry: str, model_uri: str, card: dict) -> dict:
         info["file"]: artifacts.write_bytes(version_uri(registry, version, info["file"]), weights),
         "model.json": artifacts.write_json(version_uri(registry, version, "model.json"), info),
     }
-    return {**card, "version": version, "framework": info["framework"], "file": info["file"], "files": files}
+    return {**card, "version": version, "framework": info["framework"], "file": info["file"],
+            "input_spec": info.get("input_spec"), "files": files}
 
 
 def write_card(registry: str, card: dict) -> dict:

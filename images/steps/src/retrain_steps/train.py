@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from retrain_steps import artifacts, manifest, plots
-from retrain_steps.features import N_CLASSES, SIDE
+from retrain_steps.input_spec import InputSpec, prepare, spec_of_model
 from retrain_steps.models import FRAMEWORKS, MODEL_FILES
-from retrain_steps.preprocess import load_splits
+from retrain_steps.preprocess import load_spec, load_splits
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def should_stop(history: list[dict], patience: int) -> bool:
     return min(h["val_loss"] for h in history[-patience:]) >= best_before
 
 
-def fetch_initial_model(args: argparse.Namespace, folder: Path) -> Path | None:
-    """Copy the ``--init-from`` model into ``folder`` (verified); refuse another framework."""
+def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path) -> Path | None:
+    """Copy the ``--init-from`` model into ``folder`` (verified); refuse another framework, input or classes."""
     if not args.init_from:
         return None
     from retrain_steps.evaluate import fetch_model, model_fingerprint
@@ -92,6 +92,10 @@ def fetch_initial_model(args: argparse.Namespace, folder: Path) -> Path | None:
     if framework != args.framework:
         raise WarmStartError(f"cannot warm-start a {args.framework} candidate from the {framework} model "
                              f"at {args.init_from}; choose the framework {framework} or turn warm start off")
+    initial_spec = spec_of_model(artifacts.read_json(artifacts.join(args.init_from, "model.json")))
+    if reason := spec.compatible(initial_spec):
+        raise WarmStartError(f"cannot warm-start from the model at {args.init_from}: {reason}; "
+                             "turn warm start off to train from scratch")
     return folder / MODEL_FILES[framework]
 
 
@@ -105,7 +109,7 @@ def _resolve_device(requested: str) -> str:
     return requested
 
 
-def _train_torch(splits: dict, args: argparse.Namespace, folder: Path) -> list[dict]:
+def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> list[dict]:
     import torch
     from torch import nn
 
@@ -115,8 +119,8 @@ def _train_torch(splits: dict, args: argparse.Namespace, folder: Path) -> list[d
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     log.info("train: torch %s on %s", torch.__version__, device)
-    model = torch_cnn()
-    if initial := fetch_initial_model(args, folder / "init"):
+    model = torch_cnn(spec)
+    if initial := fetch_initial_model(args, spec, folder / "init"):
         try:
             model.load_state_dict(torch.load(initial, map_location="cpu", weights_only=True))
         except RuntimeError as err:
@@ -174,27 +178,27 @@ def keras_backend() -> str:
     return "tensorflow" if importlib.util.find_spec("tensorflow") else "torch"
 
 
-def _train_keras(splits: dict, args: argparse.Namespace, folder: Path) -> list[dict]:
+def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> list[dict]:
     backend = os.environ["KERAS_BACKEND"] = keras_backend()
     if backend == "torch":  # Keras places every tensor on this torch device: the GPU when there is one
         os.environ["KERAS_TORCH_DEVICE"] = _resolve_device(args.device)
     import keras
 
-    from retrain_steps.models import keras_cnn
+    from retrain_steps.models import compile_keras, keras_cnn
 
     keras.utils.set_random_seed(args.seed)
     log.info("train: keras %s on the %s backend (%s)", keras.__version__, keras.backend.backend(),
              os.environ.get("KERAS_TORCH_DEVICE", "its default device"))
-    if initial := fetch_initial_model(args, folder / "init"):
+    if initial := fetch_initial_model(args, spec, folder / "init"):
         model = keras.saving.load_model(str(initial), compile=False)
-        if tuple(model.input_shape[1:]) != (SIDE, SIDE, 1) or model.output_shape[-1] != N_CLASSES:
+        expected = (spec.height, spec.width, spec.channels)
+        if tuple(model.input_shape[1:]) != expected or model.output_shape[-1] != len(spec.class_names):
             raise WarmStartError(f"the model at {args.init_from} does not fit this candidate: input "
                                  f"{model.input_shape[1:]}, {model.output_shape[-1]} classes")
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        compile_keras(model, args.learning_rate)
         log.info("train: warm start from %s", args.init_from)
     else:
-        model = keras_cnn(args.learning_rate)
+        model = keras_cnn(args.learning_rate, spec)
     x_train = np.transpose(splits["x_train"], (0, 2, 3, 1))
     x_val = np.transpose(splits["x_val"], (0, 2, 3, 1))
     rng = np.random.default_rng(args.seed)
@@ -237,9 +241,11 @@ def _init_fingerprint(init_from: str | None) -> dict | None:
 
 def run(args: argparse.Namespace) -> dict:
     splits_raw = manifest.read_verified(args.input, "splits.npz")
+    spec = load_spec(args.input)
     key = manifest.input_key(
         "train",
         splits=artifacts.sha256(splits_raw),
+        spec=spec.to_dict(),
         framework=args.framework,
         learning_rate=args.learning_rate,
         epochs=args.epochs,
@@ -252,11 +258,12 @@ def run(args: argparse.Namespace) -> dict:
     if done := manifest.up_to_date(args.output, key):
         log.info("train: %s is up to date", args.output)
         return done
-    splits = load_splits(args.input, splits_raw)
+    raw = load_splits(args.input, spec, splits_raw)
+    splits = {name: prepare(x, spec) if name.startswith("x_") else x for name, x in raw.items()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         trainer = _train_torch if args.framework == "torch" else _train_keras
-        history = trainer(splits, args, folder)
+        history = trainer(splits, spec, args, folder)
         best = max(history, key=lambda h: h["val_accuracy"])
         metrics = {
             "framework": args.framework,
@@ -280,7 +287,8 @@ def run(args: argparse.Namespace) -> dict:
                 artifacts.join(args.output, model_file), (folder / model_file).read_bytes()
             ),
             "model.json": artifacts.write_json(
-                artifacts.join(args.output, "model.json"), {"framework": args.framework, "file": model_file}
+                artifacts.join(args.output, "model.json"),
+                {"framework": args.framework, "file": model_file, "input_spec": spec.to_dict()},
             ),
             "metrics.json": artifacts.write_json(artifacts.join(args.output, "metrics.json"), metrics),
             "curve.png": artifacts.write_bytes(artifacts.join(args.output, "curve.png"), plots.training_curve(history)),
