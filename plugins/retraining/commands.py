@@ -48,7 +48,10 @@ def data_steps(
     if params.get("dataset_sha256"):
         download += ["--sha256", params["dataset_sha256"]]
     preprocess = ["preprocess", "--input", dataset, "--output", splits, "--seed", str(params.get("seed", 0)),
-                  "--cache", join(artifact_store, "cache", "preprocess")]
+                  "--cache", join(artifact_store, "cache", "preprocess"),
+                  "--image-size", str(params.get("image_size") or 0),
+                  "--channels", str(params.get("channels") or "auto"),
+                  "--profile", str(params.get("preprocessing") or "auto")]
     return {"download": download, "preprocess": preprocess, "dataset": dataset, "splits": splits}
 
 

@@ -1,7 +1,8 @@
 """Retrain when the data changes: the configured dataset as an Airflow Asset with a watcher.
 
 :class:`DatasetChangeTrigger` (an event trigger, run by the triggerer, not a worker slot) polls
-the dataset's content fingerprint (sha256 of the object; the ETag on S3) and fires once when it
+the dataset's content fingerprint (:func:`retrain_steps.datasets.fingerprint`: sha256 or ETag of
+one object; a hash of every file's path, size and mtime/ETag for an image folder) and fires once when it
 differs from the last one recorded. The record lives in the artifact store
 (``datasets/.watch/<id>.json``), so a restarted triggerer neither misses a change nor fires for
 one it already reported; the first poll of a new watch only records. ``retrain`` is scheduled
@@ -22,18 +23,6 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 CLASSPATH = "retraining.dataset_watch.DatasetChangeTrigger"
 
 
-def fingerprint(uri: str) -> str:
-    """What changes when the dataset's content changes: the S3 ETag, else the content's sha256."""
-    from retrain_steps import artifacts
-
-    if uri.startswith("s3://"):
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        client = artifacts._s3_client()
-        head = client.head_object(Bucket=bucket, Key=key)
-        return f"etag:{head['ETag'].strip(chr(34))}:{head['ContentLength']}"
-    return f"sha256:{artifacts.sha256(artifacts.read_bytes(uri))}"
-
-
 def record_uri(store: str, uri: str) -> str:
     from retrain_steps import artifacts
 
@@ -43,6 +32,8 @@ def record_uri(store: str, uri: str) -> str:
 def check_once(uri: str, store: str) -> dict | None:
     """Poll once: the change event (and the new record written) when the content changed, else None."""
     from retrain_steps import artifacts
+
+    from retrain_steps.datasets import fingerprint
 
     current = fingerprint(uri)
     record = record_uri(store, uri)

@@ -14,8 +14,9 @@ def retrain_params() -> dict[str, Param]:
             None,
             type=["null", "string"],
             title="Dataset URI",
-            description="An .npz with 'images' (n, 8, 8) on 0..16 and 'target' (n,): file://, s3:// or https://. "
-            "Empty: the configured default dataset.",
+            description="An image folder (<class>/<images>: a file:// folder or an s3://bucket/prefix/ ending in /), "
+            "a .zip or .tar.gz of one, an .npz with 'images' and 'target', or a Label Studio JSON export "
+            "(file://, s3:// or https://). Empty: the configured default dataset.",
             pattern=r"^(file|s3|https?)://\S+$",
             section="Data",
         ),
@@ -25,6 +26,36 @@ def retrain_params() -> dict[str, Param]:
             title="Dataset sha256",
             description="Expected sha256 of the dataset object; the run fails if it differs. Empty: not checked.",
             pattern="^[0-9a-f]{64}$",
+            section="Data",
+        ),
+        "image_size": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=256,
+            title="Image size",
+            description="Train on images resized to this many pixels a side (square); 0 keeps the dataset's own size. "
+            "The model's input spec records it; the server resizes uploads to it.",
+            section="Data",
+        ),
+        "channels": Param(
+            "auto",
+            type="string",
+            enum=["auto", "1", "3"],
+            values_display={"auto": "As the dataset", "1": "Grayscale", "3": "RGB"},
+            title="Colour channels",
+            description="Convert every image to grayscale or RGB; 'As the dataset' keeps its mode.",
+            section="Data",
+        ),
+        "preprocessing": Param(
+            "auto",
+            type="string",
+            enum=["auto", "image", "digits"],
+            values_display={"auto": "As the dataset declares (else image)", "image": "Image: resize + normalise",
+                            "digits": "Digits: crop and centre (8x8)"},
+            title="Preprocessing profile",
+            description="How images become model inputs: 'image' resizes and normalises with the train split's "
+            "statistics; 'digits' crops and centres handwritten digits (the embedded default declares it).",
             section="Data",
         ),
         "learning_rates": Param(
@@ -71,7 +102,7 @@ def retrain_params() -> dict[str, Param]:
             type="boolean",
             title="Warm start from production",
             description="Fine-tune every candidate from the model in production instead of starting fresh. "
-            "Refused when nothing is in production or its framework differs from the one chosen here.",
+            "Refused when nothing is in production, or its framework, input spec or classes differ from this run's.",
             section="Training",
         ),
         "gpus": Param(

@@ -37,7 +37,8 @@ def gate(candidate: dict, production: dict | None, *, min_accuracy: float, margi
 
     ``production`` is ``{"version", "test_accuracy"}`` with the production model's accuracy measured
     on the candidate's own test split (the ``evaluate_production`` step), so both numbers come from
-    the same data. With nothing in production, meeting the minimum is enough.
+    the same data. With nothing in production, or a production model that predicts other classes
+    (``incomparable``: the dataset's classes changed), meeting the minimum is enough.
     """
     accuracy = candidate.get("test_accuracy")
     if not isinstance(accuracy, (int, float)):
@@ -48,6 +49,9 @@ def gate(candidate: dict, production: dict | None, *, min_accuracy: float, margi
         return GateDecision(True, f"no model in production; test accuracy {accuracy:.4f} meets the minimum")
     if candidate.get("version") and candidate.get("version") == production.get("version"):
         return GateDecision(False, f"version {production['version']} is already in production")
+    if production.get("incomparable"):
+        return GateDecision(True, f"production {production.get('version')} cannot be compared "
+                                  f"({production['incomparable']}); test accuracy {accuracy:.4f} meets the minimum")
     current = production.get("test_accuracy")
     if not isinstance(current, (int, float)):
         return GateDecision(False, f"production {production.get('version')} was not evaluated on this run's test split")

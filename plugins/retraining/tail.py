@@ -46,6 +46,8 @@ def measured_production(baseline: list[dict], current: str | None) -> dict | Non
     if current is None:
         return None
     metrics = artifacts.read_json(artifacts.join(baseline[0]["evaluation"], "metrics.json"))
+    if metrics.get("comparable") is False:  # production predicts other classes than this run's data
+        return {"version": current, "test_accuracy": None, "incomparable": metrics.get("reason", "")}
     return {"version": current, "test_accuracy": metrics.get("accuracy")}
 
 

@@ -19,7 +19,11 @@ def test_data_steps():
     assert data["download"] == ["download", "--source", "s3://b/d.npz", "--output", f"{STORE}/runs/r1/download"]
     assert data["preprocess"] == ["preprocess", "--input", f"{STORE}/runs/r1/download",
                                   "--output", f"{STORE}/runs/r1/preprocess", "--seed", "5",
-                                  "--cache", f"{STORE}/cache/preprocess"]
+                                  "--cache", f"{STORE}/cache/preprocess",
+                                  "--image-size", "0", "--channels", "auto", "--profile", "auto"]
+    spec = commands.data_steps(params={**PARAMS, "image_size": 32, "channels": "3", "preprocessing": "image"},
+                               run_id="r1", artifact_store=STORE, default_dataset="s3://b/d.npz")
+    assert spec["preprocess"][-6:] == ["--image-size", "32", "--channels", "3", "--profile", "image"]
     checked = commands.data_steps(params={**PARAMS, "dataset_uri": "https://x/d.npz", "dataset_sha256": "ab" * 32},
                                   run_id="r1", artifact_store=STORE, default_dataset="unused")
     assert checked["download"][2] == "https://x/d.npz" and checked["download"][-2:] == ["--sha256", "ab" * 32]

@@ -7,7 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 from retrain_steps import artifacts, data
-from retraining.dataset_watch import CLASSPATH, DatasetChangeTrigger, check_once, fingerprint, record_uri
+from retrain_steps.datasets import fingerprint
+from retraining.dataset_watch import CLASSPATH, DatasetChangeTrigger, check_once, record_uri
 
 
 def write_dataset(uri: str, n: int) -> None:
@@ -69,3 +70,28 @@ def test_a_bad_watch_interval_is_named():
     with pytest.raises(ValueError, match="RETRAIN_WATCH_SECONDS .* got 'often'"):
         settings({"RETRAIN_WATCH_SECONDS": "often"})
     assert settings({"RETRAIN_WATCH_SECONDS": "0"}).watch_seconds == 0
+
+
+def test_an_image_folder_fires_once_when_images_are_added(tmp_path):
+    from tests.helpers.datasets import image_files, write_folder
+
+    store, folder = f"file://{tmp_path}", tmp_path / "shapes"
+    write_folder(folder, image_files(("circle", "square"), 3, 16, "L", seed=0))
+    uri = f"file://{folder}"
+    assert check_once(uri, store) is None and check_once(uri, store) is None
+    write_folder(folder, {"circle/new.png": image_files(("circle",), 1, 16, "L", seed=9)["circle/0000.png"]})
+    event = check_once(uri, store)
+    assert event and event["fingerprint"].startswith("listing:")
+    assert check_once(uri, store) is None, "one event per change"
+
+
+def test_an_s3_prefix_fires_when_an_object_is_added(s3_endpoint):
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="watch-prefix")
+    uri, store = "s3://watch-prefix/shapes/", "s3://watch-prefix/store"
+    artifacts.write_bytes(uri + "a/1.png", b"one")
+    artifacts.write_bytes(uri + "b/1.png", b"two")
+    assert check_once(uri, store) is None and check_once(uri, store) is None
+    artifacts.write_bytes(uri + "b/2.png", b"three")
+    assert check_once(uri, store) is not None and check_once(uri, store) is None

@@ -67,3 +67,10 @@ def test_the_production_card_number_is_not_used():
     """Only production's accuracy on this run's split counts, not the figure on its card (another split)."""
     production = {"version": "old", "test_accuracy": 0.99, "metrics": {"test_accuracy": 0.90}}
     assert not gate(cand(0, 0.99, test=0.95), production, min_accuracy=0.5, margin=0).deploy
+
+
+def test_a_production_model_of_other_classes_is_replaced_on_the_minimum_alone():
+    production = {"version": "old", "test_accuracy": None, "incomparable": "it predicts classes ['0', '1']"}
+    decision = gate({"test_accuracy": 0.9, "version": "new"}, production, min_accuracy=0.8, margin=0.0)
+    assert decision.deploy and "cannot be compared" in decision.reason and "['0', '1']" in decision.reason
+    assert not gate({"test_accuracy": 0.7, "version": "new"}, production, min_accuracy=0.8, margin=0.0).deploy

@@ -165,12 +165,14 @@ def open_image(data: bytes, name: str = "the image"):
         image = Image.open(io.BytesIO(data))
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
-            raise InputError(f"{name} has {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS}")
+            raise InputError(f"{name} has {width}x{height} pixels, over the pixel limit of {MAX_IMAGE_PIXELS}")
         if max(width, height) > MAX_ASPECT * min(width, height):
             raise InputError(f"{name} has an aspect ratio over {MAX_ASPECT}:1 ({width}x{height})")
         image.load()
     except InputError:
         raise
+    except Image.DecompressionBombError as err:  # Pillow's own header check, for the largest ones
+        raise InputError(f"{name} is over the pixel limit of {MAX_IMAGE_PIXELS}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise InputError(f"{name} is not a readable image: {err}") from None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

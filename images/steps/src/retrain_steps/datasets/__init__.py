@@ -7,7 +7,8 @@
 * one object (any scheme), recognised by its content: a ``.npz`` (zip of ``.npy``), a ``.zip``
   or ``.tar.gz`` image-folder archive, or a Label Studio JSON export.
 
-:func:`fingerprint` is what changes when a dataset's content changes; the dataset watcher polls it.
+:func:`fingerprint` is what changes when a dataset's content changes; the dataset watcher polls it
+from the Airflow triggerer, so this module imports only the standard library and the artifact store.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from retrain_steps import artifacts
-from retrain_steps.data import DataError
-from retrain_steps.datasets import image_folder, label_studio, npz
-from retrain_steps.datasets.canonical import Canonical
+
+if TYPE_CHECKING:
+    from retrain_steps.datasets.canonical import Canonical
 
 FORMATS = ("npz", "image-folder-zip", "image-folder-tar", "label-studio")
 
@@ -32,6 +34,8 @@ def is_folder(uri: str) -> bool:
 
 def sniff(data: bytes, source: str) -> str:
     """The format of a single-object dataset, from its first bytes (and, for a zip, its members)."""
+    from retrain_steps.data import DataError
+
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         try:
             names = zipfile.ZipFile(io.BytesIO(data)).namelist()
@@ -48,10 +52,14 @@ def sniff(data: bytes, source: str) -> str:
 
 def read(uri: str, check_location: Callable[[str], object] = lambda uri: uri) -> tuple[Canonical, str | None]:
     """Read any supported dataset; return it canonical and the sha256 of the source object (None for a folder)."""
+    from retrain_steps.datasets import image_folder, label_studio, npz
+
     if is_folder(uri):
         if uri.startswith("s3://"):
             return image_folder.build(image_folder.s3_entries(uri), uri, "image-folder-s3", parallel=8), None
-        return image_folder.build(image_folder.folder_entries(artifacts.local_path(uri)), uri, "image-folder"), None
+        root = artifacts.local_path(uri)
+        entries = image_folder.folder_entries(root)
+        return image_folder.build(entries, uri, "image-folder", classes=image_folder.class_folders(root)), None
     if uri.startswith("s3://") and not artifacts.exists(uri) and not uri.endswith("/"):
         raise artifacts.ArtifactError(f"artifact not found: {uri} (for a folder of images, end the URI with /)")
     data = artifacts.read_bytes(uri)

@@ -110,10 +110,15 @@ def strip_common_top(entries: list[Entry]) -> list[Entry]:
     return entries
 
 
-def build(entries: list[Entry], source: str, fmt: str, *, parallel: int = 1) -> Canonical:
+def class_folders(root: Path) -> set[str]:
+    """The first-level folders of a local tree: classes, even those without any file (an error later)."""
+    return {p.name for p in root.iterdir() if p.is_dir() and not p.is_symlink() and not _hidden([p.name])}
+
+
+def build(entries: list[Entry], source: str, fmt: str, *, parallel: int = 1, classes: set[str] = frozenset()) -> Canonical:
     """Label every image by its class folder and build the canonical dataset."""
     builder = DatasetBuilder(source, fmt)
-    classes, wanted = set(), []
+    classes, wanted = set(classes), []
     for name, size, read in _bounded(entries, source):
         parts = [part for part in name.split("/") if part]
         if _hidden(parts):
