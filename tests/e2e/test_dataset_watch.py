@@ -62,7 +62,8 @@ def test_new_images_trigger_exactly_one_run(tmp_path):
             assert retrain_runs(api) == [], "unchanged data triggers no run"
 
             arrays = data.load_npz(artifacts.read_bytes(dataset), dataset, ("images", "target"))
-            more = {k: np.concatenate([v, v[:20]]) for k, v in arrays.items()}  # 20 new images land
+            new = {k: np.concatenate([arrays[k], arrays[k][:20]]) for k in ("images", "target")}  # 20 new images land
+            more = {**arrays, **new}
             artifacts.write_bytes(dataset, data.dump_npz(**more))
 
             runs = wait_until(lambda: retrain_runs(api), 120, "a run triggered by the new images")
