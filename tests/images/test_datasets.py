@@ -135,6 +135,15 @@ def bad_tree(tmp_path: Path, case: str) -> tuple[str, str]:
         write_folder(root, gray)
         (root / "c").mkdir()
         return f"file://{root}", "class 'c' has no images"
+    if case == "empty class in a zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("set/", b"")
+            for name, data in gray.items():
+                archive.writestr(f"set/{name}", data)
+            archive.writestr("set/c/", b"")
+        (tmp_path / "d.zip").write_bytes(buffer.getvalue())
+        return f"file://{tmp_path}/d.zip", "class 'c' has no images"
     if case == "one class":
         return f"file://{write_folder(root, {k: v for k, v in gray.items() if k.startswith('a/')})}", "at least two classes"
     if case == "mixed modes":
@@ -159,7 +168,7 @@ def bad_tree(tmp_path: Path, case: str) -> tuple[str, str]:
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["unreadable", "empty class", "one class", "mixed modes", "pixel bomb", "zip bomb",
+@pytest.mark.parametrize("case", ["unreadable", "empty class", "empty class in a zip", "one class", "mixed modes", "pixel bomb", "zip bomb",
                                   "too many"])
 def test_a_bad_dataset_exits_2_naming_the_problem_and_writes_nothing(tmp_path, case):
     source, message = bad_tree(tmp_path, case)

@@ -68,7 +68,7 @@ def s3_entries(prefix_uri: str) -> list[Entry]:
 def zip_entries(data: bytes, source: str) -> list[Entry]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = [info for info in archive.infolist() if not info.is_dir()]
+        infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as err:
         raise DataError(f"{source} is not a readable .zip archive: {err}") from None
 
@@ -78,22 +78,28 @@ def zip_entries(data: bytes, source: str) -> list[Entry]:
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
             raise DataError(f"{source}: cannot unpack {info.filename}: {err}") from None
 
-    return list(_bounded(((info.filename, info.file_size, lambda i=info: read(i)) for info in infos), source))
+    return list(_bounded(((info.filename, 0 if info.is_dir() else info.file_size,
+                           _no_bytes if info.is_dir() else lambda i=info: read(i)) for info in infos), source))
 
 
 def tar_entries(data: bytes, source: str) -> list[Entry]:
-    """Regular files of a ``.tar.gz`` (links and devices are skipped), read while streaming."""
+    """Regular files and folders of a ``.tar.gz`` (links and devices are skipped), read while streaming."""
     entries: list[Entry] = []
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r|*") as archive:
-            members = _bounded(((m.name, m.size, m) for m in archive if m.isfile()), source)
+            members = _bounded(((m.name + "/" * m.isdir(), m.size, m) for m in archive if m.isfile() or m.isdir()),
+                               source)
             for name, size, member in members:
-                handle = archive.extractfile(member)
+                handle = None if member.isdir() else archive.extractfile(member)
                 content = handle.read() if handle else b""
                 entries.append((name, size, lambda c=content: c))
     except (tarfile.TarError, OSError, EOFError) as err:
         raise DataError(f"{source} is not a readable .tar.gz archive: {err}") from None
     return entries
+
+
+def _no_bytes() -> bytes:
+    return b""
 
 
 def _hidden(parts: list[str]) -> bool:
@@ -102,7 +108,7 @@ def _hidden(parts: list[str]) -> bool:
 
 def strip_common_top(entries: list[Entry]) -> list[Entry]:
     """Drop a single top folder that holds the whole tree (``zip -r shapes.zip shapes/``)."""
-    visible = [name.split("/") for name, _, _ in entries if not _hidden(name.split("/"))]
+    visible = [name.split("/") for name, _, _ in entries if not name.endswith("/") and not _hidden(name.split("/"))]
     tops = {parts[0] for parts in visible}
     if len(tops) == 1 and visible and all(len(parts) >= 3 for parts in visible):
         top = tops.pop() + "/"
@@ -121,7 +127,12 @@ def build(entries: list[Entry], source: str, fmt: str, *, parallel: int = 1, cla
     classes, wanted = set(classes), []
     for name, size, read in _bounded(entries, source):
         parts = [part for part in name.split("/") if part]
-        if _hidden(parts):
+        if not parts:  # the stripped top folder itself
+            continue
+        if name.endswith("/"):  # a folder entry of an archive: a class, even an empty one
+            if len(parts) == 1 and not _hidden(parts):
+                classes.add(parts[0])
+        elif _hidden(parts):
             builder.skip("hidden files")
         elif len(parts) < 2:
             builder.skip("files outside a class folder")
