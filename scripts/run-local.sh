@@ -15,7 +15,7 @@ for port in "$AIRFLOW_PORT" "$SERVING_PORT"; do
   fi
 done
 
-if ! python -c "from retrain_steps import artifacts; import sys; sys.exit(not artifacts.exists('$RETRAIN_DATASET_URI'))"; then
+if ! python -c "from retrain_steps import artifacts, datasets; import sys; u = '$RETRAIN_DATASET_URI'; sys.exit(not (datasets.is_folder(u) or artifacts.exists(u)))"; then
   echo "==> exporting the embedded digits dataset to $RETRAIN_DATASET_URI"
   python -m retrain_steps export-default --output "$RETRAIN_DATASET_URI"
 fi
