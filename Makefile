@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 HELM ?= $(or $(shell command -v helm 2>/dev/null),build/bin/helm)
 export HELM
 
-.PHONY: run test env image-envs container-runtime images lock manifests kfp-compile bench clean
+.PHONY: run test env image-envs container-runtime images lock manifests kfp-compile bench bench-serve clean
 
 run: env ## Train, deploy and serve locally; Airflow UI on :8080, model server on :3000
 	bash scripts/run-local.sh
@@ -71,6 +71,10 @@ lock: | $(UV) ## Re-resolve the lock files (needs the package index)
 bench: env ## Print the benchmark figures (DAG parse time, end-to-end overhead)
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-bench $(VENV)/bin/python bench/dag_parse.py
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-bench $(VENV)/bin/python bench/pipeline_overhead.py
+
+bench-serve: env ## /predict throughput, latency and cold start: our server vs the seed's Flask app vs bare Starlette (wrk)
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	$(VENV)/bin/python bench/serve.py
 
 clean:
 	rm -rf build data airflow-home

@@ -38,7 +38,7 @@ from retrain_steps import registry
 from retrain_steps.features import InputError
 from retrain_steps.input_spec import InputSpec, decode_upload, from_instances, prepare
 from retrain_steps.models import Predictor, load_predictor, read_model_info
-from serving.guard import PredictGuard
+from serving.endpoint import PredictEndpoint
 
 log = logging.getLogger("bentoml.service.digits")
 
@@ -115,6 +115,36 @@ class RegistryFollower:
             self.refresh()
 
 
+_ACTIVE: list = []  # the service instance of this worker process (one per process)
+
+
+def current_model() -> LoadedModel | None:
+    """The model this worker serves now (None before one is loaded)."""
+    return _ACTIVE[0].source.current if _ACTIVE else None
+
+
+def respond(model: LoadedModel, data: bytes | None, instances: list | None) -> dict:
+    """The ``/predict`` answer for an uploaded image file or JSON instances; :class:`InputError` for bad input."""
+    if (data is None) == (instances is None):
+        raise InputError("send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
+    if data is not None:
+        images = decode_upload(data, model.spec)
+    else:
+        if not 1 <= len(instances) <= MAX_INSTANCES:
+            raise InputError(f"'instances' must hold 1 to {MAX_INSTANCES} rows, got {len(instances)}")
+        images = from_instances(instances, model.spec)
+    rows = answer(model.predict(prepare(images, model.spec)), model.spec)
+    if data is not None:
+        return {"prediction": rows[0]["class_index"], **rows[0], "model_version": model.version}
+    return {
+        "predictions": [row["class_index"] for row in rows],
+        "class_names": [row["class_name"] for row in rows],
+        "top_k": [row["top_k"] for row in rows],
+        "probabilities": [row["probabilities"] for row in rows],
+        "model_version": model.version,
+    }
+
+
 class BentoModelSource:
     """Serve the model packed into the bento."""
 
@@ -133,6 +163,7 @@ class DigitsClassifier:
     def __init__(self) -> None:
         registry_uri = os.environ.get(REGISTRY_ENV)
         self.source = RegistryFollower(registry_uri, POLL_SECONDS) if registry_uri else BentoModelSource(self.bento_model)
+        _ACTIVE[:] = [self]
 
     def __is_ready__(self) -> bool:
         return self.source.current is not None
@@ -144,34 +175,22 @@ class DigitsClassifier:
         instances: list[Any] | None = None,
         ctx: bentoml.Context = None,
     ) -> dict:
-        """Predict the class of an uploaded image (field ``file``) or of ``instances`` of the model's shape."""
+        """Predict the class of an uploaded image (field ``file``) or of ``instances`` of the model's shape.
+
+        Over HTTP, :class:`serving.endpoint.PredictEndpoint` answers this route with the same
+        :func:`respond`; this method is its OpenAPI contract and the Python API.
+        """
         model = self.source.current
         if model is None:
             ctx.response.status_code = 503
             return {"error": "no model is loaded yet"}
         ctx.response.headers[VERSION_HEADER] = model.version
         try:
-            if (file is None) == (instances is None):
-                raise InputError("send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
-            if file is not None:
-                images = decode_upload(Path(file).read_bytes(), model.spec)
-            else:
-                if not 1 <= len(instances) <= MAX_INSTANCES:
-                    raise InputError(f"'instances' must hold 1 to {MAX_INSTANCES} rows, got {len(instances)}")
-                images = from_instances(instances, model.spec)
-            rows = answer(model.predict(prepare(images, model.spec)), model.spec)
+            return respond(model, None if file is None else Path(file).read_bytes(), instances)
         except InputError as err:
             ctx.response.status_code = 400
             return {"error": str(err)}
-        if file is not None:
-            return {"prediction": rows[0]["class_index"], **rows[0], "model_version": model.version}
-        return {
-            "predictions": [row["class_index"] for row in rows],
-            "class_names": [row["class_name"] for row in rows],
-            "top_k": [row["top_k"] for row in rows],
-            "probabilities": [row["probabilities"] for row in rows],
-            "model_version": model.version,
-        }
 
 
-DigitsClassifier.add_asgi_middleware(PredictGuard, max_bytes=MAX_REQUEST_BYTES)
+DigitsClassifier.add_asgi_middleware(PredictEndpoint, max_bytes=MAX_REQUEST_BYTES, current_model=current_model,
+                                     respond=respond, version_header=VERSION_HEADER)

@@ -12,12 +12,16 @@ import io
 
 import numpy as np
 
+from retrain_steps.errors import InputError
+from retrain_steps.images import open_image
+
+__all__ = ["InputError", "canonicalize", "image_to_pixels", "pixels_to_png"]
+
 SIDE = 8
+WORK_SIDE = 256  # uploads are reduced to at most this many pixels a side before any float work
 MAX_PIXEL = 16.0
 
 
-class InputError(ValueError):
-    """Input that cannot be turned into a digit; the message says why."""
 
 
 def canonicalize(ink: np.ndarray) -> np.ndarray:
@@ -44,20 +48,10 @@ def canonicalize(ink: np.ndarray) -> np.ndarray:
     return np.clip(canvas / max(float(canvas.max()), 1e-6) * MAX_PIXEL, 0.0, MAX_PIXEL)
 
 
-def image_to_pixels(data: bytes) -> np.ndarray:
+def image_to_pixels(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
     """Reduce an image file (any size; dark ink on light paper or the reverse) to 8x8 on 0..16."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise InputError("the image file is empty")
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise InputError(f"not a readable image: {err}") from None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
+    image = open_image(data, "the image file", max_pixels=max_pixels, reduce_to=(SIDE * 8, SIDE * 8))
+    image.thumbnail((WORK_SIDE, WORK_SIDE))  # a digit needs no more: big uploads cost no more than this
     gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     light_paper = np.median(border) > 0.5

@@ -17,18 +17,17 @@ after :func:`from_instances`) are ``uint8`` arrays ``(n, H, W, C)`` on 0..255. `
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from retrain_steps.features import MAX_PIXEL, SIDE, InputError, canonicalize, image_to_pixels
+from retrain_steps.images import open_image
 
 PROFILES = ("image", "digits")
-# Decoding is bounded before it allocates: pixel count and aspect ratio come from the header.
-MAX_IMAGE_PIXELS = int(os.environ.get("RETRAIN_MAX_IMAGE_PIXELS", str(40_000_000)))
-MAX_ASPECT = 100
+# Uploads are decoded under a tighter pixel limit than datasets: a server decodes many at once.
+MAX_UPLOAD_PIXELS = int(os.environ.get("DIGITS_MAX_UPLOAD_PIXELS", str(4096 * 4096)))
 
 
 @dataclass(frozen=True)
@@ -151,47 +150,14 @@ def prepare(images: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)), dtype=np.float32)
 
 
-def open_image(data: bytes, name: str = "the image"):
-    """Decode an image file to a Pillow image in mode ``L`` or ``RGB`` (alpha composited on white).
-
-    Checks the pixel count and aspect ratio from the header before decoding; a JPEG is reduced
-    while decoding when it is far larger than needed. Raise :class:`InputError` naming ``name``.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise InputError(f"{name} is empty")
-    try:
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > MAX_IMAGE_PIXELS:
-            raise InputError(f"{name} has {width}x{height} pixels, over the pixel limit of {MAX_IMAGE_PIXELS}")
-        if max(width, height) > MAX_ASPECT * min(width, height):
-            raise InputError(f"{name} has an aspect ratio over {MAX_ASPECT}:1 ({width}x{height})")
-        image.load()
-    except InputError:
-        raise
-    except Image.DecompressionBombError as err:  # Pillow's own header check, for the largest ones
-        raise InputError(f"{name} is over the pixel limit of {MAX_IMAGE_PIXELS}: {err}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise InputError(f"{name} is not a readable image: {err}") from None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    return image.convert("L" if image.mode in GRAY_MODES else "RGB")
-
-
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-
-
 def decode_upload(data: bytes, spec: InputSpec) -> np.ndarray:
     """An uploaded image file of any size and mode → one raw image ``(1, H, W, C)`` for :func:`prepare`."""
     if spec.profile == "digits":  # paper detection + crop-and-centre: the digits profile's own decoding
-        return np.round(image_to_pixels(data) * (255.0 / MAX_PIXEL)).astype(np.uint8)[None, :, :, None]
-    image = open_image(data, "the uploaded image")
+        pixels = image_to_pixels(data, max_pixels=MAX_UPLOAD_PIXELS)
+        return np.round(pixels * (255.0 / MAX_PIXEL)).astype(np.uint8)[None, :, :, None]
+    image = open_image(data, "the uploaded image", max_pixels=MAX_UPLOAD_PIXELS, reduce_to=(spec.width, spec.height))
     from PIL import Image
 
-    image.draft(image.mode, (spec.width, spec.height))
     image = image.convert("L" if spec.channels == 1 else "RGB")
     image = image.resize((spec.width, spec.height), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(image, np.uint8).reshape(1, spec.height, spec.width, spec.channels)

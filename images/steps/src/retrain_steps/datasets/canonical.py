@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retrain_steps.data import DataError, dump_npz
-from retrain_steps.features import InputError
-from retrain_steps.input_spec import open_image
+from retrain_steps.errors import InputError
+from retrain_steps.images import open_image
 
 MAX_IMAGES = int(os.environ.get("RETRAIN_MAX_IMAGES", "200000"))
 MAX_STORED_SIDE = int(os.environ.get("RETRAIN_MAX_STORED_SIDE", "128"))

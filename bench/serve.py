@@ -1,0 +1,138 @@
+"""``/predict`` throughput and latency: our BentoML server vs the seed's Flask app vs a bare Starlette app.
+
+One run, same model (the embedded digits, trained here for a few epochs) and the same
+preprocessing in all three; each server in its own process group on 127.0.0.1. Load: ``wrk``
+(32 connections, 2 threads), multipart PNG uploads (``curl -F file=@digit.png``) and, for our
+server, JSON ``instances``; ``BENCH_ROUNDS`` interleaved rounds of ``BENCH_SECONDS`` each, medians
+reported, plus cold start (process start → ``/readyz`` 200). Prints a table and the ratios the
+issue sets as goals (≥ 2x Flask, ≥ 0.8x Starlette on one worker each).
+
+    make bench-serve        # installs wrk from Debian when missing
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers.servers import free_port, serve  # noqa: E402
+
+BIN = Path(sys.executable).parent
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
+LUA = """local f = io.open("{body}", "rb")
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = "{content_type}"
+"""
+
+
+def step(*args: str, env: dict) -> None:
+    subprocess.run([sys.executable, "-m", "retrain_steps", *args], env=env, cwd=ROOT, check=True, capture_output=True)
+
+
+def train_model(tmp: Path) -> tuple[str, str]:
+    """The digits model (5 epochs) as a train folder and as the production version of a registry."""
+    from retrain_steps import registry
+
+    store = f"file://{tmp}/store"
+    env = {**os.environ}
+    step("export-default", "--output", f"{store}/digits.npz", env=env)
+    step("download", "--source", f"{store}/digits.npz", "--output", f"{store}/dl", env=env)
+    step("preprocess", "--input", f"{store}/dl", "--output", f"{store}/pp", env=env)
+    step("train", "--input", f"{store}/pp", "--output", f"{store}/model", "--epochs", "5", env=env)
+    reg = f"{store}/registry"
+    card = registry.write_card(reg, registry.register(reg, f"{store}/model", {"metrics": {}}))
+    registry.promote(reg, card["version"])
+    return f"{tmp}/store/model", reg
+
+
+def bodies(tmp: Path) -> dict[str, tuple[Path, str]]:
+    from serving.service import EXAMPLE_INPUT
+
+    png = (ROOT / "serving" / "samples" / "digit-3.png").read_bytes()
+    multipart = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"digit-3.png\"\r\n"
+                 "Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()
+    out = {}
+    for name, body, content_type in (("png", multipart, f"multipart/form-data; boundary={BOUNDARY}"),
+                                     ("json", json.dumps(EXAMPLE_INPUT).encode(), "application/json")):
+        (tmp / f"{name}.body").write_bytes(body)
+        (tmp / f"{name}.lua").write_text(LUA.format(body=tmp / f"{name}.body", content_type=content_type))
+        out[name] = (tmp / f"{name}.lua", content_type)
+    return out
+
+
+def wrk(url: str, script: Path) -> dict:
+    """One wrk run: requests/s, p50 and p99 latency (ms), non-2xx responses and socket errors."""
+    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", str(script),
+                          f"{url}/predict"], capture_output=True, text=True, check=True).stdout
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s+{pct}%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)), "p50": latency("50"),
+            "p99": latency("99"), "errors": int(errors.group(1)) if errors else 0,
+            "socket_errors": sum(map(int, socket.groups())) if socket else 0}
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed: make bench-serve installs it (apt-get install wrk)")
+    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        model_dir, reg = train_model(tmp)
+        scripts = bodies(tmp)
+        servers = {
+            "flask (seed)": ([sys.executable, str(ROOT / "bench" / "baselines" / "flask_app.py"), "{port}"],
+                             {"MODEL_DIR": model_dir, "PYTHONPATH": str(ROOT)}),
+            "starlette (bare ASGI)": ([str(BIN / "uvicorn"), "bench.baselines.starlette_app:app", "--port", "{port}",
+                                       "--workers", "1", "--log-level", "warning", "--no-access-log"],
+                                      {"MODEL_DIR": model_dir}),
+            "bentoml (ours)": ([str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host",
+                                "127.0.0.1", "--port", "{port}"], {"DIGITS_REGISTRY_URI": reg}),
+        }
+        urls, cold = {}, {}
+        for name, (argv, env) in servers.items():
+            port = free_port()
+            start = time.perf_counter()
+            stack.enter_context(serve([a.replace("{port}", str(port)) for a in argv], env=env, cwd=ROOT,
+                                      ready_url=f"http://127.0.0.1:{port}/readyz", log_path=tmp / f"{port}.log"))
+            cold[name], urls[name] = time.perf_counter() - start, f"http://127.0.0.1:{port}"
+        loads = [(name, "png") for name in servers] + [("bentoml (ours)", "json")]
+        results: dict[tuple[str, str], list[dict]] = {load: [] for load in loads}
+        for _ in range(ROUNDS):
+            for name, kind in loads:
+                results[(name, kind)].append(wrk(urls[name], scripts[kind][0]))
+    summary = {load: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for load, runs in results.items()}
+    print(f"\n/predict at {CONNECTIONS} connections, median of {ROUNDS} interleaved rounds of {SECONDS} s "
+          f"(one worker process each)\n")
+    print(f"{'server':24} {'body':5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'cold start s':>13}")
+    for (name, kind), row in summary.items():
+        print(f"{name:24} {kind:5} {row['rps']:8.0f} {row['p50']:8.1f} {row['p99']:8.1f} "
+              f"{int(row['errors'] + row['socket_errors']):7d} {cold[name]:13.1f}")
+    ours = summary[("bentoml (ours)", "png")]["rps"]
+    print(f"\nours / flask (seed):     {ours / summary[('flask (seed)', 'png')]['rps']:.2f}x   (goal >= 2.0x)")
+    print(f"ours / starlette (bare): {ours / summary[('starlette (bare ASGI)', 'png')]['rps']:.2f}x   (goal >= 0.8x)")
+    print(f"cold start (ours):       {cold['bentoml (ours)']:.1f} s   (goal <= 5 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""``POST /predict`` served as a plain ASGI route inside the BentoML service.
+
+BentoML's API layer (IO descriptors, pydantic models, an upload saved to a temporary file) costs
+more than the model on this path, so :class:`PredictEndpoint` (an ASGI middleware of the service,
+inside BentoML's metrics, tracing, access-log, timeout and concurrency middlewares) answers
+``/predict`` itself: the body is read once up to the size cap, parsed with Starlette's
+multipart/JSON parsers (bounded field and file counts), and decoding + inference run in a worker
+thread through :func:`serving.service.respond`, the same function the ``@bentoml.api`` method
+(the OpenAPI contract and the Python API) uses. Every error is a JSON ``{"error": ...}`` 4xx:
+413 over the size cap, 415 for another content type, 400 for a malformed body, a field other
+than ``file``/``instances``, a ``file`` field that is not an upload, or bad pixels; 503 before a
+model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+import anyio
+
+log = logging.getLogger("bentoml.service.digits")
+ALLOWED_TYPES = (b"multipart/form-data", b"application/json")
+FIELDS = {"file", "instances"}
+# One inference at a time per worker process: the model uses the cores; the event loop keeps
+# reading and parsing requests meanwhile.
+INFERENCE = anyio.CapacityLimiter(1)
+
+
+class RequestError(ValueError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    *(headers or [])],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive, declared: bytes | None, max_bytes: int) -> bytes | None:
+    """The whole request body, or None if the client went away; 413 past ``max_bytes``."""
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise RequestError(413, f"request body of {int(declared)} bytes exceeds the limit of {max_bytes}")
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise RequestError(413, f"request body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def parse_form(scope, body: bytes) -> tuple[bytes | None, list | None]:
+    """``(file bytes, None)`` or ``(None, instances)`` from a multipart body."""
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException
+    from starlette.requests import Request
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    bare = {key: value for key, value in scope.items() if key != "app"}  # without "app" Starlette raises, not answers
+    try:
+        form = await Request(bare, replay).form(max_files=2, max_fields=4)
+    except (MultiPartException, ValueError, KeyError, AssertionError) as err:
+        raise RequestError(400, f"malformed multipart body: {getattr(err, 'message', err)}") from None
+    try:
+        unexpected = sorted(set(form.keys()) - FIELDS)
+        if unexpected:
+            raise RequestError(400, f"unexpected form field(s) {unexpected}: send the image as field 'file'")
+        if "file" in form:
+            upload = form["file"]
+            if not isinstance(upload, UploadFile):
+                raise RequestError(400, "field 'file' must be a file upload, e.g. curl -F file=@digit.png")
+            return await upload.read(), None
+        if "instances" in form:
+            return None, parse_instances(str(form["instances"]).encode(), wrapped=False)
+        raise RequestError(400, "send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
+    finally:
+        await form.close()
+
+
+def parse_instances(body: bytes, *, wrapped: bool = True) -> list:
+    """``instances`` from a JSON body (``{"instances": [...]}``) or a bare JSON list."""
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError(400, f"Invalid JSON: {err}") from None
+    if wrapped:
+        if not isinstance(value, dict) or set(value) - FIELDS or "instances" not in value:
+            raise RequestError(400, "send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
+        value = value["instances"]
+    if not isinstance(value, list):
+        raise RequestError(400, "'instances' must be a list of images (validation error: expected a list)")
+    return value
+
+
+class PredictEndpoint:
+    """Serve ``POST /predict`` with :func:`respond`; every other request goes on to BentoML."""
+
+    def __init__(self, app, max_bytes: int, current_model: Callable, respond: Callable, version_header: str,
+                 path: str = "/predict") -> None:
+        self.app, self.max_bytes, self.path = app, max_bytes, path
+        self.current_model, self.respond = current_model, respond
+        self.version_header = version_header.lower().encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        model = None
+        try:
+            if content_type not in ALLOWED_TYPES:
+                raise RequestError(415, f"unsupported content type {content_type.decode(errors='replace') or '(none)'}"
+                                        ": send multipart/form-data with a 'file' field or application/json with "
+                                        "'instances'")
+            body = await read_body(receive, headers.get(b"content-length"), self.max_bytes)
+            if body is None:
+                return
+            model = self.current_model()
+            if model is None:
+                raise RequestError(503, "no model is loaded yet")
+            if content_type == b"multipart/form-data":
+                data, instances = await parse_form(scope, body)
+            else:
+                data, instances = None, parse_instances(body)
+            payload = await anyio.to_thread.run_sync(self.respond, model, data, instances, limiter=INFERENCE)
+        except RequestError as err:
+            await send_json(send, err.status, {"error": str(err)})
+            return
+        except ValueError as err:  # InputError: the pixels, not the request, are wrong
+            version = [(self.version_header, model.version.encode())] if model else []
+            await send_json(send, 400, {"error": str(err)}, version)
+            return
+        except Exception:  # a bug, not bad input: a JSON 500 now (an escaping exception stalls the request)
+            log.exception("predict failed")
+            await send_json(send, 500, {"error": "internal error while predicting; see the server log"})
+            return
+        await send_json(send, 200, payload, [(self.version_header, model.version.encode())])
