@@ -9,7 +9,7 @@ thread through :func:`serving.service.respond`, the same function the ``@bentoml
 (the OpenAPI contract and the Python API) uses. Every error is a JSON ``{"error": ...}`` 4xx:
 413 over the size cap, 415 for another content type, 400 for a malformed body, a field other
 than ``file``/``instances``, a ``file`` field that is not an upload, or bad pixels; 503 before a
-model is loaded.
+model is loaded. ``GET /readyz`` answers which version serves and whether it is a fallback.
 """
 
 from __future__ import annotations
@@ -112,12 +112,16 @@ class PredictEndpoint:
     """Serve ``POST /predict`` with :func:`respond`; every other request goes on to BentoML."""
 
     def __init__(self, app, max_bytes: int, current_model: Callable, respond: Callable, version_header: str,
-                 path: str = "/predict") -> None:
+                 readiness: Callable | None = None, path: str = "/predict") -> None:
         self.app, self.max_bytes, self.path = app, max_bytes, path
-        self.current_model, self.respond = current_model, respond
+        self.current_model, self.respond, self.readiness = current_model, respond, readiness
         self.version_header = version_header.lower().encode()
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/readyz" and self.readiness is not None:
+            status, body = self.readiness()  # which version serves, and whether it is a fallback
+            await send_json(send, status, body)
+            return
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return

@@ -88,31 +88,73 @@ def answer(probabilities: np.ndarray, spec: InputSpec) -> list[dict]:
 
 
 class RegistryFollower:
-    """Serve the registry's production version; poll the pointer and hot-swap on change."""
+    """Serve the registry's production version; poll the pointer and hot-swap on change.
+
+    If the production version cannot be loaded, the newest loadable version of the promotion
+    history is served instead and :attr:`fallback` says so (``/readyz``, ``/metrics``); the
+    failure is logged once per version, not on every poll.
+    """
 
     def __init__(self, registry_uri: str, interval: float) -> None:
         self.registry_uri, self.interval = registry_uri, interval
         self.current: LoadedModel | None = None
+        self.fallback: dict | None = None
+        self._failed: dict[str, str] = {}
         self._stop = threading.Event()
         self.refresh()
         threading.Thread(target=self._poll, name="registry-follower", daemon=True).start()
 
-    def refresh(self) -> None:
+    def _load(self, version: str) -> LoadedModel | None:
         try:
-            version = registry.production_version(self.registry_uri)
-            if version is None or (self.current and self.current.version == version):
-                return
             with tempfile.TemporaryDirectory() as tmp:
                 registry.fetch_model(self.registry_uri, version, Path(tmp))
-                loaded = load_folder(Path(tmp), version)
+                return load_folder(Path(tmp), version)
+        except Exception as err:  # a broken version must not stop the server: remember, log once
+            reason = f"{type(err).__name__}: {err}"
+            if self._failed.get(version) != reason:
+                log.error("cannot load model version %s from %s: %s", version, self.registry_uri, reason)
+            self._failed[version] = reason
+            return None
+
+    def refresh(self) -> None:
+        try:
+            history = registry.promotion_history(self.registry_uri)
+        except Exception as err:  # the store is unreachable: keep serving what is loaded
+            log.warning("cannot read the production pointer of %s: %s", self.registry_uri, err)
+            return
+        if not history:
+            return
+        wanted = history[0]
+        if self.current and self.current.version == wanted:
+            self.fallback = None
+            return
+        for version in history:
+            if self.current and self.current.version == version:
+                break  # already serving the best loadable one
+            loaded = self._load(version)
+            if loaded is None:
+                continue
             previous, self.current = self.current, loaded  # one reference swap: in-flight requests keep theirs
             log.info("serving model version %s (was %s)", version, previous.version if previous else None)
-        except Exception:  # keep serving the old model; the next poll retries
-            log.exception("could not load the production model from %s", self.registry_uri)
+            break
+        if self.current and self.current.version != wanted:
+            self.fallback = {"production": wanted, "serving": self.current.version,
+                             "reason": self._failed.get(wanted, "not loadable")}
+        else:
+            self.fallback = None
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
             self.refresh()
+
+
+class BentoModelSource:
+    """Serve the model packed into the bento."""
+
+    fallback = None
+
+    def __init__(self, model: bentoml.Model) -> None:
+        self.current = load_folder(Path(model.path), model.info.metadata.get("version", model.tag.version))
 
 
 _ACTIVE: list = []  # the service instance of this worker process (one per process)
@@ -121,6 +163,17 @@ _ACTIVE: list = []  # the service instance of this worker process (one per proce
 def current_model() -> LoadedModel | None:
     """The model this worker serves now (None before one is loaded)."""
     return _ACTIVE[0].source.current if _ACTIVE else None
+
+
+def readiness() -> tuple[int, dict]:
+    """``/readyz``: 200 with the version served (and the fallback, if any) once a model is loaded, else 503."""
+    source = _ACTIVE[0].source if _ACTIVE else None
+    if source is None or source.current is None:
+        return 503, {"status": "not ready", "reason": "no model is loaded yet"}
+    body = {"status": "ready", "model_version": source.current.version}
+    if source.fallback:
+        body["fallback"] = source.fallback
+    return 200, body
 
 
 def respond(model: LoadedModel, data: bytes | None, instances: list | None) -> dict:
@@ -143,13 +196,6 @@ def respond(model: LoadedModel, data: bytes | None, instances: list | None) -> d
         "probabilities": [row["probabilities"] for row in rows],
         "model_version": model.version,
     }
-
-
-class BentoModelSource:
-    """Serve the model packed into the bento."""
-
-    def __init__(self, model: bentoml.Model) -> None:
-        self.current = load_folder(Path(model.path), model.info.metadata.get("version", model.tag.version))
 
 
 @bentoml.service(name="digits_classifier", traffic={"timeout": 30}, http={"cors": {"enabled": False}})
@@ -193,4 +239,4 @@ class DigitsClassifier:
 
 
 DigitsClassifier.add_asgi_middleware(PredictEndpoint, max_bytes=MAX_REQUEST_BYTES, current_model=current_model,
-                                     respond=respond, version_header=VERSION_HEADER)
+                                     respond=respond, version_header=VERSION_HEADER, readiness=readiness)

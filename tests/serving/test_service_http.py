@@ -254,3 +254,29 @@ def test_the_packaged_bento_serves_on_its_own(trained, tmp_path):
     rerun = run_cli("serving.package", "--model", trained["train"], "--evaluation", trained["evaluate"],
                     "--dataset", trained["download"], "--registry", reg)
     assert "already registered" in rerun.stdout
+
+
+def test_an_unloadable_production_version_falls_back_to_the_previous_one(trained, tmp_path):
+    """After a restart with a corrupted production version: serve the previous one, say so, log it once."""
+    reg = f"file://{tmp_path}/registry"
+    run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/m2",
+            "--epochs", "2", "--seed", "4")
+    good = registry.write_card(reg, registry.register(reg, trained["train"], {}))["version"]
+    bad = registry.write_card(reg, registry.register(reg, f"file://{tmp_path}/m2", {}))["version"]
+    registry.promote(reg, good)
+    registry.promote(reg, bad)
+    (tmp_path / "registry" / "versions" / bad / "model.pt").write_bytes(b"corrupted")
+    port, log = free_port(), tmp_path / "serve.log"
+    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
+            "--host", "127.0.0.1", "--port", str(port)]
+    env = {"DIGITS_REGISTRY_URI": reg, "DIGITS_POLL_SECONDS": "0.2"}
+    with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=ROOT, log_path=log):
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
+        assert ready["model_version"] == good and ready["fallback"]["production"] == bad
+        assert "checksum mismatch" in ready["fallback"]["reason"]
+        response = post_file(f"http://127.0.0.1:{port}", SAMPLE.read_bytes())
+        assert response.status_code == 200 and response.headers[VERSION_HEADER] == good
+        time.sleep(2)  # ten polls
+    errors = [line for line in log.read_text().splitlines() if f"cannot load model version {bad}" in line]
+    assert len(errors) == 1, errors
+    assert "Traceback" not in log.read_text()

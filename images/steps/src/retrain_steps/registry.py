@@ -74,6 +74,19 @@ def production_version(registry: str) -> str | None:
     return artifacts.read_json(pointer_uri)["version"]
 
 
+def promotion_history(registry: str) -> list[str]:
+    """Production versions, newest first: the one in production, then those it replaced.
+
+    Each pointer names the version it replaced (``previous``); the history is what the pointers
+    written so far remember (the current pointer and its predecessor).
+    """
+    pointer_uri = artifacts.join(registry, PRODUCTION)
+    if not artifacts.exists(pointer_uri):
+        return []
+    pointer = artifacts.read_json(pointer_uri)
+    return [v for v in (pointer["version"], pointer.get("previous")) if v]
+
+
 def promote(registry: str, version: str) -> dict:
     """Point production at ``version`` (which must have a card); return the new pointer."""
     card(registry, version)  # refuse to promote an unknown or half-registered version
