@@ -9,7 +9,8 @@ thread through :func:`serving.service.respond`, the same function the ``@bentoml
 (the OpenAPI contract and the Python API) uses. Every error is a JSON ``{"error": ...}`` 4xx:
 413 over the size cap, 415 for another content type, 400 for a malformed body, a field other
 than ``file``/``instances``, a ``file`` field that is not an upload, or bad pixels; 503 before a
-model is loaded. ``GET /readyz`` answers which version serves and whether it is a fallback.
+model is loaded. It also serves the service's own ``GET`` pages (``pages``: ``/readyz`` with the
+version served and any fallback, the OpenAPI document and its ``/docs`` page).
 """
 
 from __future__ import annotations
@@ -112,15 +113,17 @@ class PredictEndpoint:
     """Serve ``POST /predict`` with :func:`respond`; every other request goes on to BentoML."""
 
     def __init__(self, app, max_bytes: int, current_model: Callable, respond: Callable, version_header: str,
-                 readiness: Callable | None = None, path: str = "/predict") -> None:
+                 pages: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None, path: str = "/predict") -> None:
         self.app, self.max_bytes, self.path = app, max_bytes, path
-        self.current_model, self.respond, self.readiness = current_model, respond, readiness
+        self.current_model, self.respond, self.pages = current_model, respond, pages or {}
         self.version_header = version_header.lower().encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/readyz" and self.readiness is not None:
-            status, body = self.readiness()  # which version serves, and whether it is a fallback
-            await send_json(send, status, body)
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] in self.pages:
+            status, content_type, body = self.pages[scope["path"]]()
+            await send({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)

@@ -24,6 +24,7 @@ The model comes from one of two places:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -165,15 +166,60 @@ def current_model() -> LoadedModel | None:
     return _ACTIVE[0].source.current if _ACTIVE else None
 
 
-def readiness() -> tuple[int, dict]:
+def readiness() -> tuple[int, str, bytes]:
     """``/readyz``: 200 with the version served (and the fallback, if any) once a model is loaded, else 503."""
     source = _ACTIVE[0].source if _ACTIVE else None
     if source is None or source.current is None:
-        return 503, {"status": "not ready", "reason": "no model is loaded yet"}
+        return 503, "application/json", json.dumps({"status": "not ready", "reason": "no model is loaded yet"}).encode()
     body = {"status": "ready", "model_version": source.current.version}
     if source.fallback:
         body["fallback"] = source.fallback
-    return 200, body
+    return 200, "application/json", json.dumps(body).encode()
+
+
+def openapi_document() -> tuple[int, str, bytes]:
+    """BentoML's OpenAPI document of this service, titled and versioned by the model it serves."""
+    spec = DigitsClassifier.openapi_spec.asdict()
+    operation = spec["paths"]["/predict"]["post"]
+    operation["requestBody"]["content"]["application/json"] = {
+        "schema": {"type": "object", "required": ["instances"], "additionalProperties": False, "properties": {
+            "instances": {"type": "array", "minItems": 1, "maxItems": MAX_INSTANCES,
+                          "description": "images of the model's shape: H*W*C numbers or nested [H][W][C]",
+                          "items": {"type": "array"}}}},
+        "example": EXAMPLE_INPUT,
+    }
+    error = {"content": {"application/json": {"schema": {"type": "object", "required": ["error"],
+                                                         "properties": {"error": {"type": "string"}}}}}}
+    for status, why in (("400", "bad input"), ("413", "body over the size cap"), ("415", "unsupported content type"),
+                        ("503", "no model loaded yet")):
+        operation["responses"][status] = {"description": why, **error}
+    model = current_model()
+    classes = ", ".join(model.spec.class_names) if model else "none loaded yet"
+    spec["info"] = {
+        "title": "Image classifier (digits_classifier)",
+        "version": model.version if model else "no model loaded",
+        "description": (
+            "`POST /predict` classifies an uploaded image (`curl -F file=@image.png`) or JSON `instances` of "
+            f"the model's shape and answers the class name, index and top-k. Model version "
+            f"{model.version if model else '-'}; classes: {classes}. Errors are JSON `{{\"error\": ...}}`."
+        ),
+    }
+    return 200, "application/json", json.dumps(spec).encode()
+
+
+def docs_page() -> tuple[int, str, bytes]:
+    """Swagger UI from the files BentoML ships (``/static_content``): nothing is fetched from outside."""
+    return 200, "text/html; charset=utf-8", DOCS_HTML
+
+
+DOCS_HTML = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Image classifier API</title>
+<link rel="stylesheet" href="/static_content/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/static_content/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/docs.json", dom_id: "#swagger-ui"});</script>
+</body></html>
+"""
 
 
 def respond(model: LoadedModel, data: bytes | None, instances: list | None) -> dict:
@@ -239,4 +285,6 @@ class DigitsClassifier:
 
 
 DigitsClassifier.add_asgi_middleware(PredictEndpoint, max_bytes=MAX_REQUEST_BYTES, current_model=current_model,
-                                     respond=respond, version_header=VERSION_HEADER, readiness=readiness)
+                                     respond=respond, version_header=VERSION_HEADER,
+                                     pages={"/readyz": readiness, "/docs.json": openapi_document, "/docs": docs_page,
+                                            "/": docs_page})

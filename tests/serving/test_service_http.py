@@ -192,7 +192,23 @@ def test_health_and_metrics_endpoints(server):
     metrics = httpx.get(f"{server}/metrics").text
     assert "bentoml_service_request" in metrics
     spec = httpx.get(f"{server}/docs.json").json()
-    assert "multipart/form-data" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    content = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in content and "application/json" in content
+    version = httpx.get(f"{server}/readyz").json()["model_version"]
+    assert "digits_classifier" in spec["info"]["title"] and spec["info"]["version"] == version
+    assert version in spec["info"]["description"] and "BentoML Team" not in json.dumps(spec["info"])
+
+
+def test_the_docs_page_works_offline(server):
+    """The banner's /docs answers, and every script and stylesheet it loads comes from the server itself."""
+    import re
+
+    page = httpx.get(f"{server}/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    assert all(httpx.get(f"{server}{a}").status_code == 200 for a in assets)
+    assert httpx.get(f"{server}/").text == page.text
 
 
 def test_promotion_swaps_the_model_without_dropping_requests(server, trained, live_registry, tmp_path):
