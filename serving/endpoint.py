@@ -10,13 +10,15 @@ thread through :func:`serving.service.respond`, the same function the ``@bentoml
 413 over the size cap, 415 for another content type, 400 for a malformed body, a field other
 than ``file``/``instances``, a ``file`` field that is not an upload, or bad pixels; 503 before a
 model is loaded. It also serves the service's own ``GET`` pages (``pages``: ``/readyz`` with the
-version served and any fallback, the OpenAPI document and its ``/docs`` page).
+version served and any fallback, the OpenAPI document and its ``/docs`` page) and ``/metrics``
+(:mod:`serving.metrics`), and counts every request it sees by route.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 
 import anyio
@@ -113,19 +115,51 @@ class PredictEndpoint:
     """Serve ``POST /predict`` with :func:`respond`; every other request goes on to BentoML."""
 
     def __init__(self, app, max_bytes: int, current_model: Callable, respond: Callable, version_header: str,
-                 pages: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None, path: str = "/predict") -> None:
+                 pages: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None,
+                 serving_state: Callable[[], tuple[str | None, bool]] | None = None, path: str = "/predict") -> None:
         self.app, self.max_bytes, self.path = app, max_bytes, path
         self.current_model, self.respond, self.pages = current_model, respond, pages or {}
+        self.serving_state = serving_state or (lambda: (None, False))
         self.version_header = version_header.lower().encode()
+        self._metrics = None
+
+    @property
+    def metrics(self):
+        if self._metrics is None:  # in the worker, after BentoML set PROMETHEUS_MULTIPROC_DIR
+            from serving.metrics import ServiceMetrics
+
+            self._metrics = ServiceMetrics()
+        return self._metrics
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] in self.pages:
-            status, content_type, body = self.pages[scope["path"]]()
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 0
+
+        async def counted_send(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.route(scope, receive, counted_send)
+        finally:
+            self.metrics.observe(scope["path"], status, time.perf_counter() - started)
+
+    async def route(self, scope, receive, send) -> None:
+        if scope["method"] in ("GET", "HEAD") and (scope["path"] in self.pages or scope["path"] == "/metrics"):
+            if scope["path"] == "/metrics":
+                self.metrics.model_state(*self.serving_state())
+                status, content_type, body = self.metrics.exposition()
+            else:
+                status, content_type, body = self.pages[scope["path"]]()
             await send({"type": "http.response.start", "status": status, "headers": [
                 (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+        if scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -147,6 +181,7 @@ class PredictEndpoint:
             else:
                 data, instances = None, parse_instances(body)
             payload = await anyio.to_thread.run_sync(self.respond, model, data, instances, limiter=INFERENCE)
+            self.metrics.batch.observe(1 if data is not None else len(instances))
         except RequestError as err:
             await send_json(send, err.status, {"error": str(err)})
             return

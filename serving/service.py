@@ -39,6 +39,7 @@ from retrain_steps import registry
 from retrain_steps.features import InputError
 from retrain_steps.input_spec import InputSpec, decode_upload, from_instances, prepare
 from retrain_steps.models import Predictor, load_predictor, read_model_info
+from serving import metrics
 from serving.endpoint import PredictEndpoint
 
 log = logging.getLogger("bentoml.service.digits")
@@ -166,6 +167,13 @@ def current_model() -> LoadedModel | None:
     return _ACTIVE[0].source.current if _ACTIVE else None
 
 
+def serving_state() -> tuple[str | None, bool]:
+    """The version this worker serves and whether it is a fallback (for ``/metrics``)."""
+    source = _ACTIVE[0].source if _ACTIVE else None
+    model = source.current if source else None
+    return (model.version if model else None), bool(source and source.fallback)
+
+
 def readiness() -> tuple[int, str, bytes]:
     """``/readyz``: 200 with the version served (and the fallback, if any) once a model is loaded, else 503."""
     source = _ACTIVE[0].source if _ACTIVE else None
@@ -244,7 +252,11 @@ def respond(model: LoadedModel, data: bytes | None, instances: list | None) -> d
     }
 
 
-@bentoml.service(name="digits_classifier", traffic={"timeout": 30}, http={"cors": {"enabled": False}})
+metrics.isolate()
+
+
+@bentoml.service(name="digits_classifier", traffic={"timeout": 30}, http={"cors": {"enabled": False}},
+                 metrics={"enabled": False})  # serving.metrics replaces BentoML's per-path series
 class DigitsClassifier:
     """Classify images (the model's classes) from an image upload or pixel instances of the model's shape."""
 
@@ -287,4 +299,5 @@ class DigitsClassifier:
 DigitsClassifier.add_asgi_middleware(PredictEndpoint, max_bytes=MAX_REQUEST_BYTES, current_model=current_model,
                                      respond=respond, version_header=VERSION_HEADER,
                                      pages={"/readyz": readiness, "/docs.json": openapi_document, "/docs": docs_page,
-                                            "/": docs_page})
+                                            "/": docs_page},
+                                     serving_state=serving_state)

@@ -190,7 +190,10 @@ def test_health_and_metrics_endpoints(server):
     assert httpx.get(f"{server}/livez").status_code == 200
     assert httpx.get(f"{server}/readyz").status_code == 200
     metrics = httpx.get(f"{server}/metrics").text
-    assert "bentoml_service_request" in metrics
+    assert 'digits_requests_total{route="/predict",status="200"}' in metrics
+    assert "digits_request_duration_seconds_bucket" in metrics and "digits_model_fallback 0.0" in metrics
+    version = httpx.get(f"{server}/readyz").json()["model_version"]
+    assert f'version="{version}"}} 1.0' in metrics
     spec = httpx.get(f"{server}/docs.json").json()
     content = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in content and "application/json" in content
@@ -296,3 +299,31 @@ def test_an_unloadable_production_version_falls_back_to_the_previous_one(trained
     errors = [line for line in log.read_text().splitlines() if f"cannot load model version {bad}" in line]
     assert len(errors) == 1, errors
     assert "Traceback" not in log.read_text()
+
+
+def metric(text: str, prefix: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_unknown_paths_add_no_series_and_each_server_counts_its_own(server, live_registry, tmp_path):
+    import random
+    import string
+
+    before = httpx.get(f"{server}/metrics").text
+    for _ in range(200):
+        httpx.get(f"{server}/{''.join(random.choices(string.ascii_lowercase, k=16))}")
+    after = httpx.get(f"{server}/metrics").text
+    assert len(after.splitlines()) - len(before.splitlines()) <= 20, "one 'other' route, not one series per path"
+    assert metric(after, 'digits_requests_total{route="other",status="404"}') >= 200
+    served = metric(after, 'digits_requests_total{route="/predict"')
+    # A second server on the same machine and BentoML home: its requests never show in the first's /metrics.
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
+            "--host", "127.0.0.1", "--port", str(port)]
+    with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env={"DIGITS_REGISTRY_URI": live_registry["uri"]},
+               cwd=ROOT, log_path=tmp_path / "second.log"):
+        for _ in range(5):
+            assert post_file(f"http://127.0.0.1:{port}", SAMPLE.read_bytes()).status_code == 200
+        second = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert metric(second, 'digits_requests_total{route="/predict"') == 5
+        assert metric(httpx.get(f"{server}/metrics").text, 'digits_requests_total{route="/predict"') == served
