@@ -47,6 +47,7 @@ log = logging.getLogger("bentoml.service.digits")
 MODEL_NAME = "digits-classifier"
 REGISTRY_ENV = "DIGITS_REGISTRY_URI"
 POLL_SECONDS = float(os.environ.get("DIGITS_POLL_SECONDS", "2"))
+WORKERS = int(os.environ.get("DIGITS_WORKERS", "1"))  # worker processes (one model copy each)
 MAX_REQUEST_BYTES = int(os.environ.get("DIGITS_MAX_REQUEST_BYTES", str(4 * 1024 * 1024)))
 MAX_INSTANCES = 1024
 TOP_K = 5
@@ -255,7 +256,7 @@ def respond(model: LoadedModel, data: bytes | None, instances: list | None) -> d
 metrics.isolate()
 
 
-@bentoml.service(name="digits_classifier", traffic={"timeout": 30}, http={"cors": {"enabled": False}},
+@bentoml.service(name="digits_classifier", workers=WORKERS, traffic={"timeout": 30}, http={"cors": {"enabled": False}},
                  metrics={"enabled": False})  # serving.metrics replaces BentoML's per-path series
 class DigitsClassifier:
     """Classify images (the model's classes) from an image upload or pixel instances of the model's shape."""

@@ -63,6 +63,15 @@ def test_deployment_defaults():
     assert "Ingress" not in docs and "HorizontalPodAutoscaler" not in docs
 
 
+def test_server_workers_reach_the_service():
+    """BentoML 1.4 ignores ``--api-workers`` for new-style services: the chart passes DIGITS_WORKERS, which the
+    service reads (a real server starts that many worker processes: tests/serving)."""
+    docs = by_kind(render(CHART, "--set-string", "model.uri=s3://b/v/x.bento", "--set-string", "model.version=v1",
+                          "--set", "server.workers=3"))
+    (server,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "DIGITS_WORKERS", "value": "3"} in server["env"] and "--api-workers" not in server["args"][0]
+
+
 def test_a_new_model_rolls_the_pods():
     def checksum(uri):
         deployment = by_kind(render(CHART, "--set-string", f"model.uri={uri}"))["Deployment"]

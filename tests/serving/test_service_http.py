@@ -327,3 +327,40 @@ def test_unknown_paths_add_no_series_and_each_server_counts_its_own(server, live
         second = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert metric(second, 'digits_requests_total{route="/predict"') == 5
         assert metric(httpx.get(f"{server}/metrics").text, 'digits_requests_total{route="/predict"') == served
+
+
+def test_a_worker_that_dies_is_replaced_within_seconds(live_registry, tmp_path):
+    """Two workers (DIGITS_WORKERS=2, what the chart's server.workers sets): one is killed; the other keeps
+    answering, and a new one replaces it."""
+    import psutil
+
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
+            "--host", "127.0.0.1", "--port", str(port)]
+    env = {"DIGITS_REGISTRY_URI": live_registry["uri"], "DIGITS_WORKERS": "2"}
+    with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=ROOT,
+               log_path=tmp_path / "serve.log") as process:
+
+        def workers():
+            alive = []
+            for child in psutil.Process(process.pid).children(recursive=True):
+                try:
+                    if child.status() != psutil.STATUS_ZOMBIE and "worker.service" in " ".join(child.cmdline()):
+                        alive.append(child)
+                except psutil.Error:  # gone (or a zombie) while we looked
+                    pass
+            return alive
+
+        first = workers()
+        assert len(first) == 2
+        first[0].kill()
+        started = time.monotonic()
+        wait_http(f"http://127.0.0.1:{port}/readyz", 30)
+        replaced_in = time.monotonic() - started
+        assert post_file(f"http://127.0.0.1:{port}", SAMPLE.read_bytes()).status_code == 200
+        deadline = time.monotonic() + 30
+        while len(workers()) < 2 or first[0].pid in {w.pid for w in workers()}:
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.2)
+        print(f"server answering {replaced_in:.1f} s after a worker died; replaced in {time.monotonic() - started:.1f} s")
+        assert replaced_in < 20
