@@ -4,8 +4,10 @@ One run, same model (the embedded digits, trained here for a few epochs) and the
 preprocessing in all three; each server in its own process group on 127.0.0.1. Load: ``wrk``
 (32 connections, 2 threads), multipart PNG uploads (``curl -F file=@digit.png``) and, for our
 server, JSON ``instances``; ``BENCH_ROUNDS`` interleaved rounds of ``BENCH_SECONDS`` each, medians
-reported, plus cold start (process start → ``/readyz`` 200). Prints a table and the ratios the
-issue sets as goals (≥ 2x Flask, ≥ 0.8x Starlette on one worker each).
+reported, plus cold start (process start → ``/readyz`` 200), one and two worker processes,
+latency at 4 connections, and a soak (``BENCH_SOAK_SECONDS``, 60) at 32 connections with the
+server's RSS before and after. Prints a table and the ratios the issue sets as goals (≥ 2x Flask,
+≥ 0.8x Starlette with the same number of workers, p99 ≤ 50 ms at half of peak, cold start ≤ 5 s).
 
     make bench-serve        # installs wrk from Debian when missing
 """
@@ -33,6 +35,7 @@ BIN = Path(sys.executable).parent
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+SOAK = int(os.environ.get("BENCH_SOAK_SECONDS", "60"))
 BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
 LUA = """local f = io.open("{body}", "rb")
 wrk.method = "POST"
@@ -77,10 +80,10 @@ def bodies(tmp: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
-def wrk(url: str, script: Path) -> dict:
+def wrk(url: str, script: Path, connections: int = CONNECTIONS, seconds: int = SECONDS) -> dict:
     """One wrk run: requests/s, p50 and p99 latency (ms), non-2xx responses and socket errors."""
-    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", str(script),
-                          f"{url}/predict"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+                          str(script), f"{url}/predict"], capture_output=True, text=True, check=True).stdout
 
     def latency(pct: str) -> float:
         value, unit = re.search(rf"^\s+{pct}%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M).groups()
@@ -93,6 +96,14 @@ def wrk(url: str, script: Path) -> dict:
             "socket_errors": sum(map(int, socket.groups())) if socket else 0}
 
 
+def tree_rss(pid: int) -> int:
+    """Resident memory of a server and its worker processes, in bytes."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+
 def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: make bench-serve installs it (apt-get install wrk)")
@@ -100,27 +111,38 @@ def main() -> None:
         tmp = Path(tmp_name)
         model_dir, reg = train_model(tmp)
         scripts = bodies(tmp)
+        bento = [str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1", "--port", "{port}"]
+        uvicorn = [str(BIN / "uvicorn"), "bench.baselines.starlette_app:app", "--port", "{port}", "--log-level", "warning",
+                   "--no-access-log", "--workers"]
         servers = {
             "flask (seed)": ([sys.executable, str(ROOT / "bench" / "baselines" / "flask_app.py"), "{port}"],
                              {"MODEL_DIR": model_dir, "PYTHONPATH": str(ROOT)}),
-            "starlette (bare ASGI)": ([str(BIN / "uvicorn"), "bench.baselines.starlette_app:app", "--port", "{port}",
-                                       "--workers", "1", "--log-level", "warning", "--no-access-log"],
-                                      {"MODEL_DIR": model_dir}),
-            "bentoml (ours)": ([str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host",
-                                "127.0.0.1", "--port", "{port}"], {"DIGITS_REGISTRY_URI": reg}),
+            "starlette (bare ASGI)": ([*uvicorn, "1"], {"MODEL_DIR": model_dir}),
+            "bentoml (ours)": (bento, {"DIGITS_REGISTRY_URI": reg}),
+            "starlette, 2 workers": ([*uvicorn, "2"], {"MODEL_DIR": model_dir}),
+            "bentoml (ours), 2 workers": (bento, {"DIGITS_REGISTRY_URI": reg, "DIGITS_WORKERS": "2"}),
         }
-        urls, cold = {}, {}
+        urls, cold, processes = {}, {}, {}
         for name, (argv, env) in servers.items():
             port = free_port()
             start = time.perf_counter()
-            stack.enter_context(serve([a.replace("{port}", str(port)) for a in argv], env=env, cwd=ROOT,
-                                      ready_url=f"http://127.0.0.1:{port}/readyz", log_path=tmp / f"{port}.log"))
+            processes[name] = stack.enter_context(serve(
+                [a.replace("{port}", str(port)) for a in argv], env=env, cwd=ROOT,
+                ready_url=f"http://127.0.0.1:{port}/readyz", log_path=tmp / f"{port}.log"))
             cold[name], urls[name] = time.perf_counter() - start, f"http://127.0.0.1:{port}"
         loads = [(name, "png") for name in servers] + [("bentoml (ours)", "json")]
         results: dict[tuple[str, str], list[dict]] = {load: [] for load in loads}
+        light: list[dict] = []
         for _ in range(ROUNDS):
             for name, kind in loads:
                 results[(name, kind)].append(wrk(urls[name], scripts[kind][0]))
+            light.append(wrk(urls["bentoml (ours)"], scripts["png"][0], connections=4))
+        soak = None
+        if SOAK:
+            ours = urls["bentoml (ours)"]
+            rss_before = tree_rss(processes["bentoml (ours)"].pid)
+            soak = {**wrk(ours, scripts["png"][0], seconds=SOAK), "rss_before": rss_before,
+                    "rss_after": tree_rss(processes["bentoml (ours)"].pid)}
     summary = {load: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for load, runs in results.items()}
     print(f"\n/predict at {CONNECTIONS} connections, median of {ROUNDS} interleaved rounds of {SECONDS} s "
           f"(one worker process each)\n")
@@ -128,10 +150,20 @@ def main() -> None:
     for (name, kind), row in summary.items():
         print(f"{name:24} {kind:5} {row['rps']:8.0f} {row['p50']:8.1f} {row['p99']:8.1f} "
               f"{int(row['errors'] + row['socket_errors']):7d} {cold[name]:13.1f}")
-    ours = summary[("bentoml (ours)", "png")]["rps"]
-    print(f"\nours / flask (seed):     {ours / summary[('flask (seed)', 'png')]['rps']:.2f}x   (goal >= 2.0x)")
-    print(f"ours / starlette (bare): {ours / summary[('starlette (bare ASGI)', 'png')]['rps']:.2f}x   (goal >= 0.8x)")
-    print(f"cold start (ours):       {cold['bentoml (ours)']:.1f} s   (goal <= 5 s)")
+    ours, flask = summary[("bentoml (ours)", "png")]["rps"], summary[("flask (seed)", "png")]["rps"]
+    ours2 = summary[("bentoml (ours), 2 workers", "png")]["rps"]
+    low = {key: statistics.median(r[key] for r in light) for key in light[0]}
+    print(f"\nours / flask (seed):              {ours / flask:.2f}x   (goal >= 2.0x; 2 workers: {ours2 / flask:.2f}x)")
+    print(f"ours / starlette, 1 worker each:  {ours / summary[('starlette (bare ASGI)', 'png')]['rps']:.2f}x   (goal >= 0.8x)")
+    print(f"ours / starlette, 2 workers each: {ours2 / summary[('starlette, 2 workers', 'png')]['rps']:.2f}x")
+    print(f"ours, 2 workers / 1 worker:       {ours2 / ours:.2f}x")
+    print(f"ours at 4 connections:            {low['rps']:.0f} req/s ({low['rps'] / ours:.0%} of peak), "
+          f"p50 {low['p50']:.1f} ms, p99 {low['p99']:.1f} ms   (goal: p99 <= 50 ms at half of peak)")
+    print(f"cold start (ours):                {cold['bentoml (ours)']:.1f} s   (goal <= 5 s)")
+    if soak:
+        print(f"soak {SOAK} s at {CONNECTIONS} connections: {soak['rps']:.0f} req/s, "
+              f"{int(soak['errors'] + soak['socket_errors'])} errors, RSS {soak['rss_before'] / 2**20:.0f} MiB -> "
+              f"{soak['rss_after'] / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":
