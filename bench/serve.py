@@ -121,6 +121,8 @@ def main() -> None:
             "bentoml (ours)": (bento, {"DIGITS_REGISTRY_URI": reg}),
             "starlette, 2 workers": ([*uvicorn, "2"], {"MODEL_DIR": model_dir}),
             "bentoml (ours), 2 workers": (bento, {"DIGITS_REGISTRY_URI": reg, "DIGITS_WORKERS": "2"}),
+            "bentoml (ours), capture on": (bento, {"DIGITS_REGISTRY_URI": reg,
+                                                   "DIGITS_CAPTURE_URI": f"file://{tmp}/capture"}),
         }
         urls, cold, processes = {}, {}, {}
         for name, (argv, env) in servers.items():
@@ -146,9 +148,9 @@ def main() -> None:
     summary = {load: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for load, runs in results.items()}
     print(f"\n/predict at {CONNECTIONS} connections, median of {ROUNDS} interleaved rounds of {SECONDS} s "
           f"(one worker process each)\n")
-    print(f"{'server':24} {'body':5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'cold start s':>13}")
+    print(f"{'server':27} {'body':5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'cold start s':>13}")
     for (name, kind), row in summary.items():
-        print(f"{name:24} {kind:5} {row['rps']:8.0f} {row['p50']:8.1f} {row['p99']:8.1f} "
+        print(f"{name:27} {kind:5} {row['rps']:8.0f} {row['p50']:8.1f} {row['p99']:8.1f} "
               f"{int(row['errors'] + row['socket_errors']):7d} {cold[name]:13.1f}")
     ours, flask = summary[("bentoml (ours)", "png")]["rps"], summary[("flask (seed)", "png")]["rps"]
     ours2 = summary[("bentoml (ours), 2 workers", "png")]["rps"]
@@ -157,6 +159,7 @@ def main() -> None:
     print(f"ours / starlette, 1 worker each:  {ours / summary[('starlette (bare ASGI)', 'png')]['rps']:.2f}x   (goal >= 0.8x)")
     print(f"ours / starlette, 2 workers each: {ours2 / summary[('starlette, 2 workers', 'png')]['rps']:.2f}x")
     print(f"ours, 2 workers / 1 worker:       {ours2 / ours:.2f}x")
+    print(f"feedback capture on / off:        {summary[('bentoml (ours), capture on', 'png')]['rps'] / ours:.2f}x")
     print(f"ours at 4 connections:            {low['rps']:.0f} req/s ({low['rps'] / ours:.0%} of peak), "
           f"p50 {low['p50']:.1f} ms, p99 {low['p99']:.1f} ms   (goal: p99 <= 50 ms at half of peak)")
     print(f"cold start (ours):                {cold['bentoml (ours)']:.1f} s   (goal <= 5 s)")

@@ -122,6 +122,7 @@ class PredictEndpoint:
         self.serving_state = serving_state or (lambda: (None, False))
         self.version_header = version_header.lower().encode()
         self._metrics = None
+        self._capture = False  # not looked up yet
 
     @property
     def metrics(self):
@@ -130,6 +131,16 @@ class PredictEndpoint:
 
             self._metrics = ServiceMetrics()
         return self._metrics
+
+    @property
+    def capture(self):
+        if self._capture is False:
+            from serving.capture import Capture
+
+            metrics = self.metrics
+            self._capture = Capture.from_environment(on_drop=lambda why: metrics.capture_dropped.labels(why).inc(),
+                                                     on_write=metrics.captured.inc)
+        return self._capture
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -182,6 +193,8 @@ class PredictEndpoint:
                 data, instances = None, parse_instances(body)
             payload = await anyio.to_thread.run_sync(self.respond, model, data, instances, limiter=INFERENCE)
             self.metrics.batch.observe(1 if data is not None else len(instances))
+            if self.capture is not None:
+                self.capture.submit(model.version, data, instances, payload)
         except RequestError as err:
             await send_json(send, err.status, {"error": str(err)})
             return

@@ -3,7 +3,8 @@
 BentoML's own traffic metrics label every request with its path, so random unknown paths grow
 the series without bound; they are turned off (``metrics={"enabled": False}`` on the service)
 and these take their place: requests and latency by route (known routes, else ``other``), the
-batch size of ``/predict``, the model version in service and whether it is a fallback. Worker
+batch size of ``/predict``, the model version in service, whether it is a fallback, and the
+feedback capture's writes and drops. Worker
 processes write to BentoML's per-server multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``), which
 :func:`isolate` makes private to each server so two servers on a machine never mix counts.
 """
@@ -46,6 +47,9 @@ class ServiceMetrics:
                                 multiprocess_mode="liveall")
         self.fallback = prom.Gauge("digits_model_fallback", "1 while production cannot be loaded and an earlier "
                                    "version serves instead", multiprocess_mode="livemax")
+        self.captured = prom.Counter("digits_capture_written", "served requests stored for relabelling")
+        self.capture_dropped = prom.Counter("digits_capture_dropped", "served requests not stored (queue full or "
+                                            "the store failed)", ["reason"])
         self._version: str | None = None
 
     def observe(self, path: str, status: int, seconds: float) -> None:

@@ -24,26 +24,6 @@ from tests.helpers.servers import free_port, serve, wait_http
 SAMPLE = ROOT / "serving" / "samples" / "digit-3.png"
 
 
-@pytest.fixture(scope="module")
-def live_registry(trained, tmp_path_factory):
-    reg = f"file://{tmp_path_factory.mktemp('serving')}/registry"
-    card = registry.write_card(reg, registry.register(reg, trained["train"], {"metrics": {}}))
-    registry.promote(reg, card["version"])
-    return {"uri": reg, "version": card["version"]}
-
-
-@pytest.fixture(scope="module")
-def server(live_registry, tmp_path_factory):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"DIGITS_REGISTRY_URI": live_registry["uri"], "DIGITS_POLL_SECONDS": "0.5"}
-    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
-            "--host", "127.0.0.1", "--port", str(port)]
-    log = tmp_path_factory.mktemp("logs") / "serve.log"
-    with serve(argv, ready_url=f"{url}/readyz", env=env, cwd=ROOT, log_path=log):
-        yield url
-
-
 def post_file(url, data: bytes, name="digit.png", field="file"):
     return httpx.post(f"{url}/predict", files={field: (name, data, "image/png")}, timeout=30)
 
@@ -364,3 +344,35 @@ def test_a_worker_that_dies_is_replaced_within_seconds(live_registry, tmp_path):
             time.sleep(0.2)
         print(f"server answering {replaced_in:.1f} s after a worker died; replaced in {time.monotonic() - started:.1f} s")
         assert replaced_in < 20
+
+
+def test_feedback_capture_stores_served_inputs_and_counts_drops(live_registry, tmp_path):
+    """Off by default (the module's server has no captured/ folder anywhere); with DIGITS_CAPTURE_URI each
+    answered request lands in the store with its prediction and model version; a store that cannot be
+    written drops and counts, and /predict still answers."""
+    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
+            "--host", "127.0.0.1"]
+    capture = tmp_path / "store"
+    for uri in (f"file://{capture}", "https://127.0.0.1:9/read-only"):
+        port = free_port()
+        env = {"DIGITS_REGISTRY_URI": live_registry["uri"], "DIGITS_CAPTURE_URI": uri}
+        with serve([*argv, "--port", str(port)], ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=ROOT,
+                   log_path=tmp_path / "serve.log"):
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(3):
+                assert post_file(url, SAMPLE.read_bytes()).status_code == 200
+            assert httpx.post(f"{url}/predict", json=EXAMPLE_INPUT, timeout=30).status_code == 200
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                text = httpx.get(f"{url}/metrics").text
+                if metric(text, "digits_capture_written_total") + metric(text, "digits_capture_dropped_total") >= 4:
+                    break
+                time.sleep(0.2)
+        if uri.startswith("file://"):
+            records = sorted(capture.glob("captured/*/*.json"))
+            assert len(records) == 4 and len(list(capture.glob("captured/*/*.bin"))) == 3
+            record = json.loads(records[0].read_text())
+            assert record["model_version"] == live_registry["version"] and record["answer"]["class_name"] == "3"
+            assert metric(text, "digits_capture_written_total") == 4
+        else:
+            assert metric(text, 'digits_capture_dropped_total{reason="write failed"}') == 4

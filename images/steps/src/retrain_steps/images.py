@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 from retrain_steps.errors import InputError
 
 MAX_IMAGE_PIXELS = int(os.environ.get("RETRAIN_MAX_IMAGE_PIXELS", str(40_000_000)))
 MAX_ASPECT = 100
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -42,8 +44,10 @@ def open_image(data: bytes, name: str = "the image", *, max_pixels: int | None =
         raise
     except Image.DecompressionBombError as err:  # Pillow's own header check, for the largest ones
         raise InputError(f"{name} is over the pixel limit of {limit}: {err}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
-        raise InputError(f"{name} is not a readable image: {err}") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{name} is not a readable image: not a known image format") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:  # truncated or corrupt: say how, no object reprs
+        raise InputError(f"{name} is not a readable image: {_OBJECT_REPR.sub('the file', str(err))}") from None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
