@@ -140,11 +140,14 @@ def main() -> None:
                 results[(name, kind)].append(wrk(urls[name], scripts[kind][0]))
             light.append(wrk(urls["bentoml (ours)"], scripts["png"][0], connections=4))
         soak = None
-        if SOAK:
-            ours = urls["bentoml (ours)"]
-            rss_before = tree_rss(processes["bentoml (ours)"].pid)
-            soak = {**wrk(ours, scripts["png"][0], seconds=SOAK), "rss_before": rss_before,
-                    "rss_after": tree_rss(processes["bentoml (ours)"].pid)}
+        if SOAK:  # three equal parts; RSS after each shows whether memory levels off
+            pid = processes["bentoml (ours)"].pid
+            parts, rss = [], [tree_rss(pid)]
+            for _ in range(3):
+                parts.append(wrk(urls["bentoml (ours)"], scripts["png"][0], seconds=max(SOAK // 3, 1)))
+                rss.append(tree_rss(pid))
+            soak = {"rps": statistics.mean(p["rps"] for p in parts), "rss": rss,
+                    "errors": sum(p["errors"] + p["socket_errors"] for p in parts)}
     summary = {load: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for load, runs in results.items()}
     print(f"\n/predict at {CONNECTIONS} connections, median of {ROUNDS} interleaved rounds of {SECONDS} s "
           f"(one worker process each)\n")
@@ -164,9 +167,8 @@ def main() -> None:
           f"p50 {low['p50']:.1f} ms, p99 {low['p99']:.1f} ms   (goal: p99 <= 50 ms at half of peak)")
     print(f"cold start (ours):                {cold['bentoml (ours)']:.1f} s   (goal <= 5 s)")
     if soak:
-        print(f"soak {SOAK} s at {CONNECTIONS} connections: {soak['rps']:.0f} req/s, "
-              f"{int(soak['errors'] + soak['socket_errors'])} errors, RSS {soak['rss_before'] / 2**20:.0f} MiB -> "
-              f"{soak['rss_after'] / 2**20:.0f} MiB")
+        print(f"soak {SOAK} s at {CONNECTIONS} connections: {soak['rps']:.0f} req/s, {soak['errors']} errors, "
+              f"RSS every {SOAK // 3} s: {' -> '.join(f'{r / 2**20:.0f}' for r in soak['rss'])} MiB")
 
 
 if __name__ == "__main__":
