@@ -2,27 +2,34 @@
 for relabelling, asynchronously.
 
 With ``DIGITS_CAPTURE_URI`` set (any artifact-store URI), ``/predict`` hands each answered request
-to a bounded queue (``DIGITS_CAPTURE_QUEUE``, 256) and returns; a background thread writes
-``<uri>/captured/<YYYY-MM-DD>/<time>-<id>.json`` (model version, prediction, top-k, when) and,
-for uploads, the image bytes beside it (``.bin``). A full queue or a failed write drops the
-record and counts it (``digits_capture_dropped_total``); the request never waits for the store.
+to a bounded queue (``DIGITS_CAPTURE_QUEUE``, 4096) and returns; a background thread gathers up
+to 512 requests or one second of them and writes one archive,
+``<uri>/captured/<YYYY-MM-DD>/<time>-<id>.zip``: ``records.jsonl`` (when, model version, the
+answer; JSON instances inline) and each upload's bytes (``00000.bin``, named by its record).
+A full queue or a failed write drops the records and counts them
+(``digits_capture_dropped_total``); the request never waits for the store.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import logging
 import os
 import queue
 import threading
+import time
 import uuid
+import zipfile
 from collections.abc import Callable
 
 log = logging.getLogger("bentoml.service.digits")
+BATCH, FLUSH_SECONDS = 512, 1.0
 
 
 class Capture:
-    def __init__(self, uri: str, size: int, on_drop: Callable[[str], None], on_write: Callable[[], None]) -> None:
+    def __init__(self, uri: str, size: int, on_drop: Callable[[str], None], on_write: Callable[[int], None]) -> None:
         self.uri, self.on_drop, self.on_write = uri.rstrip("/"), on_drop, on_write
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self._warned = False
@@ -31,7 +38,7 @@ class Capture:
     @classmethod
     def from_environment(cls, on_drop, on_write) -> Capture | None:
         uri = os.environ.get("DIGITS_CAPTURE_URI")
-        return cls(uri, int(os.environ.get("DIGITS_CAPTURE_QUEUE", "256")), on_drop, on_write) if uri else None
+        return cls(uri, int(os.environ.get("DIGITS_CAPTURE_QUEUE", "4096")), on_drop, on_write) if uri else None
 
     def submit(self, version: str, data: bytes | None, instances: list | None, answer: dict) -> None:
         """Queue one served request; never blocks (a full queue drops it and counts the drop)."""
@@ -41,23 +48,40 @@ class Capture:
             self.on_drop("queue full")
 
     def _drain(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            deadline = time.monotonic() + FLUSH_SECONDS
+            while len(batch) < BATCH and (left := deadline - time.monotonic()) > 0:
+                try:
+                    batch.append(self.queue.get(timeout=left))
+                except queue.Empty:
+                    break
+            self._write(batch)
+
+    def _write(self, batch: list) -> None:
+        """One archive per batch (one store write, not two per request): ``records.jsonl`` + the uploads."""
         from retrain_steps import artifacts
 
-        while True:
-            when, version, data, instances, answer = self.queue.get()
-            name = f"{when:%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-            folder = artifacts.join(self.uri, "captured", f"{when:%Y-%m-%d}")
-            record = {"received_at": when.isoformat(), "model_version": version, "answer": answer,
-                      "input": "file" if data is not None else "instances"}
-            try:
+        first = batch[0][0]
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            lines = []
+            for index, (when, version, data, instances, answer) in enumerate(batch):
+                record = {"received_at": when.isoformat(), "model_version": version, "answer": answer}
                 if data is not None:
-                    artifacts.write_bytes(artifacts.join(folder, f"{name}.bin"), data)
+                    record["file"] = f"{index:05d}.bin"
+                    archive.writestr(record["file"], data)
                 else:
                     record["instances"] = instances
-                artifacts.write_json(artifacts.join(folder, f"{name}.json"), record)
-                self.on_write()
-            except Exception as err:  # the store is down or read-only: drop, count, warn once
-                if not self._warned:
-                    log.warning("feedback capture to %s failed (%s); dropping until it works", self.uri, err)
-                    self._warned = True
+                lines.append(json.dumps(record, separators=(",", ":")))
+            archive.writestr("records.jsonl", "\n".join(lines) + "\n")
+        uri = artifacts.join(self.uri, "captured", f"{first:%Y-%m-%d}", f"{first:%H%M%S%f}-{uuid.uuid4().hex[:8]}.zip")
+        try:
+            artifacts.write_bytes(uri, buffer.getvalue())
+            self.on_write(len(batch))
+        except Exception as err:  # the store is down or read-only: drop, count, warn once
+            if not self._warned:
+                log.warning("feedback capture to %s failed (%s); dropping until it works", self.uri, err)
+                self._warned = True
+            for _ in batch:
                 self.on_drop("write failed")

@@ -139,7 +139,7 @@ class PredictEndpoint:
 
             metrics = self.metrics
             self._capture = Capture.from_environment(on_drop=lambda why: metrics.capture_dropped.labels(why).inc(),
-                                                     on_write=metrics.captured.inc)
+                                                     on_write=lambda n: metrics.captured.inc(n))
         return self._capture
 
     async def __call__(self, scope, receive, send) -> None:

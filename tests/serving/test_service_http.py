@@ -369,10 +369,18 @@ def test_feedback_capture_stores_served_inputs_and_counts_drops(live_registry, t
                     break
                 time.sleep(0.2)
         if uri.startswith("file://"):
-            records = sorted(capture.glob("captured/*/*.json"))
-            assert len(records) == 4 and len(list(capture.glob("captured/*/*.bin"))) == 3
-            record = json.loads(records[0].read_text())
-            assert record["model_version"] == live_registry["version"] and record["answer"]["class_name"] == "3"
+            import zipfile
+
+            records, uploads = [], {}
+            for path in capture.glob("captured/*/*.zip"):
+                with zipfile.ZipFile(path) as archive:
+                    batch = [json.loads(line) for line in archive.read("records.jsonl").splitlines()]
+                    uploads.update({(path, r["file"]): archive.read(r["file"]) for r in batch if "file" in r})
+                    records += batch
+            assert len(records) == 4 and len(uploads) == 3 and set(uploads.values()) == {SAMPLE.read_bytes()}
+            assert {r["model_version"] for r in records} == {live_registry["version"]}
+            assert {r["answer"]["class_name"] for r in records if "file" in r} == {"3"}
+            assert sum("instances" in r for r in records) == 1
             assert metric(text, "digits_capture_written_total") == 4
         else:
             assert metric(text, 'digits_capture_dropped_total{reason="write failed"}') == 4
