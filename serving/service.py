@@ -24,6 +24,7 @@ The model comes from one of two places:
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -269,6 +270,8 @@ class DigitsClassifier:
         registry_uri = os.environ.get(REGISTRY_ENV)
         self.source = RegistryFollower(registry_uri, POLL_SECONDS) if registry_uri else BentoModelSource(self.bento_model)
         _ACTIVE[:] = [self]
+        gc.collect()
+        gc.freeze()  # the imports and the model stay for the worker's life: full collections no longer walk them
 
     def __is_ready__(self) -> bool:
         return self.source.current is not None
