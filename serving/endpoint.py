@@ -118,7 +118,8 @@ class PredictEndpoint:
                  pages: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None,
                  serving_state: Callable[[], tuple[str | None, bool]] | None = None, path: str = "/predict") -> None:
         self.app, self.max_bytes, self.path = app, max_bytes, path
-        self.current_model, self.respond, self.pages = current_model, respond, pages or {}
+        self.current_model, self.respond = current_model, respond
+        self.pages = {**(pages or {}), "/metrics": self.metrics_page}
         self.serving_state = serving_state or (lambda: (None, False))
         self.version_header = version_header.lower().encode()
         self._metrics = None
@@ -142,6 +143,10 @@ class PredictEndpoint:
                                                      on_write=lambda n: metrics.captured.inc(n))
         return self._capture
 
+    def metrics_page(self) -> tuple[int, str, bytes]:
+        self.metrics.model_state(*self.serving_state())
+        return self.metrics.exposition()
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -160,12 +165,8 @@ class PredictEndpoint:
             self.metrics.observe(scope["path"], status, time.perf_counter() - started)
 
     async def route(self, scope, receive, send) -> None:
-        if scope["method"] in ("GET", "HEAD") and (scope["path"] in self.pages or scope["path"] == "/metrics"):
-            if scope["path"] == "/metrics":
-                self.metrics.model_state(*self.serving_state())
-                status, content_type, body = self.metrics.exposition()
-            else:
-                status, content_type, body = self.pages[scope["path"]]()
+        if scope["method"] in ("GET", "HEAD") and scope["path"] in self.pages:
+            status, content_type, body = self.pages[scope["path"]]()
             await send({"type": "http.response.start", "status": status, "headers": [
                 (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

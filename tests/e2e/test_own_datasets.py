@@ -7,10 +7,6 @@ deploys on the minimum accuracy alone (a production model of other classes canno
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,11 +16,11 @@ import pytest
 from retrain_steps import artifacts, registry
 from serving.service import VERSION_HEADER
 from tests.conftest import ROOT
+from tests.helpers.airflow import BIN, dags_test, local_airflow_env
 from tests.helpers.datasets import image_files, label_studio_export, write_folder, zip_bytes
 from tests.helpers.servers import free_port, serve, serve_directory
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
 TRAIN = {"epochs": 20, "learning_rates": [0.003], "min_accuracy": 0.8, "patience": 6}
 
 
@@ -41,21 +37,8 @@ def images_server(images_root):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, s3_endpoint, images_server):
-    base = tmp_path_factory.mktemp("own")
-    store = f"file://{base}/artifacts"
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "AIRFLOW_HOME": str(base / "airflow"),
-        "RETRAIN_BACKEND": "local",
-        "RETRAIN_ARTIFACT_STORE": store,
-        "RETRAIN_REGISTRY": f"{store}/registry",
-        "RETRAIN_DATASET_URI": f"{store}/datasets/unused.npz",
-        "RETRAIN_DATASET_ALLOWED": f"s3://own-datasets/,{images_server}/",
-        "RETRAIN_WATCH_SECONDS": "0",
-    }
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    return env
+    return local_airflow_env(tmp_path_factory.mktemp("own"), RETRAIN_DATASET_ALLOWED=f"s3://own-datasets/,{images_server}/",
+                             RETRAIN_WATCH_SECONDS="0")
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +49,6 @@ def server(env, tmp_path_factory):
     with serve(argv, ready_url=f"http://127.0.0.1:{port}/livez", env={"DIGITS_REGISTRY_URI": env["RETRAIN_REGISTRY"],
                "DIGITS_POLL_SECONDS": "0.5"}, cwd=ROOT, log_path=log):
         yield f"http://127.0.0.1:{port}"
-
-
-def dags_test(env: dict, conf: dict) -> tuple[int, str]:
-    started = time.monotonic()
-    completed = subprocess.run([str(BIN / "airflow"), "dags", "test", "retrain", "-c", json.dumps(conf)],
-                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    output = completed.stdout + completed.stderr
-    print(f"airflow dags test retrain ({conf.get('dataset_uri')}): {time.monotonic() - started:.0f} s")
-    return completed.returncode, output
 
 
 def deploys_and_serves(env: dict, server: str, dataset_uri: str, held_back: dict[str, bytes], fmt: str) -> dict:

@@ -2,49 +2,30 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 import pytest
 
 from retrain_steps import registry
 from serving.service import VERSION_HEADER
 from tests.conftest import ROOT, run_cli
+from tests.helpers.airflow import BIN, local_airflow_env
+from tests.helpers.airflow import dags_test as run_dags_test
 from tests.helpers.servers import free_port, serve
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
-    store = f"file://{base}/artifacts"
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "AIRFLOW_HOME": str(base / "airflow"),
-        "RETRAIN_BACKEND": "local",
-        "RETRAIN_ARTIFACT_STORE": store,
-        "RETRAIN_REGISTRY": f"{store}/registry",
-        "RETRAIN_DATASET_URI": f"{store}/datasets/digits/digits.npz",
-    }
-    run_cli("retrain_steps", "export-default", "--output", env["RETRAIN_DATASET_URI"])
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    return env
+    dataset = f"file://{base}/artifacts/datasets/digits/digits.npz"
+    run_cli("retrain_steps", "export-default", "--output", dataset)
+    return local_airflow_env(base, RETRAIN_DATASET_URI=dataset)
 
 
 def dags_test(env: dict, conf: dict) -> str:
-    completed = subprocess.run(
-        [str(BIN / "airflow"), "dags", "test", "retrain", "-c", json.dumps(conf)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output[-5000:]
+    code, output = run_dags_test(env, conf)
+    assert code == 0, output[-5000:]
     assert "state=failed" not in output and "DagRun Finished" in output, output[-5000:]
     return output
 

@@ -34,14 +34,13 @@ def run(args: argparse.Namespace) -> dict:
         return artifacts.check_allowed(uri, args.allow) if args.allow else uri
 
     check_location(args.source)
-    single = not datasets.is_folder(args.source)
-    if single:  # one object: its bytes decide whether the last download is still current
-        key = manifest.input_key("download", source_sha256=artifacts.sha256(artifacts.read_bytes(args.source)),
-                                 source=args.source)
+    raw = None if datasets.is_folder(args.source) else datasets.read_source(args.source)
+    if raw is not None:  # one object: its bytes decide whether the last download is still current
+        key = manifest.input_key("download", source_sha256=artifacts.sha256(raw), source=args.source)
         if args.sha256 is None and (done := manifest.up_to_date(args.output, key)):
             log.info("download: %s is up to date", args.output)
             return done
-    canonical, source_digest = datasets.read(args.source, check_location)
+    canonical, source_digest = datasets.read(args.source, check_location, data=raw)
     payload = canonical.payload()
     digest = artifacts.sha256(payload)
     if args.sha256:
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> dict:
         if actual != args.sha256.lower():
             raise artifacts.ArtifactError(f"checksum mismatch for {args.source}: expected sha256 {args.sha256}, "
                                           f"got {actual}")
-    if not single:
+    if raw is None:
         key = manifest.input_key("download", content=digest, source=args.source)
     info = {"source": args.source, "source_sha256": source_digest, **canonical.card(digest)}
     outputs = {

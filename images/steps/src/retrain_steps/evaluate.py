@@ -31,15 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="output folder URI")
 
 
-def fetch_model(model_uri: str, folder: Path, fingerprint: dict) -> str:
-    """Copy a model folder's weights into ``folder``, verifying their sha256; return its framework."""
-    info = artifacts.read_json(artifacts.join(model_uri, "model.json"))
+def fetch_model(model_uri: str, folder: Path, fingerprint: dict, info: dict | None = None) -> dict:
+    """Copy a model folder's weights into ``folder``, verifying their sha256; return its ``model.json``
+    (``info``, when the caller has read it already)."""
+    info = info or artifacts.read_json(artifacts.join(model_uri, "model.json"))
     name = info["file"]
     uri = artifacts.join(model_uri, name)
     data = artifacts.read_bytes(uri)
     artifacts.verify_sha256(uri, data, fingerprint.get(name))
     (folder / name).write_bytes(data)
-    return info["framework"]
+    return info
 
 
 def report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> dict:
     if done := manifest.up_to_date(args.output, key):
         log.info("evaluate: %s is up to date", args.output)
         return done
-    model_spec = spec_of_model(artifacts.read_json(artifacts.join(args.model, "model.json")))
+    model_info = artifacts.read_json(artifacts.join(args.model, "model.json"))
+    model_spec = spec_of_model(model_info)
     if model_spec.class_names != data_spec.class_names:
         reason = (f"the model predicts classes {list(model_spec.class_names)}, the test split has "
                   f"{list(data_spec.class_names)}")
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> dict:
         return manifest.write(args.output, "evaluate", key, outputs, metrics=metrics)
     splits = load_splits(args.data, data_spec, splits_bytes)
     with tempfile.TemporaryDirectory() as tmp:
-        framework = fetch_model(args.model, Path(tmp), fingerprint)
+        framework = fetch_model(args.model, Path(tmp), fingerprint, model_info)["framework"]
         probabilities = load_predictor(Path(tmp), framework, model_spec)(prepare(splits["x_test"], model_spec))
     metrics = report(splits["y_test"], probabilities.argmax(axis=1), list(model_spec.class_names))
     metrics["framework"] = framework

@@ -88,12 +88,12 @@ def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path)
     from retrain_steps.evaluate import fetch_model, model_fingerprint
 
     folder.mkdir(parents=True, exist_ok=True)
-    framework = fetch_model(args.init_from, folder, model_fingerprint(args.init_from))
+    info = fetch_model(args.init_from, folder, model_fingerprint(args.init_from))
+    framework = info["framework"]
     if framework != args.framework:
         raise WarmStartError(f"cannot warm-start a {args.framework} candidate from the {framework} model "
                              f"at {args.init_from}; choose the framework {framework} or turn warm start off")
-    initial_spec = spec_of_model(artifacts.read_json(artifacts.join(args.init_from, "model.json")))
-    if reason := spec.compatible(initial_spec):
+    if reason := spec.compatible(spec_of_model(info)):
         raise WarmStartError(f"cannot warm-start from the model at {args.init_from}: {reason}; "
                              "turn warm start off to train from scratch")
     return folder / MODEL_FILES[framework]

@@ -50,8 +50,19 @@ def sniff(data: bytes, source: str) -> str:
                     "an .npz with 'images' and 'target', or a Label Studio JSON export")
 
 
-def read(uri: str, check_location: Callable[[str], object] = lambda uri: uri) -> tuple[Canonical, str | None]:
-    """Read any supported dataset; return it canonical and the sha256 of the source object (None for a folder)."""
+def read_source(uri: str) -> bytes:
+    """The bytes of a single-object dataset; a missing S3 key hints at the folder form (``…/``)."""
+    if uri.startswith("s3://") and not uri.endswith("/") and not artifacts.exists(uri):
+        raise artifacts.ArtifactError(f"artifact not found: {uri} (for a folder of images, end the URI with /)")
+    return artifacts.read_bytes(uri)
+
+
+def read(uri: str, check_location: Callable[[str], object] = lambda uri: uri,
+         data: bytes | None = None) -> tuple[Canonical, str | None]:
+    """Read any supported dataset; return it canonical and the sha256 of the source object (None for a folder).
+
+    ``data``: the source object's bytes, when the caller has read them already.
+    """
     from retrain_steps.datasets import image_folder, label_studio, npz
 
     if is_folder(uri):
@@ -60,9 +71,7 @@ def read(uri: str, check_location: Callable[[str], object] = lambda uri: uri) ->
         root = artifacts.local_path(uri)
         entries = image_folder.folder_entries(root)
         return image_folder.build(entries, uri, "image-folder", classes=image_folder.class_folders(root)), None
-    if uri.startswith("s3://") and not artifacts.exists(uri) and not uri.endswith("/"):
-        raise artifacts.ArtifactError(f"artifact not found: {uri} (for a folder of images, end the URI with /)")
-    data = artifacts.read_bytes(uri)
+    data = read_source(uri) if data is None else data
     digest = artifacts.sha256(data)
     fmt = sniff(data, uri)
     if fmt == "npz":
