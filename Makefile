@@ -72,8 +72,8 @@ bench: env ## Print the benchmark figures (DAG parse time, end-to-end overhead)
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-bench $(VENV)/bin/python bench/dag_parse.py
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-bench $(VENV)/bin/python bench/pipeline_overhead.py
 
-bench-serve: env ## /predict throughput, latency and cold start: our server vs the seed's Flask app vs bare Starlette (wrk)
-	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+bench-serve: env ## /predict throughput, latency and cold start: our server vs the seed's Flask app vs bare Starlette (wrk, h2load)
+	command -v wrk >/dev/null && command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk nghttp2-client >/dev/null; }
 	$(VENV)/bin/python bench/serve.py
 
 clean:

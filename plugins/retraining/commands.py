@@ -6,9 +6,7 @@ entry point) and the same ``arguments`` built here, so there is no local-only co
 
 from __future__ import annotations
 
-import re
-
-from retrain_steps.artifacts import join
+from retrain_steps.artifacts import join, safe_name
 
 STEPS_CMDS = ["python", "-m", "retrain_steps"]
 PACKAGE_CMDS = ["python", "-m", "serving.package"]
@@ -16,7 +14,7 @@ PACKAGE_CMDS = ["python", "-m", "serving.package"]
 
 def safe_run_id(run_id: str) -> str:
     """A run id usable as one path segment (``manual__2026-01-01T00:00:00+00:00`` → ``manual__2026-01-01T00-00-00-00-00``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-") or "run"
+    return safe_name(run_id)
 
 
 def run_root(artifact_store: str, run_id: str) -> str:

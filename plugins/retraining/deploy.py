@@ -3,10 +3,14 @@
 1. **Roll out**: ``local``, nothing to do (the local model server follows the production
    pointer); ``kubernetes``, ``helm upgrade`` of ``charts/serving`` with the version's bento, its
    sha256 and the serving image of this deployment, keeping the release's install-time values.
-2. **Promote**, only after the rollout succeeded: the registry's production pointer names the
-   version, which is what the next run's gate compares against on both backends.
+2. **Promote**, only after the rollout succeeded: a compare-and-swap in the registry's
+   promotion history (``registry.promote`` with the production the gate compared against), which
+   is what the next run's gate compares against on both backends.
 
-A failed rollout raises; Helm has rolled the release back and production is unchanged.
+A failed rollout raises; Helm has rolled the release back and production is unchanged. A stale
+promotion (another run or a user changed production since the gate) raises
+:class:`registry.StalePromotion` before the rollout, or, if it changed during the rollout, after
+rolling the serving backend back to the production that won.
 """
 
 from __future__ import annotations
@@ -85,12 +89,35 @@ def roll_out(settings: Settings, card: dict) -> dict:
     return {"backend": "kubernetes", "release": target["release"], "namespace": target["namespace"]}
 
 
-def deploy(settings: Settings, version: str) -> dict:
-    """Roll ``version`` out, then (only on success) promote it in the registry."""
+def deploy(settings: Settings, version: str, *, expected=registry.CURRENT, actor: str = "", reason: str = "",
+           run_id: str = "", action: str = "promote") -> dict:
+    """Roll ``version`` out, then (only on success) promote it if production is still ``expected``."""
     card = registry.card(settings.registry, version)
     if not card.get("bento", {}).get("uri"):
         raise ValueError(f"version {version} has no bento in the registry; package it first")
+    current = registry.production_version(settings.registry)
+    if expected is registry.CURRENT:
+        expected = current
+    elif current != expected:
+        raise registry.StalePromotion(f"production is {current or 'empty'}, not {expected or 'empty'} as the promotion "
+                                      f"of {version} expected; nothing was rolled out")
     target = roll_out(settings, card)
-    pointer = registry.promote(settings.registry, version)
-    log.info("deployed %s (%s); production was %s", version, target["backend"], pointer["previous"])
-    return {**target, **pointer}
+    try:
+        entry = registry.promote(settings.registry, version, expected=expected, actor=actor, reason=reason,
+                                 run_id=run_id, action=action)
+    except registry.StalePromotion:
+        winner = registry.production(settings.registry)
+        if winner is not None and target["backend"] != "local":  # put the release back on the version that won
+            roll_out(settings, winner)
+        raise
+    log.info("deployed %s (%s); production was %s", version, target["backend"], entry["previous"])
+    return {**target, **entry}
+
+
+def rollback(settings: Settings, *, actor: str = "", reason: str = "") -> dict:
+    """Deploy the version production replaced (the same path as a promotion)."""
+    latest = registry.latest_promotion(settings.registry)
+    if not latest or not latest.get("previous"):
+        raise ValueError("nothing to roll back to: production has no previous version")
+    return deploy(settings, latest["previous"], expected=latest["version"], actor=actor, action="rollback",
+                  reason=reason or f"rollback from {latest['version']}")

@@ -51,6 +51,21 @@ def measured_production(baseline: list[dict], current: str | None) -> dict | Non
     return {"version": current, "test_accuracy": metrics.get("accuracy")}
 
 
+def run_record(best: dict, production: dict | None, decision: selection.GateDecision, dag_run) -> dict:
+    """What the registry keeps of a run: its candidates (URIs, params, metrics), the best one, what it
+    was compared with and the gate's decision; the Models view and the CLI read it."""
+    import datetime as dt
+
+    return {
+        "dag_id": dag_run.dag_id,
+        "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "candidates": best["candidates"],
+        "best": best["candidate"]["index"],
+        "production": production,
+        "gate": {"deploy": decision.deploy, "reason": decision.reason},
+    }
+
+
 def selection_tail(*, candidates, data, settings: Settings):
     """Add the shared tail to the current DAG; ``candidates`` and ``data`` (``plan``'s output) may be XComArgs.
 
@@ -70,7 +85,7 @@ def selection_tail(*, candidates, data, settings: Settings):
         arguments = commands.package_arguments(
             candidate=best, dataset=dataset, registry=settings.registry, run_id=run_id or ""
         )
-        return {"candidate": best, "package_arguments": arguments}
+        return {"candidate": best, "candidates": scored, "package_arguments": arguments}
 
     @task
     def plan_production(run_id: str | None = None) -> list[dict]:
@@ -84,7 +99,7 @@ def selection_tail(*, candidates, data, settings: Settings):
         )
 
     @task.short_circuit(trigger_rule="none_failed")
-    def gate(candidate: dict, baseline: list[dict], params: dict | None = None) -> bool:
+    def gate(best: dict, baseline: list[dict], params: dict | None = None, dag_run=None) -> bool:
         from retrain_steps import registry
 
         from airflow.sdk.exceptions import AirflowFailException
@@ -95,15 +110,30 @@ def selection_tail(*, candidates, data, settings: Settings):
         except ValueError as err:  # production moved under this run: a retry would compare the wrong model
             raise AirflowFailException(str(err)) from None
         decision = selection.gate(
-            candidate, production, min_accuracy=float(params["min_accuracy"]), margin=float(params["margin"]),
+            best["candidate"], production, min_accuracy=float(params["min_accuracy"]), margin=float(params["margin"]),
         )
         log.info("gate: %s: %s", "deploy" if decision.deploy else "keep production", decision.reason)
+        registry.record_run(settings.registry, dag_run.run_id, run_record(best, production, decision, dag_run))
         return decision.deploy
 
     @task
-    def deploy_model(candidate: dict) -> dict:
+    def deploy_model(candidate: dict, baseline: list[dict], dag_run=None) -> dict:
+        from retrain_steps import artifacts, registry
+
+        from airflow.sdk.exceptions import AirflowFailException
+
         store_connection.apply_to_process()
-        return deploy.deploy(settings, candidate["version"])
+        record = artifacts.read_json(registry.run_uri(settings.registry, dag_run.run_id))
+        try:
+            result = deploy.deploy(
+                settings, candidate["version"], expected=baseline[0]["version"] if baseline else None,
+                actor=f"airflow:{dag_run.dag_id}", run_id=dag_run.run_id, reason=record["gate"]["reason"],
+            )
+        except registry.StalePromotion as err:  # another promotion won: retrying would replace it unseen
+            registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": {"refused": str(err)}})
+            raise AirflowFailException(f"not deployed: {err}") from None
+        registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": result})
+        return result
 
     best = select_best(candidates, data["dataset"])
     baseline = plan_production()
@@ -115,7 +145,7 @@ def selection_tail(*, candidates, data, settings: Settings):
         "package", arguments=best["package_arguments"], cmds=commands.PACKAGE_CMDS, settings=settings,
         python_bin=settings.serving_python,
     )
-    go = gate(best["candidate"], baseline)
+    go = gate(best, baseline)
     best >> baseline >> evaluate_production >> go  # after select_best, hence after preprocess wrote the splits
-    go >> package >> deploy_model(best["candidate"])
+    go >> package >> deploy_model(best["candidate"], baseline)
     return best

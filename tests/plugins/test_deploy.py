@@ -103,3 +103,51 @@ def test_the_production_baseline_must_still_be_production():
         measured_production([], "newer0000000")
     with pytest.raises(ValueError, match="production changed during this run"):
         measured_production([{"version": "a", "evaluation": "file:///x"}], "b")
+
+
+def test_a_worse_model_that_finishes_last_does_not_replace_a_better_one(tmp_path, fake_helm):
+    """Two runs gated against the same production: the first to deploy wins, the second is refused unrolled."""
+    log = fake_helm()
+    reg = f"file://{tmp_path}/store/registry"
+    prod, better, worse = (registered(reg, v) for v in ("aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"))
+    registry.promote(reg, prod)
+    deploy.deploy(k8s_settings(reg), better, expected=prod, actor="airflow:retrain", run_id="run-better")
+    rollouts = len(log.read_text().splitlines())
+    with pytest.raises(registry.StalePromotion, match=f"production is {better}, not {prod}.*nothing was rolled out"):
+        deploy.deploy(k8s_settings(reg), worse, expected=prod, run_id="run-worse")
+    assert registry.production_version(reg) == better
+    assert len(log.read_text().splitlines()) == rollouts, "the refused version was never rolled out"
+
+
+def test_production_changing_during_a_rollout_puts_the_release_back_on_the_winner(tmp_path, fake_helm, monkeypatch):
+    log = fake_helm()
+    reg = f"file://{tmp_path}/store/registry"
+    prod, mine, theirs = (registered(reg, v) for v in ("aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"))
+    registry.promote(reg, prod)
+    roll_out = deploy.roll_out
+
+    def racing_roll_out(conf, card):
+        result = roll_out(conf, card)
+        if card["version"] == mine:  # someone else promotes while our helm upgrade runs
+            registry.promote(reg, theirs, expected=prod, actor="bob")
+        return result
+
+    monkeypatch.setattr(deploy, "roll_out", racing_roll_out)
+    with pytest.raises(registry.StalePromotion, match=f"promote of {theirs} by bob"):
+        deploy.deploy(k8s_settings(reg), mine, expected=prod)
+    versions = [next(a for a in json.loads(line) if a.startswith("model.version=")) for line in log.read_text().splitlines()]
+    assert versions == [f"model.version={mine}", f"model.version={theirs}"]
+    assert registry.production_version(reg) == theirs
+
+
+def test_rollback_deploys_the_version_production_replaced(tmp_path):
+    reg = f"file://{tmp_path}/store/registry"
+    conf = settings({"RETRAIN_ARTIFACT_STORE": f"file://{tmp_path}/store"})
+    with pytest.raises(ValueError, match="nothing to roll back to"):
+        deploy.rollback(conf)
+    old, new = registered(reg, "aaaaaaaaaaaa"), registered(reg, "bbbbbbbbbbbb")
+    deploy.deploy(conf, old)
+    deploy.deploy(conf, new)
+    entry = deploy.rollback(conf, actor="alice")
+    assert entry["version"] == old and entry["action"] == "rollback" and entry["reason"] == f"rollback from {new}"
+    assert registry.promotion_history(reg) == [old, new]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import urllib.error
@@ -31,6 +32,10 @@ from typing import Any
 
 class ArtifactError(Exception):
     """An artifact is missing, unreadable or fails verification; the message names it."""
+
+
+class ArtifactExists(ArtifactError):
+    """A create-only write found the object already there (another writer was first)."""
 
 
 MAX_READ_BYTES = int(os.environ.get("RETRAIN_MAX_READ_BYTES", str(2 * 1024**3)))
@@ -59,6 +64,11 @@ def _split(uri: str) -> tuple[str, str, str]:
     if parsed.scheme in ("s3", "http", "https"):
         return parsed.scheme, parsed.netloc, parsed.path.lstrip("/")
     raise ArtifactError(f"unsupported URI scheme {parsed.scheme!r} in {uri!r}")
+
+
+def safe_name(text: str) -> str:
+    """Text usable as one path segment (``manual__2026-01-01T00:00:00+00:00`` → ``manual__2026-01-01T00-00-00-00-00``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
 
 
 def join(base: str, *parts: str) -> str:
@@ -123,23 +133,32 @@ def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
         raise ArtifactError(f"cannot fetch {uri}: {err.reason}") from None
 
 
+def _temp_copy(target: Path, data: bytes) -> Path:
+    """``data`` written and fsynced to a hidden temporary file beside ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
 def write_bytes(uri: str, data: bytes) -> str:
     """Write an object atomically and return its sha256 hex digest."""
     scheme, bucket, path = _split(uri)
     digest = hashlib.sha256(data).hexdigest()
     if scheme == "file":
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = _temp_copy(Path(path), data)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
+            os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return digest
     if scheme == "s3":
@@ -149,6 +168,57 @@ def write_bytes(uri: str, data: bytes) -> str:
         _s3_client().put_object(Bucket=bucket, Key=path, Body=data, ContentMD5=md5)
         return digest
     raise ArtifactError(f"cannot write to {uri}: {scheme}:// is read-only")
+
+
+def create_bytes(uri: str, data: bytes) -> str:
+    """Write an object only if none exists at ``uri`` (atomic create); return its sha256.
+
+    Raises :class:`ArtifactExists` when another writer created it first: ``file`` links a
+    complete temporary file to the name (``link(2)`` fails if the name exists), ``s3`` sends
+    ``PutObject`` with ``If-None-Match: *`` (S3 and MinIO conditional writes).
+    """
+    scheme, bucket, path = _split(uri)
+    digest = hashlib.sha256(data).hexdigest()
+    if scheme == "file":
+        tmp = _temp_copy(Path(path), data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise ArtifactExists(f"{uri} exists already") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digest
+    if scheme == "s3":
+        client = _s3_client()
+        try:
+            client.put_object(Bucket=bucket, Key=path, Body=data, IfNoneMatch="*")
+        except client.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise ArtifactExists(f"{uri} exists already") from None
+            raise
+        return digest
+    raise ArtifactError(f"cannot write to {uri}: {scheme}:// is read-only")
+
+
+def list_names(uri: str, *, folders: bool = False) -> list[str]:
+    """Names of the objects (or, with ``folders``, the sub-folders) directly under a folder URI, sorted."""
+    scheme, bucket, path = _split(uri)
+    if scheme == "file":
+        folder = Path(path)
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir()
+                      if (p.is_dir() if folders else p.is_file()) and not p.name.startswith("."))
+    if scheme == "s3":
+        prefix = path.rstrip("/") + "/"
+        names: list[str] = []
+        for page in _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            if folders:
+                names.extend(item["Prefix"][len(prefix):].rstrip("/") for item in page.get("CommonPrefixes", []))
+            else:
+                names.extend(item["Key"][len(prefix):] for item in page.get("Contents", []))
+        return sorted(names)
+    raise ArtifactError(f"cannot list {uri}: {scheme}:// has no listing")
 
 
 def exists(uri: str) -> bool:

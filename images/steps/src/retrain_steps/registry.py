@@ -7,13 +7,22 @@ Layout under the registry URI::
     versions/<version>/digits_classifier.bento  the exported BentoML bento (added by package)
     versions/<version>/card.json                version, dataset, params, metrics, code commit,
                                                 sha256 of every file; written last
-    production.json                             {"version", "promoted_at", "previous"}
+    promotions/<seq>.json                       the promotion history, one create-only entry per
+                                                change of production: {"seq", "version", "previous",
+                                                "action", "actor", "run_id", "reason", "at"}
+    runs/<run id>.json                          a run's candidates and its gate decision
+    production.json                             the pointer of registries from before the history
+                                                (read as entry 0, never written)
 
-A version id is the first 12 hex digits of the weights' sha256, so registering the same model
-twice gives the same version. Only the standard library and :mod:`retrain_steps.artifacts`
-are used, so the Airflow control plane, the steps and the model server all read it.
+The production version is the newest promotion entry. A promotion is a compare-and-swap: it
+names the production it expects to replace and creates entry ``seq + 1`` only if nobody else
+did (``artifacts.create_bytes``: ``link(2)`` on disk, ``If-None-Match: *`` on S3), so of two
+writers promoting against the same production exactly one wins and the other gets
+:class:`StalePromotion`. A version id is the first 12 hex digits of the weights' sha256, so
+registering the same model twice gives the same version. Only the standard library and
+:mod:`retrain_steps.artifacts` are used, so the Airflow control plane, the steps and the model
+server all read it.
 """
-
 from __future__ import annotations
 
 import datetime as dt
@@ -23,6 +32,8 @@ from retrain_steps import artifacts
 
 PRODUCTION = "production.json"
 CARD = "card.json"
+PROMOTIONS = "promotions"
+RUNS = "runs"
 
 
 def version_uri(registry: str, version: str, name: str = "") -> str:
@@ -66,33 +77,108 @@ def production(registry: str) -> dict | None:
     return None if version is None else card(registry, version)
 
 
+def promotions(registry: str) -> list[dict]:
+    """The promotion history, oldest first (a legacy ``production.json`` is entry 0)."""
+    folder = artifacts.join(registry, PROMOTIONS)
+    entries = [artifacts.read_json(artifacts.join(folder, name)) for name in artifacts.list_names(folder)
+               if name.endswith(".json")]
+    legacy_uri = artifacts.join(registry, PRODUCTION)
+    if (not entries or entries[0]["seq"] != 0) and artifacts.exists(legacy_uri):
+        pointer = artifacts.read_json(legacy_uri)
+        entries.insert(0, {"seq": 0, "version": pointer["version"], "previous": pointer.get("previous"),
+                           "action": "promote", "actor": "", "run_id": "", "at": pointer.get("promoted_at", ""),
+                           "reason": "promoted before the registry kept a promotion history"})
+    return entries
+
+
+def latest_promotion(registry: str) -> dict | None:
+    entries = promotions(registry)
+    return entries[-1] if entries else None
+
+
 def production_version(registry: str) -> str | None:
-    """The version the production pointer names, or None when nothing was promoted yet."""
-    pointer_uri = artifacts.join(registry, PRODUCTION)
-    if not artifacts.exists(pointer_uri):
-        return None
-    return artifacts.read_json(pointer_uri)["version"]
+    """The version in production (the newest promotion), or None when nothing was promoted yet."""
+    latest = latest_promotion(registry)
+    return latest["version"] if latest else None
 
 
 def promotion_history(registry: str) -> list[str]:
-    """Production versions, newest first: the one in production, then those it replaced.
+    """Versions that were in production, newest first, each once: the one serving, then its predecessors."""
+    seen: list[str] = []
+    for entry in reversed(promotions(registry)):
+        if entry["version"] not in seen:
+            seen.append(entry["version"])
+    return seen
 
-    Each pointer names the version it replaced (``previous``); the history is what the pointers
-    written so far remember (the current pointer and its predecessor).
+
+class StalePromotion(Exception):
+    """Production is not the version the promotion expected to replace; the message says which it is."""
+
+
+CURRENT = object()  #: ``expected=CURRENT``: replace whatever is in production when the call reads it
+
+
+def promote(registry: str, version: str, *, expected: str | None | object = CURRENT, actor: str = "",
+            reason: str = "", run_id: str = "", action: str = "promote") -> dict:
+    """Make ``version`` (which must have a card) production, if production is still ``expected``.
+
+    Creates the next promotion entry; raises :class:`StalePromotion` when production is not
+    ``expected`` or another promotion was written between the read and the create.
     """
-    pointer_uri = artifacts.join(registry, PRODUCTION)
-    if not artifacts.exists(pointer_uri):
-        return []
-    pointer = artifacts.read_json(pointer_uri)
-    return [v for v in (pointer["version"], pointer.get("previous")) if v]
-
-
-def promote(registry: str, version: str) -> dict:
-    """Point production at ``version`` (which must have a card); return the new pointer."""
     card(registry, version)  # refuse to promote an unknown or half-registered version
-    pointer = {"version": version, "promoted_at": now(), "previous": production_version(registry)}
-    artifacts.write_json(artifacts.join(registry, PRODUCTION), pointer)
-    return pointer
+    latest = latest_promotion(registry)
+    current = latest["version"] if latest else None
+    if expected is not CURRENT and current != expected:
+        raise StalePromotion(
+            f"production is {current or 'empty'}, not {expected or 'empty'} as this promotion of {version} "
+            f"expected (changed by {_who(latest)}); compare {version} with {current} again"
+        )
+    seq = latest["seq"] + 1 if latest else 1
+    entry = {"seq": seq, "version": version, "previous": current, "action": action, "actor": actor,
+             "run_id": run_id, "reason": reason, "at": now()}
+    try:
+        artifacts.create_bytes(artifacts.join(registry, PROMOTIONS, f"{seq:08d}.json"), artifacts.json_bytes(entry))
+    except artifacts.ArtifactExists:
+        raise StalePromotion(
+            f"another promotion replaced production {current or 'empty'} first "
+            f"({_who(latest_promotion(registry))}); compare {version} with it again"
+        ) from None
+    return entry
+
+
+def _who(entry: dict | None) -> str:
+    if not entry:
+        return "nobody"
+    by = entry.get("actor") or "someone"
+    run = f", run {entry['run_id']}" if entry.get("run_id") else ""
+    return f"{entry['action']} of {entry['version']} by {by}{run} at {entry.get('at', '?')}"
+
+
+def record_run(registry: str, run_id: str, record: dict) -> str:
+    """Write a run's candidates and gate decision under ``runs/`` (one file per run, rewritten)."""
+    return artifacts.write_json(run_uri(registry, run_id), {**record, "run_id": run_id})
+
+
+def run_uri(registry: str, run_id: str) -> str:
+    return artifacts.join(registry, RUNS, f"{artifacts.safe_name(run_id)}.json")
+
+
+def runs(registry: str) -> list[dict]:
+    """Every recorded run, newest first by the time it was recorded."""
+    folder = artifacts.join(registry, RUNS)
+    records = [artifacts.read_json(artifacts.join(folder, n)) for n in artifacts.list_names(folder) if n.endswith(".json")]
+    return sorted(records, key=lambda r: r.get("recorded_at", ""), reverse=True)
+
+
+def versions(registry: str) -> list[dict]:
+    """The cards of every registered version (those with a card), newest first."""
+    folder = artifacts.join(registry, "versions")
+    cards = []
+    for version in artifacts.list_names(folder, folders=True):
+        uri = version_uri(registry, version, CARD)
+        if artifacts.exists(uri):
+            cards.append(artifacts.read_json(uri))
+    return sorted(cards, key=lambda c: c.get("created_at", ""), reverse=True)
 
 
 def fetch_model(registry: str, version: str, folder: Path) -> dict:

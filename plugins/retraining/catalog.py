@@ -1,0 +1,122 @@
+"""What the registry knows of every model, for people: the Models view and the ``models`` CLI read it.
+
+One row per model version, from three records of the registry: the version cards (registered
+by ``package``), the run records (every candidate of a run and the gate's decision, written by
+``gate``) and the promotion history. Status, newest evidence first:
+
+- ``production``: the version the newest promotion names;
+- ``previous``: the version production replaced (what a rollback deploys);
+- ``retired``: was production before that;
+- ``registered``: packaged, never promoted (its deploy was refused or failed);
+- ``rejected``: a run's best candidate that the gate kept out (``why`` says why);
+- ``candidate``: trained, not the best of its run.
+"""
+
+from __future__ import annotations
+
+from retrain_steps import artifacts, registry
+
+
+def _candidate_row(run: dict, candidate: dict) -> dict:
+    best = candidate.get("index") == run.get("best")
+    gate = run.get("gate", {})
+    if best and not gate.get("deploy"):
+        status, why = "rejected", f"gate: {gate.get('reason', '')}"
+    elif best:
+        status, why = "registered", f"gate: {gate.get('reason', '')}"
+    else:
+        status, why = "candidate", "not the best candidate of its run (validation accuracy)"
+    return {
+        "version": candidate["version"], "status": status, "why": why, "run_id": run["run_id"],
+        "dag_id": run.get("dag_id", ""), "created_at": run.get("recorded_at", ""),
+        "metrics": {"test_accuracy": candidate.get("test_accuracy"), "val_accuracy": candidate.get("val_accuracy"),
+                    "val_loss": candidate.get("val_loss")},
+        "params": {"learning_rate": candidate.get("learning_rate")},
+        "model_uri": candidate.get("model"), "evaluation_uri": candidate.get("evaluation"), "card": None,
+    }
+
+
+def _card_row(card: dict) -> dict:
+    return {
+        "version": card["version"], "status": "registered", "why": "packaged; never promoted",
+        "run_id": card.get("run_id", ""), "dag_id": "", "created_at": card.get("created_at", ""),
+        "metrics": card.get("metrics", {}), "params": card.get("params", {}),
+        "model_uri": card.get("source", {}).get("model"), "evaluation_uri": card.get("source", {}).get("evaluation"),
+        "card": card,
+    }
+
+
+def models(registry_uri: str) -> dict:
+    """``{"production", "promotions", "runs", "versions"}``: every version once, newest first."""
+    promotions = registry.promotions(registry_uri)
+    runs = registry.runs(registry_uri)
+    rows: dict[str, dict] = {}
+    for run in reversed(runs):  # oldest first, so a newer run's record of the same version wins
+        for candidate in run.get("candidates", []):
+            if candidate.get("version"):
+                rows[candidate["version"]] = _candidate_row(run, candidate)
+    for card in registry.versions(registry_uri):
+        row, seen = _card_row(card), rows.get(card["version"])
+        if seen:  # packaged after its run's gate: keep the run's view, add the card's
+            row = {**seen, "card": card, "status": "registered", "metrics": {**seen["metrics"], **row["metrics"]},
+                   "params": {**seen["params"], **row["params"]}}
+        rows[card["version"]] = row
+    for run in runs:
+        refused = run.get("deploy", {}).get("refused")
+        best = next((c for c in run.get("candidates", []) if c.get("index") == run.get("best")), None)
+        if refused and best and best.get("version") in rows:
+            rows[best["version"]]["why"] = f"deploy refused: {refused}"
+    latest = promotions[-1] if promotions else None
+    for entry in promotions:
+        if entry["version"] in rows:
+            rows[entry["version"]]["status"], rows[entry["version"]]["why"] = "retired", _promotion_why(entry)
+    if latest:
+        if latest.get("previous") in rows:
+            rows[latest["previous"]]["status"] = "previous"
+        if latest["version"] in rows:
+            rows[latest["version"]]["status"], rows[latest["version"]]["why"] = "production", _promotion_why(latest)
+    for row in rows.values():
+        row["promotions"] = [e for e in promotions if e["version"] == row["version"]]
+    versions = sorted(rows.values(), key=lambda r: r["created_at"] or "", reverse=True)
+    return {"production": latest, "promotions": list(reversed(promotions)), "runs": runs, "versions": versions}
+
+
+def _promotion_why(entry: dict) -> str:
+    by = entry.get("actor") or "unknown"
+    run = f" (run {entry['run_id']})" if entry.get("run_id") else ""
+    return f"{entry['action']} by {by}{run} at {entry.get('at', '')}: {entry.get('reason', '')}".rstrip(": ")
+
+
+def version(registry_uri: str, version_id: str) -> dict:
+    """One version's row; ``KeyError`` when the registry has never seen it."""
+    for row in models(registry_uri)["versions"]:
+        if row["version"] == version_id:
+            return row
+    raise KeyError(version_id)
+
+
+def lineage(row: dict) -> dict:
+    """Where a version comes from: dataset, params, code commit, metrics, the run that made it."""
+    card = row.get("card") or {}
+    return {
+        "version": row["version"], "status": row["status"], "why": row["why"],
+        "dataset": card.get("dataset", {}), "params": row["params"], "code_commit": card.get("code_commit", ""),
+        "metrics": row["metrics"], "run_id": row["run_id"], "framework": card.get("framework", ""),
+        "input_spec": card.get("input_spec"), "model_uri": row["model_uri"], "evaluation_uri": row["evaluation_uri"],
+    }
+
+
+def training_history(row: dict) -> list[dict]:
+    """The version's per-epoch history (``train``'s metrics.json), ``[]`` when the run's files are gone."""
+    try:
+        return artifacts.read_json(artifacts.join(row["model_uri"], "metrics.json")).get("history", [])
+    except (artifacts.ArtifactError, TypeError):
+        return []
+
+
+def evaluation(row: dict) -> dict:
+    """The version's test-set evaluation (``evaluate``'s metrics.json), ``{}`` when gone."""
+    try:
+        return artifacts.read_json(artifacts.join(row["evaluation_uri"], "metrics.json"))
+    except (artifacts.ArtifactError, TypeError):
+        return {}

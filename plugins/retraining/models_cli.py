@@ -1,0 +1,89 @@
+"""``scripts/models <command>``: the model registry from a shell (the Models view's twin).
+
+    scripts/models list                     every version: status, accuracy, dataset, run
+    scripts/models show VERSION             the version's row as JSON (card, metrics, promotions)
+    scripts/models lineage VERSION          what ``X-Model-Version`` names: dataset, params, commit, metrics, run
+    scripts/models history                  the promotion history, newest first
+    scripts/models promote VERSION --reason "…"
+    scripts/models rollback --reason "…"
+
+``promote`` and ``rollback`` take the DAG's deploy path (local: the model server follows;
+kubernetes: ``helm upgrade``) and are compare-and-swap: refused, exit 3, when production
+changed meanwhile. Exit 2 on a bad value (an unknown version), with a message naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+
+from retrain_steps import registry
+
+from retraining import catalog, config, deploy, store_connection
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="models", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every version with its status")
+    sub.add_parser("history", help="the promotion history, newest first")
+    for name in ("show", "lineage"):
+        sub.add_parser(name, help=f"{name} one version").add_argument("version")
+    promote = sub.add_parser("promote", help="deploy a registered version (compare-and-swap)")
+    promote.add_argument("version")
+    promote.add_argument("--reason", default="", help="recorded in the promotion history")
+    rollback = sub.add_parser("rollback", help="deploy the version production replaced")
+    rollback.add_argument("--reason", default="", help="recorded in the promotion history")
+    return parser
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'version':12}  {'status':10}  {'test acc':>8}  {'dataset':12}  {'created':25}  run"]
+    for row in rows:
+        accuracy = row["metrics"].get("test_accuracy")
+        dataset = ((row.get("card") or {}).get("dataset") or {}).get("version", "")
+        lines.append(f"{row['version']:12}  {row['status']:10}  {accuracy if accuracy is None else f'{accuracy:.4f}':>8}  "
+                     f"{dataset:12}  {row['created_at']:25}  {row['run_id']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, settings: config.Settings) -> str:
+    reg = settings.registry
+    if args.command == "list":
+        return format_table(catalog.models(reg)["versions"])
+    if args.command == "history":
+        return json.dumps(registry.promotions(reg)[::-1], indent=2)
+    if args.command in ("show", "lineage"):
+        try:
+            row = catalog.version(reg, args.version)
+        except KeyError:
+            raise ValueError(f"unknown version {args.version!r} in {reg}") from None
+        return json.dumps(row if args.command == "show" else catalog.lineage(row), indent=2, default=str)
+    actor = f"cli:{getpass.getuser()}"
+    if args.command == "promote":
+        if args.version not in {c["version"] for c in registry.versions(reg)}:
+            raise ValueError(f"unknown version {args.version!r}: not registered in {reg} (see `models list`)")
+        result = deploy.deploy(settings, args.version, actor=actor, reason=args.reason or "promoted from the CLI")
+    else:
+        result = deploy.rollback(settings, actor=actor, reason=args.reason)
+    return json.dumps(result, indent=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    store_connection.apply_to_process()
+    try:
+        print(run(args, config.settings()))
+    except registry.StalePromotion as err:
+        print(f"models {args.command}: refused: {err}", file=sys.stderr)
+        return 3
+    except ValueError as err:
+        print(f"models {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Promotions are compare-and-swap with a history: on disk and on a real S3 endpoint (moto server)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+
+import boto3
+import pytest
+
+from retrain_steps import artifacts, registry
+
+
+@pytest.fixture(params=["file", "s3"])
+def reg(request, tmp_path):
+    if request.param == "file":
+        return f"file://{tmp_path}/registry"
+    endpoint = request.getfixturevalue("s3_endpoint")
+    client = boto3.client("s3", endpoint_url=endpoint)
+    bucket = f"promotions-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/registry"
+
+
+def card(reg: str, version: str, accuracy: float = 0.9) -> str:
+    registry.write_card(reg, {"version": version, "metrics": {"test_accuracy": accuracy},
+                              "created_at": "2026-01-01T00:00:00+00:00"})
+    return version
+
+
+def test_create_bytes_refuses_an_existing_object(reg):
+    uri = artifacts.join(reg, "x.json")
+    artifacts.create_bytes(uri, b"first")
+    with pytest.raises(artifacts.ArtifactExists):
+        artifacts.create_bytes(uri, b"second")
+    assert artifacts.read_bytes(uri) == b"first"
+    assert artifacts.list_names(reg) == ["x.json"]
+
+
+def test_history_records_who_when_why_and_previous(reg):
+    a, b = card(reg, "aaaaaaaaaaaa"), card(reg, "bbbbbbbbbbbb")
+    registry.promote(reg, a, expected=None, actor="airflow:retrain", run_id="r1", reason="first model")
+    entry = registry.promote(reg, b, expected=a, actor="alice", reason="better")
+    assert entry == {**entry, "seq": 2, "version": b, "previous": a, "actor": "alice", "action": "promote"}
+    assert registry.production_version(reg) == b
+    assert registry.promotion_history(reg) == [b, a]
+    assert [e["run_id"] for e in registry.promotions(reg)] == ["r1", ""]
+    assert {c["version"] for c in registry.versions(reg)} == {a, b}
+
+
+def test_a_promotion_against_a_stale_production_is_refused(reg):
+    a, b, c = card(reg, "aaaaaaaaaaaa"), card(reg, "bbbbbbbbbbbb"), card(reg, "cccccccccccc")
+    registry.promote(reg, a, expected=None)
+    registry.promote(reg, b, expected=a, actor="run-1")
+    with pytest.raises(registry.StalePromotion, match=f"production is {b}, not {a}.*promote of {b} by run-1"):
+        registry.promote(reg, c, expected=a)
+    assert registry.production_version(reg) == b and len(registry.promotions(reg)) == 2
+
+
+def test_a_registry_from_before_the_history_reads_as_entry_zero(tmp_path):
+    reg = f"file://{tmp_path}/registry"
+    a, b = card(reg, "aaaaaaaaaaaa"), card(reg, "bbbbbbbbbbbb")
+    artifacts.write_json(artifacts.join(reg, "production.json"), {"version": a, "previous": None, "promoted_at": "x"})
+    assert registry.production_version(reg) == a
+    registry.promote(reg, b, expected=a)
+    assert [e["seq"] for e in registry.promotions(reg)] == [0, 1] and registry.promotion_history(reg) == [b, a]
+
+
+def _promote_at_once(reg, version, expected, barrier, results):
+    read = registry.latest_promotion
+
+    def slow_read(registry_uri):  # every writer reads production before any of them writes
+        latest = read(registry_uri)
+        time.sleep(0.5)
+        return latest
+
+    registry.latest_promotion = slow_read
+    barrier.wait()
+    try:
+        registry.promote(reg, version, expected=expected, actor=version)
+        results.put((version, "promoted"))
+    except registry.StalePromotion as err:
+        results.put((version, str(err)))
+
+
+def test_of_many_writers_promoting_against_the_same_production_exactly_one_wins(reg):
+    """8 processes released together, each promoting another version against the same production."""
+    base = card(reg, "000000000000")
+    registry.promote(reg, base, expected=None)
+    writers = [card(reg, f"{i:x}" * 12) for i in range(1, 9)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(writers)), ctx.Queue()
+    procs = [ctx.Process(target=_promote_at_once, args=(reg, v, base, barrier, results)) for v in writers]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    outcome = dict(results.get(timeout=5) for _ in writers)
+    winners = [v for v, what in outcome.items() if what == "promoted"]
+    assert len(winners) == 1, outcome
+    assert registry.production_version(reg) == winners[0]
+    assert [e["version"] for e in registry.promotions(reg)] == [base, winners[0]]
+    for version, what in outcome.items():
+        if version != winners[0]:
+            assert "production" in what and winners[0] in what, what
