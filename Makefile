@@ -15,12 +15,12 @@ PYTEST_ARGS ?=
 HELM ?= $(or $(shell command -v helm 2>/dev/null),build/bin/helm)
 export HELM
 
-.PHONY: run test env image-envs container-runtime images lock manifests kfp-compile bench bench-serve clean
+.PHONY: run test env image-envs container-runtime browser images lock manifests kfp-compile bench bench-serve clean
 
 run: env ## Train, deploy and serve locally; Airflow UI on :8080, model server on :3000
 	bash scripts/run-local.sh
 
-test: env image-envs $(HELM) container-runtime ## All tests (what .ci/run calls), the containers suite included
+test: env image-envs $(HELM) container-runtime browser ## All tests (what .ci/run calls), the containers suite included
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-test $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 IMAGE_ENVS := .venv-steps/.installed .venv-steps-tf/.installed .venv-train/.installed .venv-serving/.installed .venv-kfp/.installed
@@ -45,6 +45,10 @@ $(VENV)/.installed: requirements/dev.txt images/steps/pyproject.toml | $(UV)
 	VIRTUAL_ENV=.venv-$* $(UV) pip sync -q $(UV_FLAGS) requirements/$*.txt
 	VIRTUAL_ENV=.venv-$* $(UV) pip install -q --no-deps -e images/steps
 	touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it through executable_path; no browser download).
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 # podman (+ runc, debootstrap) from Debian where no docker/podman works; see scripts/container-runtime.sh.
 container-runtime:

@@ -114,10 +114,13 @@ def deploy(settings: Settings, version: str, *, expected=registry.CURRENT, actor
     return {**target, **entry}
 
 
-def rollback(settings: Settings, *, actor: str = "", reason: str = "") -> dict:
+def rollback(settings: Settings, *, actor: str = "", reason: str = "", expected=registry.CURRENT) -> dict:
     """Deploy the version production replaced (the same path as a promotion)."""
     latest = registry.latest_promotion(settings.registry)
     if not latest or not latest.get("previous"):
         raise ValueError("nothing to roll back to: production has no previous version")
+    if expected is not registry.CURRENT and latest["version"] != expected:
+        raise registry.StalePromotion(f"production is {latest['version']}, not {expected} as the page showed; "
+                                      "nothing was rolled back")
     return deploy(settings, latest["previous"], expected=latest["version"], actor=actor, action="rollback",
                   reason=reason or f"rollback from {latest['version']}")

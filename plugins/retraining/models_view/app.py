@@ -1,0 +1,203 @@
+"""The Models view: which model serves and why, how every version was trained, promote and roll back.
+
+Server-rendered pages (Jinja2, autoescaped) over :mod:`retraining.catalog`; plots are the
+run's own ``curve.png``/``confusion.png`` from the artifact store and SVG drawn here, so
+nothing is fetched from outside. Reading needs the Airflow user to be allowed to read the
+``retrain`` DAG; promote and rollback need permission to trigger it, and go through the DAG's
+deploy path (:func:`retraining.deploy.deploy`: local, the model server follows the registry;
+kubernetes, ``helm upgrade``) as a compare-and-swap against the production the page showed.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+from typing import Annotated
+
+import jinja2
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+DAG_ID = "retrain"
+PLOTS = {"curve.png": "model_uri", "confusion.png": "evaluation_uri"}
+ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#4a5568" stroke-width="2">'
+        '<path d="M12 2 3 7l9 5 9-5-9-5z"/><path d="m3 12 9 5 9-5"/><path d="m3 17 9 5 9-5"/></svg>')
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+TEMPLATES.filters["quote"] = lambda value: urllib.parse.quote(str(value), safe="")
+
+
+def _user(method: str):
+    """A dependency: the Airflow user (JWT from the UI's cookie or a bearer token), allowed ``method`` on the DAG."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.api_fastapi.core_api.security import get_user
+    from airflow.api_fastapi.app import get_auth_manager
+
+    async def allowed(request: Request, user=Depends(get_user)):
+        entity = DagAccessEntity.RUN
+        if not get_auth_manager().is_authorized_dag(method=method, access_entity=entity,
+                                                    details=DagDetails(id=DAG_ID), user=user):
+            raise HTTPException(403, f"you may not {'trigger' if method == 'POST' else 'read'} runs of {DAG_ID}")
+        if method == "POST" and not _same_origin(request):
+            raise HTTPException(403, "cross-site form posts are refused")
+        return user
+
+    return allowed
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    return origin is None or urllib.parse.urlparse(origin).netloc == request.headers.get("host")
+
+
+def _settings():
+    from retraining import config, store_connection
+
+    store_connection.apply_to_process()
+    return config.settings()
+
+
+def _page(name: str, status_code: int = 200, **context) -> HTMLResponse:
+    return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=status_code)
+
+
+def _row(registry_uri: str, version: str) -> dict:
+    from retraining import catalog
+
+    try:
+        return catalog.version(registry_uri, version)
+    except KeyError:
+        raise HTTPException(404, f"version {version} is not in the registry") from None
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="Models", description=__doc__.splitlines()[0], docs_url=None, redoc_url=None)
+    reader, trigger = Depends(_user("GET")), Depends(_user("POST"))
+
+    @app.exception_handler(HTTPException)
+    async def error_page(request: Request, exc: HTTPException):
+        if "text/html" not in request.headers.get("accept", ""):
+            return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        root = "../" * request.url.path.removeprefix(request.scope.get("root_path", "")).strip("/").count("/")
+        return _page("error.html", exc.status_code, root=root or "./", status=exc.status_code, message=exc.detail)
+
+    @app.get("/icon.svg", include_in_schema=False)
+    def icon() -> Response:  # the navigation entry's icon (public, like Airflow's own assets)
+        return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/", response_class=HTMLResponse, dependencies=[reader])
+    def index(message: str = "") -> HTMLResponse:
+        from retraining import catalog
+
+        settings = _settings()
+        models = catalog.models(settings.registry)
+        production = next((r for r in models["versions"] if r["status"] == "production"), None)
+        return _page("index.html", root="./", models=models, production=production, message=message,
+                     registry=settings.registry, dag_id=DAG_ID)
+
+    @app.get("/api/models", dependencies=[reader])
+    def models_json() -> JSONResponse:
+        from retraining import catalog
+
+        return JSONResponse(catalog.models(_settings().registry))
+
+    @app.get("/versions/{version}", response_class=HTMLResponse, dependencies=[reader])
+    def version_page(version: str) -> HTMLResponse:
+        from retraining import catalog
+
+        settings = _settings()
+        row = _row(settings.registry, version)
+        production = catalog.models(settings.registry)["production"]
+        return _page("version.html", root="../", row=row, lineage=catalog.lineage(row), production=production,
+                     evaluation=catalog.evaluation(row), dag_id=DAG_ID)
+
+    @app.get("/versions/{version}/{plot}", dependencies=[reader])
+    def version_plot(version: str, plot: str) -> Response:
+        from retrain_steps import artifacts
+
+        if plot == "history.svg":
+            return _history_svg(version)
+        if plot not in PLOTS:
+            raise HTTPException(404, f"no plot {plot!r}; plots: {', '.join([*PLOTS, 'history.svg'])}")
+        row = _row(_settings().registry, version)
+        try:
+            data = artifacts.read_bytes(artifacts.join(row[PLOTS[plot]], plot), max_bytes=16 * 2**20)
+        except (artifacts.ArtifactError, TypeError):
+            raise HTTPException(404, f"{plot} of {version} is not in the artifact store any more") from None
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    def _history_svg(version: str) -> Response:
+        from retraining import catalog
+        from retraining.models_view.charts import line_chart
+
+        history = catalog.training_history(_row(_settings().registry, version))
+        svg = line_chart({"validation accuracy": [h.get("val_accuracy") for h in history]},
+                         title=f"{version}: validation accuracy per epoch", y_label="accuracy")
+        return Response(svg, media_type="image/svg+xml")
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse, dependencies=[reader])
+    def run_page(run_id: str) -> HTMLResponse:
+        run = _run(run_id)
+        return _page("run.html", root="../", run=run, dag_id=run.get("dag_id") or DAG_ID)
+
+    @app.get("/runs/{run_id}/candidates.svg", dependencies=[reader])
+    def run_chart(run_id: str) -> Response:
+        from retraining import catalog
+        from retraining.models_view.charts import line_chart
+
+        run = _run(run_id)
+        series = {}
+        for c in run.get("candidates", []):
+            history = catalog.training_history({"model_uri": c.get("model")})
+            series[f"#{c['index']} lr {c.get('learning_rate')}"] = [h.get("val_accuracy") for h in history]
+        return Response(line_chart(series, title="candidates: validation accuracy per epoch", y_label="accuracy"),
+                        media_type="image/svg+xml")
+
+    def _run(run_id: str) -> dict:
+        from retrain_steps import artifacts, registry
+
+        try:
+            return artifacts.read_json(registry.run_uri(_settings().registry, run_id))
+        except artifacts.ArtifactError:
+            raise HTTPException(404, f"run {run_id} has no record in the registry") from None
+
+    @app.post("/versions/{version}/promote")
+    def promote(version: str, expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "",
+                user=trigger) -> Response:
+        from retraining import deploy
+
+        settings = _settings()
+        if not _row(settings.registry, version)["card"]:
+            raise HTTPException(400, f"version {version} was never packaged: only registered versions can be promoted")
+        return _change(lambda: deploy.deploy(settings, version, expected=expected or None,
+                                             actor=f"ui:{user.get_name()}",
+                                             reason=reason or "promoted from the Models view"), "../../")
+
+    @app.post("/rollback")
+    def rollback(expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "", user=trigger) -> Response:
+        from retraining import deploy
+
+        settings = _settings()
+        return _change(lambda: deploy.rollback(settings, actor=f"ui:{user.get_name()}", reason=reason,
+                                               expected=expected), "./")
+
+    return app
+
+
+def _change(action, back: str) -> Response:
+    """Run a promotion; 303 back to the index saying what happened, 409 when production moved."""
+    from retrain_steps import artifacts, registry
+
+    try:
+        entry = action()
+    except registry.StalePromotion as err:
+        raise HTTPException(409, f"refused: {err}") from None
+    except (ValueError, artifacts.ArtifactError) as err:
+        raise HTTPException(400, str(err)) from None
+    message = f"{entry['action']}: {entry['version']} is in production (was {entry.get('previous') or 'empty'})"
+    return RedirectResponse(f"{back}?message={urllib.parse.quote(message)}", status_code=303)
+
+
+app = create_app()

@@ -1,0 +1,181 @@
+"""The Models view in a real browser (Debian's Chromium, Playwright) inside a real ``airflow standalone``.
+
+Two real runs of the ``retrain`` DAG fill the registry (the second deploys a better model), the
+model server follows the registry; then, as a user: log in, open *Models* from Airflow's
+navigation, read which model serves and why, open a version (its plots load) and a run (its
+candidates side by side), roll back, and see ``/predict`` answer with the previous version.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from retrain_steps import registry
+from tests.conftest import ROOT
+from tests.helpers.airflow import BIN, dags_test, local_airflow_env
+from tests.helpers.servers import free_port, serve
+
+CHROMIUM = shutil.which("chromium")
+PASSWORD = "models-view-test"
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make browser)")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Registry with two deployed versions, ``airflow standalone`` and the model server; yields URLs and env."""
+    base = tmp_path_factory.mktemp("models-view")
+    port = free_port()
+    (base / "passwords.json").write_text(json.dumps({"admin": PASSWORD}))
+    env = local_airflow_env(
+        base, AIRFLOW__API__PORT=str(port), AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(base / "passwords.json"),
+    )
+    dataset = f"{env['RETRAIN_ARTIFACT_STORE']}/datasets/digits.npz"
+    subprocess.run([sys.executable, "-m", "retrain_steps", "export-default", "--output", dataset], env=env, check=True,
+                   capture_output=True)
+    for conf in ({"learning_rates": [0.003, 0.01], "epochs": 3}, {"learning_rates": [0.003], "epochs": 12}):
+        code, output = dags_test(env, {"dataset_uri": dataset, "min_accuracy": 0.5, "margin": 0.0, **conf})
+        assert code == 0, output[-3000:]
+    history = registry.promotion_history(env["RETRAIN_REGISTRY"])
+    assert len(history) == 2, f"the second run should have deployed a better model: {history}"
+    serving_port = free_port()
+    with serve([str(BIN / "airflow"), "standalone"], env=env, cwd=ROOT, timeout=240, log_path=base / "airflow.log",
+               ready_url=f"http://127.0.0.1:{port}/api/v2/monitor/health"), \
+         serve([str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1",
+                "--port", str(serving_port)], env={"DIGITS_REGISTRY_URI": env["RETRAIN_REGISTRY"]}, cwd=ROOT,
+               log_path=base / "serving.log", ready_url=f"http://127.0.0.1:{serving_port}/readyz"):
+        yield {"airflow": f"http://127.0.0.1:{port}", "serving": f"http://127.0.0.1:{serving_port}",
+               "registry": env["RETRAIN_REGISTRY"], "production": history[0], "previous": history[1]}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, stack):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(stack["airflow"] + "/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{stack['airflow']}/")
+    yield page
+    context.close()
+
+
+def served_version(url: str) -> str:
+    body = (ROOT / "serving" / "samples" / "digit-3.png").read_bytes()
+    boundary = "modelsviewtest"
+    data = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/predict", data=data,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.headers["X-Model-Version"]
+
+
+def open_models(page):
+    """Open the view from Airflow's navigation, as a user would; return the frame it renders in."""
+    page.get_by_role("link", name="Models").or_(page.get_by_role("button", name="Models")).first.click()
+    frame = page.frame_locator("iframe").first
+    frame.locator("#production").wait_for()
+    return frame
+
+
+def test_the_view_says_which_model_serves_and_why_and_rolls_back(page, stack):
+    assert served_version(stack["serving"]) == stack["production"]
+    frame = open_models(page)
+    production = frame.locator("#production")
+    assert stack["production"] in production.inner_text()
+    assert "promote by airflow:retrain" in production.inner_text() and "beats production" in production.inner_text()
+    rows = frame.locator("#versions tbody tr")
+    statuses = {rows.nth(i).get_attribute("data-version"): rows.nth(i).locator(".status").inner_text()
+                for i in range(rows.count())}
+    assert statuses[stack["production"]] == "production" and statuses[stack["previous"]] == "previous"
+    assert "candidate" in statuses.values(), "the first run's other candidate is listed"
+    screenshot(page, "models-index")
+
+    # a version: lineage and its plots (the images load)
+    frame.locator(f"#versions a[href$='versions/{stack['production']}']").click()
+    frame.locator("#lineage").wait_for()
+    assert "digits.npz" in frame.locator("#lineage").inner_text()
+    for alt in ("training curve", "confusion matrix"):
+        image = frame.locator(f"img[alt^='{alt}']")
+        image.wait_for()
+        assert image.evaluate("img => img.complete && img.naturalWidth > 0"), f"{alt} did not load"
+    screenshot(page, "models-version")
+
+    # its run: the candidates side by side in one chart
+    frame.locator("#lineage a", has_text="its candidates").click()
+    chart = frame.locator("img[alt^='candidates of']")
+    chart.wait_for()
+    assert chart.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert frame.locator("#candidates tbody tr").count() == 1
+    screenshot(page, "models-run")
+
+    # roll back from the view: /predict answers with the previous version within seconds
+    frame.get_by_role("link", name="All models").click()
+    frame.get_by_label("rollback reason").fill("browser test rollback")
+    frame.get_by_role("button", name=f"Roll back to {stack['previous']}").click()
+    frame.get_by_role("status").wait_for()
+    assert f"rollback: {stack['previous']} is in production" in frame.get_by_role("status").inner_text()
+    latest = registry.latest_promotion(stack["registry"])
+    assert latest["actor"] == "ui:admin" and latest["reason"] == "browser test rollback"
+    deadline = time.monotonic() + 20
+    while served_version(stack["serving"]) != stack["previous"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert served_version(stack["serving"]) == stack["previous"]
+
+    # a page showing a stale production refuses to promote over what changed meanwhile
+    frame.locator(f"#versions a[href$='versions/{stack['production']}']").click()
+    promote = frame.get_by_role("button", name="Promote to production")
+    promote.wait_for()
+    registry.promote(stack["registry"], stack["production"], actor="someone-else")
+    promote.click()
+    refusal = frame.locator(".message.error")
+    refusal.wait_for()
+    screenshot(page, "models-stale-promotion")
+    assert "refused: production is" in refusal.inner_text() and "nothing was rolled out" in refusal.inner_text()
+    registry.promote(stack["registry"], stack["previous"], actor="test cleanup")
+
+
+def test_changes_need_an_airflow_user_allowed_to_trigger_and_same_origin(stack):
+    request = urllib.request.Request(f"{stack['airflow']}/models/rollback", data=b"expected=x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=10)
+    assert err.value.code == 401 and json.loads(err.value.read()) == {"error": "Not authenticated"}
+    token = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"{stack['airflow']}/auth/token", data=json.dumps({"username": "admin", "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"}), timeout=10).read())["access_token"]
+    forged = urllib.request.Request(f"{stack['airflow']}/models/rollback", data=b"expected=x", method="POST",
+                                    headers={"Authorization": f"Bearer {token}", "Origin": "http://evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(forged, timeout=10)
+    assert err.value.code == 403 and "cross-site" in json.loads(err.value.read())["error"]
+    listing = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"{stack['airflow']}/models/api/models", headers={"Authorization": f"Bearer {token}"}), timeout=10).read())
+    assert {r["version"] for r in listing["versions"]} >= {stack["production"], stack["previous"]}
+
+
+def screenshot(page, name: str) -> None:
+    """A full-page screenshot under build/screenshots/ (what the notes show)."""
+    folder = ROOT / "build" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
