@@ -7,7 +7,7 @@ import logging
 
 from airflow.sdk import task
 
-from retraining import commands, deploy, selection, store_connection
+from retraining import commands, deploy, model_assets, selection, store_connection
 from retraining.config import Settings
 from retraining.launcher import mapped_step_task, step_task
 
@@ -116,8 +116,20 @@ def selection_tail(*, candidates, data, settings: Settings):
         registry.record_run(settings.registry, dag_run.run_id, run_record(best, production, decision, dag_run))
         return decision.deploy
 
-    @task
-    def deploy_model(candidate: dict, baseline: list[dict], dag_run=None) -> dict:
+    registered_asset, production_asset = model_assets.model_assets(settings)
+
+    @task(outlets=[registered_asset])
+    def register(candidate: dict, outlet_events=None) -> str:
+        """The version ``package`` registered (its card must be there), as a ``model-versions`` asset event."""
+        from retrain_steps import registry
+
+        store_connection.apply_to_process()
+        card = registry.card(settings.registry, candidate["version"])
+        outlet_events[registered_asset].extra = model_assets.registered_extra(card)
+        return card["version"]
+
+    @task(outlets=[production_asset])
+    def deploy_model(candidate: dict, baseline: list[dict], dag_run=None, outlet_events=None) -> dict:
         from retrain_steps import artifacts, registry
 
         from airflow.sdk.exceptions import AirflowFailException
@@ -133,6 +145,8 @@ def selection_tail(*, candidates, data, settings: Settings):
             registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": {"refused": str(err)}})
             raise AirflowFailException(f"not deployed: {err}") from None
         registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": result})
+        outlet_events[production_asset].extra = model_assets.production_extra(
+            result, registry.card(settings.registry, candidate["version"]))
         return result
 
     best = select_best(candidates, data["dataset"])
@@ -147,5 +161,5 @@ def selection_tail(*, candidates, data, settings: Settings):
     )
     go = gate(best, baseline)
     best >> baseline >> evaluate_production >> go  # after select_best, hence after preprocess wrote the splits
-    go >> package >> deploy_model(best["candidate"], baseline)
+    go >> package >> register(best["candidate"]) >> deploy_model(best["candidate"], baseline)
     return best

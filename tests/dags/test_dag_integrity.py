@@ -49,7 +49,7 @@ def test_retrain_schedule_and_shape(dagbag):
     assert dagbag.dags["retrain_kubeflow"].schedule == "0 3 * * *", "only retrain follows the data"
     assert set(dag.task_ids) == {
         "plan", "plan_candidates", "download", "preprocess", "train", "evaluate", "select_best", "plan_production",
-        "evaluate_production", "gate", "package", "deploy_model",
+        "evaluate_production", "gate", "package", "register", "deploy_model",
     }
     assert dag.get_task("download").downstream_task_ids == {"preprocess"}
     # production is evaluated on this run's split (after preprocess) before the gate compares
@@ -57,7 +57,11 @@ def test_retrain_schedule_and_shape(dagbag):
     assert dag.get_task("gate").trigger_rule == "none_failed", "nothing in production skips evaluate_production"
     assert "preprocess" in dag.get_task("evaluate_production").get_flat_relative_ids(upstream=True)
     assert dag.get_task("gate").downstream_task_ids == {"package"}
-    assert dag.get_task("package").downstream_task_ids == {"deploy_model"}
+    assert dag.get_task("package").downstream_task_ids == {"register"}
+    assert dag.get_task("register").downstream_task_ids == {"deploy_model"}
+    # model versions as assets: registered ones and changes of production (Airflow's Assets view)
+    assert [a.name for a in dag.get_task("register").outlets] == ["model-versions"]
+    assert [a.name for a in dag.get_task("deploy_model").outlets] == ["model-in-production"]
 
 
 def test_params_form_validates(dagbag):
@@ -101,7 +105,7 @@ def test_dag_files_import_no_heavy_library(backend):
 def test_retrain_kubeflow_shape(dagbag):
     dag = dagbag.dags["retrain_kubeflow"]
     assert set(dag.task_ids) == {"plan", "plan_candidates", "pipeline_arguments", "kubeflow_run", "select_best",
-                                 "plan_production", "evaluate_production", "gate", "package", "deploy_model"}
+                                 "plan_production", "evaluate_production", "gate", "package", "register", "deploy_model"}
     assert dag.get_task("kubeflow_run").downstream_task_ids == {"select_best"}
     assert dag.params.validate() == dagbag.dags["retrain"].params.validate(), "the same form as retrain"
     assert dag.get_task("kubeflow_run").pipeline_package.endswith("images/steps/pipelines/retrain.yaml")

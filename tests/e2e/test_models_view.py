@@ -142,6 +142,10 @@ def test_the_view_says_which_model_serves_and_why_and_rolls_back(page, stack):
     while served_version(stack["serving"]) != stack["previous"] and time.monotonic() < deadline:
         time.sleep(0.5)
     assert served_version(stack["serving"]) == stack["previous"]
+    events = asset_events(stack, "model-in-production")
+    assert [e["extra"]["version"] for e in events][-3:] == [stack["previous"], stack["production"], stack["previous"]]
+    assert events[-1]["extra"]["action"] == "rollback" and events[-1]["extra"]["actor"] == "ui:admin"
+    assert {e["extra"]["version"] for e in asset_events(stack, "model-versions")} == {stack["previous"], stack["production"]}
 
     # a page showing a stale production refuses to promote over what changed meanwhile
     frame.locator(f"#versions a[href$='versions/{stack['production']}']").click()
@@ -156,14 +160,29 @@ def test_the_view_says_which_model_serves_and_why_and_rolls_back(page, stack):
     registry.promote(stack["registry"], stack["previous"], actor="test cleanup")
 
 
+def api_token(stack) -> str:
+    request = urllib.request.Request(f"{stack['airflow']}/auth/token", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"username": "admin", "password": PASSWORD}).encode())
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())["access_token"]
+
+
+def api_get(stack, path: str) -> dict:
+    request = urllib.request.Request(f"{stack['airflow']}{path}", headers={"Authorization": f"Bearer {api_token(stack)}"})
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+
+def asset_events(stack, name: str) -> list[dict]:
+    """The asset's events in Airflow (its REST API, what the Assets view shows), oldest first."""
+    (asset,) = [a for a in api_get(stack, "/api/v2/assets?limit=100")["assets"] if a["name"] == name]
+    return api_get(stack, f"/api/v2/assets/events?asset_id={asset['id']}&order_by=timestamp&limit=100")["asset_events"]
+
+
 def test_changes_need_an_airflow_user_allowed_to_trigger_and_same_origin(stack):
     request = urllib.request.Request(f"{stack['airflow']}/models/rollback", data=b"expected=x", method="POST")
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request, timeout=10)
     assert err.value.code == 401 and json.loads(err.value.read()) == {"error": "Not authenticated"}
-    token = json.loads(urllib.request.urlopen(urllib.request.Request(
-        f"{stack['airflow']}/auth/token", data=json.dumps({"username": "admin", "password": PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"}), timeout=10).read())["access_token"]
+    token = api_token(stack)
     forged = urllib.request.Request(f"{stack['airflow']}/models/rollback", data=b"expected=x", method="POST",
                                     headers={"Authorization": f"Bearer {token}", "Origin": "http://evil.example"})
     with pytest.raises(urllib.error.HTTPError) as err:

@@ -173,7 +173,7 @@ def create_app() -> FastAPI:
             raise HTTPException(400, f"version {version} was never packaged: only registered versions can be promoted")
         return _change(lambda: deploy.deploy(settings, version, expected=expected or None,
                                              actor=f"ui:{user.get_name()}",
-                                             reason=reason or "promoted from the Models view"), "../../")
+                                             reason=reason or "promoted from the Models view"), "../../", settings)
 
     @app.post("/rollback")
     def rollback(expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "", user=trigger) -> Response:
@@ -181,12 +181,12 @@ def create_app() -> FastAPI:
 
         settings = _settings()
         return _change(lambda: deploy.rollback(settings, actor=f"ui:{user.get_name()}", reason=reason,
-                                               expected=expected), "./")
+                                               expected=expected), "./", settings)
 
     return app
 
 
-def _change(action, back: str) -> Response:
+def _change(action, back: str, settings) -> Response:
     """Run a promotion; 303 back to the index saying what happened, 409 when production moved."""
     from retrain_steps import artifacts, registry
 
@@ -196,8 +196,33 @@ def _change(action, back: str) -> Response:
         raise HTTPException(409, f"refused: {err}") from None
     except (ValueError, artifacts.ArtifactError) as err:
         raise HTTPException(400, str(err)) from None
+    _announce(entry, settings)
     message = f"{entry['action']}: {entry['version']} is in production (was {entry.get('previous') or 'empty'})"
     return RedirectResponse(f"{back}?message={urllib.parse.quote(message)}", status_code=303)
+
+
+def _announce(entry: dict, settings) -> None:
+    """A ``model-in-production`` asset event, as the DAG's deploy emits (best effort: production changed already)."""
+    import logging
+
+    from retrain_steps import registry
+
+    from retraining import model_assets
+
+    try:
+        from airflow.assets.manager import asset_manager
+        from airflow.models.asset import AssetModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        asset = model_assets.model_assets(settings)[1]
+        with create_session() as session:
+            model = session.scalar(select(AssetModel).where(AssetModel.name == asset.name, AssetModel.uri == asset.uri))
+            if model is not None:  # known once a DAG producing it was parsed
+                extra = model_assets.production_extra(entry, registry.card(settings.registry, entry["version"]))
+                asset_manager.register_asset_change(asset=model, extra=extra, source_is_api=True, session=session)
+    except Exception:  # noqa: BLE001 (the promotion stands; the Assets view misses one event)
+        logging.getLogger(__name__).exception("could not record the model-in-production asset event")
 
 
 app = create_app()

@@ -1,0 +1,34 @@
+"""Model versions as Airflow Assets: Airflow's Assets view shows the model's history.
+
+- ``model-versions``: an event per version registered by ``package`` (extra: version, metrics,
+  dataset version, run);
+- ``model-in-production``: an event per change of production (extra: version, previous, action,
+  actor, reason, metrics), from the DAG's ``deploy_model`` and from the Models view.
+"""
+
+from __future__ import annotations
+
+from retrain_steps.artifacts import join
+
+from retraining.config import Settings
+
+REGISTERED, PRODUCTION = "model-versions", "model-in-production"
+
+
+def model_assets(settings: Settings) -> tuple:
+    """The two assets of this deployment's registry: (registered versions, production)."""
+    from airflow.sdk import Asset
+
+    return (Asset(name=REGISTERED, uri=join(settings.registry, "versions"), group="model"),
+            Asset(name=PRODUCTION, uri=join(settings.registry, "promotions"), group="model"))
+
+
+def registered_extra(card: dict) -> dict:
+    return {"version": card["version"], "metrics": card.get("metrics", {}), "run_id": card.get("run_id", ""),
+            "dataset_version": (card.get("dataset") or {}).get("version", ""), "framework": card.get("framework", "")}
+
+
+def production_extra(entry: dict, card: dict | None) -> dict:
+    return {"version": entry["version"], "previous": entry.get("previous"), "action": entry.get("action"),
+            "actor": entry.get("actor", ""), "reason": entry.get("reason", ""), "run_id": entry.get("run_id", ""),
+            "metrics": (card or {}).get("metrics", {})}
