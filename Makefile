@@ -32,10 +32,10 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
 
-$(VENV)/.installed: requirements/dev.txt images/steps/pyproject.toml | $(UV)
+$(VENV)/.installed: requirements/dev.txt images/steps/pyproject.toml plugins/pyproject.toml | $(UV)
 	test -x $(VENV)/bin/python || $(UV) venv -q --seed --python $(PYTHON) $(VENV)
 	VIRTUAL_ENV=$(VENV) $(UV) pip sync -q $(UV_FLAGS) requirements/dev.txt
-	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e images/steps
+	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e images/steps -e plugins
 	touch $@
 
 # One environment per image lock file (steps, steps-tf, serving) and the KFP SDK env: the

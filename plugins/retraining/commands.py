@@ -83,7 +83,9 @@ def candidates(*, params: dict, run_id: str, artifact_store: str, init_from: str
     root = run_root(artifact_store, run_id)
     splits = join(root, "preprocess")
     out = []
-    for index, learning_rate in enumerate(params["learning_rates"]):
+    from retraining.params import learning_rates
+
+    for index, learning_rate in enumerate(learning_rates(params["learning_rates"])):
         model, evaluation = join(root, "train", str(index)), join(root, "evaluate", str(index))
         train = [
             "train", "--input", splits, "--output", model,

@@ -1,4 +1,8 @@
-"""What every retraining DAG shares: start date, retries, run limits, tags and the Params form."""
+"""What every retraining DAG shares: schedule, retries, run limits, tags and the Params form.
+
+No ``start_date`` and ``run_immediately=False``: unpausing a DAG (the UI's Trigger does) starts
+no run for a cron tick that passed; the first scheduled run is the next tick.
+"""
 
 from __future__ import annotations
 
@@ -17,23 +21,22 @@ DEFAULT_ARGS = {
 
 def schedule(settings: Settings, *, watch_dataset: bool):
     """The cron schedule, or (``watch_dataset``) the cron tick *or* a change of the dataset's content."""
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    cron = None if settings.schedule is None else CronTriggerTimetable(settings.schedule, timezone="UTC",
+                                                                      run_immediately=False)
     if not watch_dataset or not settings.watch_seconds:
-        return settings.schedule
+        return cron
     from retraining.dataset_watch import dataset_asset
 
     asset = dataset_asset(uri=settings.dataset_uri, store=settings.artifact_store, poll_interval=settings.watch_seconds)
-    if settings.schedule is None:
-        return [asset]
-    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
-
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(settings.schedule, timezone="UTC"), assets=[asset])
+    return [asset] if cron is None else AssetOrTimeSchedule(timetable=cron, assets=[asset])
 
 
 def dag_kwargs(settings: Settings, *, doc_md: str, tags: list[str], watch_dataset: bool = False) -> dict:
     """Keyword arguments of ``@dag`` for a retraining DAG."""
     return {
         "schedule": schedule(settings, watch_dataset=watch_dataset),
-        "start_date": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
         "catchup": False,
         "max_active_runs": 1,
         "default_args": DEFAULT_ARGS,

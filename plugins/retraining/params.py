@@ -5,6 +5,16 @@ from __future__ import annotations
 from airflow.sdk import Param
 
 FRAMEWORKS = ["torch", "tensorflow"]
+LEARNING_RATE = r"^\s*(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?|[0-9.]+[eE]-[0-9]+)\s*$"  # a number in (0, 1], as typed
+
+
+def learning_rates(values: list) -> list[float]:
+    """The form's learning rates (numbers, or strings typed one per line) as floats in (0, 1]."""
+    rates = [float(v) for v in values]
+    bad = [v for v in rates if not 0 < v <= 1]
+    if bad:
+        raise ValueError(f"learning rates must be in (0, 1]: {bad}")
+    return rates
 
 
 def retrain_params() -> dict[str, Param]:
@@ -61,24 +71,35 @@ def retrain_params() -> dict[str, Param]:
         "learning_rates": Param(
             [0.001, 0.003],
             type="array",
-            items={"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            # items without a "type": the UI shows a plain text area, one value per line (with a typed
+            # items schema it shows a JSON editor that rewrites the text while you type); the CLI and the
+            # REST API may still send numbers
+            items={"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                             {"type": "string", "pattern": LEARNING_RATE}]},
             minItems=1,
             maxItems=8,
             title="Candidate learning rates",
-            description="One candidate model is trained per learning rate; the best on validation accuracy is kept.",
+            description="One per line, each in (0, 1], e.g. 0.001. One candidate model is trained per learning rate; "
+            "the best on validation accuracy is kept.",
             section="Training",
         ),
-        "epochs": Param(20, type="integer", minimum=1, maximum=500, title="Epochs", section="Training"),
-        "batch_size": Param(64, type="integer", minimum=1, maximum=4096, title="Batch size", section="Training"),
+        "epochs": Param(20, type="integer", minimum=1, maximum=500, title="Epochs",
+                        description="Passes over the training split per candidate (fewer with early stopping).",
+                        section="Training"),
+        "batch_size": Param(64, type="integer", minimum=1, maximum=4096, title="Batch size",
+                            description="Training images per optimisation step.", section="Training"),
         "framework": Param(
             "torch",
             type="string",
             enum=FRAMEWORKS,
             values_display={"torch": "PyTorch", "tensorflow": "TensorFlow / Keras"},
             title="Framework",
+            description="What trains the candidates; the model server loads either.",
             section="Training",
         ),
-        "seed": Param(0, type="integer", minimum=0, title="Random seed", section="Training"),
+        "seed": Param(0, type="integer", minimum=0, title="Random seed",
+                      description="Seeds the split, initial weights and shuffling: the same seed and data give the "
+                      "same model.", section="Training"),
         "patience": Param(
             0,
             type="integer",
@@ -121,6 +142,7 @@ def retrain_params() -> dict[str, Param]:
             minimum=0,
             maximum=1,
             title="Minimum test accuracy to deploy",
+            description="The best candidate is deployed only if its test accuracy reaches this, whatever production is.",
             section="Deployment",
         ),
         "margin": Param(

@@ -46,7 +46,8 @@ def test_retrain_schedule_and_shape(dagbag):
     assert asset.name == "retrain-dataset" and asset.uri.endswith("/datasets/digits/digits.npz")
     (watcher,) = asset.watchers
     assert watcher.trigger.serialize()[0] == "retraining.dataset_watch.DatasetChangeTrigger"
-    assert dagbag.dags["retrain_kubeflow"].schedule == "0 3 * * *", "only retrain follows the data"
+    assert dagbag.dags["retrain_kubeflow"].schedule.expression == "0 3 * * *", "only retrain follows the data"
+
     assert set(dag.task_ids) == {
         "plan", "plan_candidates", "download", "preprocess", "train", "evaluate", "select_best", "plan_production",
         "evaluate_production", "gate", "package", "register", "deploy_model",
@@ -64,6 +65,20 @@ def test_retrain_schedule_and_shape(dagbag):
     assert [a.name for a in dag.get_task("deploy_model").outlets] == ["model-in-production"]
 
 
+@pytest.mark.parametrize("dag_id", ["retrain", "retrain_kubeflow"])
+def test_unpausing_starts_no_run_for_a_tick_that_passed(dagbag, dag_id):
+    """What the scheduler plans for a DAG that never ran (the UI's Trigger unpauses it): the next tick, not the last."""
+    import datetime as dt
+
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import TimeRestriction
+
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags[dag_id]))
+    planned = dag.timetable.next_dagrun_info(last_automated_data_interval=None,
+                                             restriction=TimeRestriction(earliest=None, latest=None, catchup=False))
+    assert planned.run_after > dt.datetime.now(dt.timezone.utc)
+
+
 def test_params_form_validates(dagbag):
     import copy
 
@@ -72,13 +87,22 @@ def test_params_form_validates(dagbag):
     params = dagbag.dags["retrain"].params
     defaults = params.validate()
     assert defaults["learning_rates"] == [0.001, 0.003] and defaults["framework"] == "torch"
-    for field, bad in [("learning_rates", []), ("learning_rates", [-0.1]), ("epochs", 0), ("framework", "jax"),
+    for field, bad in [("learning_rates", []), ("learning_rates", [-0.1]), ("learning_rates", ["0.01", "fast"]),
+                       ("learning_rates", ["2"]), ("epochs", 0), ("framework", "jax"),
                        ("min_accuracy", 1.5), ("dataset_sha256", "xyz"), ("dataset_uri", "ftp://x")]:
         candidate = copy.deepcopy(params)
         with pytest.raises(ParamValidationError):
             candidate[field] = bad
             candidate.validate()
     assert all(params.get_param(name).schema.get("title") for name in params)
+    undescribed = [name for name in params if not params.get_param(name).description]
+    assert undescribed == [], "every field of the trigger form says what it does"
+    typed = params.validate() | {"learning_rates": ["0.002", "0.02"]}  # as the form's text area sends them
+    candidate = copy.deepcopy(params)
+    candidate["learning_rates"] = typed["learning_rates"]
+    candidate.validate()
+    # no "type" in items: the UI renders a one-per-line text area, not the JSON editor that garbles typing
+    assert "type" not in params.get_param("learning_rates").schema["items"]
 
 
 def test_schedule_is_overridable(tmp_path):

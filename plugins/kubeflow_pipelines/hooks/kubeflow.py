@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk.bases.hook import BaseHook
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 AUTH_TYPES = ("none", "token", "sa_token_file", "cookie")
@@ -50,6 +51,10 @@ class KubeflowPipelinesError(Exception):
         self.status = status
 
 
+class KubeflowPipelinesConfigError(AirflowFailException):
+    """The connection is missing or misconfigured: failing at once, a retry cannot fix it."""
+
+
 class KubeflowPipelinesHook(BaseHook):
     """Interact with a self-hosted Kubeflow Pipelines API server (v2beta1 REST).
 
@@ -75,15 +80,10 @@ class KubeflowPipelinesHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["port", "login"],
-            "relabeling": {"host": "KFP endpoint", "password": "Token or session cookie", "schema": "Namespace"},
-            "placeholders": {
-                "host": "https://kubeflow.example.com/pipeline",
-                "extra": json.dumps({"auth_type": "sa_token_file", "namespace": "kubeflow-user",
-                                     "ui_host": "https://kubeflow.example.com/pipeline"}),
-            },
-        }
+        """The form as ``get_provider_info`` declares it (Airflow < 3.2 reads this method)."""
+        from kubeflow_pipelines.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
     def __init__(self, kfp_conn_id: str = default_conn_name) -> None:
         super().__init__()
@@ -91,7 +91,14 @@ class KubeflowPipelinesHook(BaseHook):
 
     @cached_property
     def connection(self):
-        return self.get_connection(self.kfp_conn_id)
+        try:
+            return self.get_connection(self.kfp_conn_id)
+        except AirflowNotFoundException:
+            raise KubeflowPipelinesConfigError(
+                f"the Airflow connection {self.kfp_conn_id!r} does not exist: create it in Admin → Connections "
+                "(type 'Kubeflow Pipelines', host = the KFP endpoint, e.g. https://kubeflow.example.com/pipeline) "
+                f"or set AIRFLOW_CONN_{self.kfp_conn_id.upper()}"
+            ) from None
 
     @cached_property
     def extra(self) -> dict:
@@ -114,7 +121,8 @@ class KubeflowPipelinesHook(BaseHook):
     def auth_type(self) -> str:
         auth = self.extra.get("auth_type", "token" if self.connection.password else "none")
         if auth not in AUTH_TYPES:
-            raise ValueError(f"auth_type must be one of {AUTH_TYPES}, got {auth!r} in connection {self.kfp_conn_id}")
+            raise KubeflowPipelinesConfigError(
+                f"auth_type must be one of {AUTH_TYPES}, got {auth!r} in the extra of connection {self.kfp_conn_id!r}")
         return auth
 
     @property

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException
 from kubeflow_pipelines.hooks.kubeflow import KubeflowPipelinesError, KubeflowPipelinesHook, KubeflowRunState
 from kubeflow_pipelines.links.kubeflow import RUN_URL_KEY, KubeflowPipelinesRunLink
 from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunFailed, KubeflowPipelinesRunOperator
@@ -130,8 +131,18 @@ def test_sa_token_is_reread_on_401(kfp, monkeypatch, tmp_path):
 def test_bad_auth_type_is_named(kfp, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_KFP_X", json.dumps({"conn_type": "kubeflow_pipelines", "host": kfp.url,
                                                            "extra": {"auth_type": "magic"}}))
-    with pytest.raises(ValueError, match="'magic'"):
+    with pytest.raises(AirflowFailException, match="'magic'"):
         KubeflowPipelinesHook("kfp_x").auth_type
+
+
+def test_a_missing_connection_fails_at_once_saying_what_to_create(monkeypatch):
+    """AirflowFailException: the task fails without its retries, and the message says what to create."""
+    monkeypatch.delenv("AIRFLOW_CONN_KFP_NOWHERE", raising=False)
+    operator = KubeflowPipelinesRunOperator(task_id="run", kfp_conn_id="kfp_nowhere", pipeline_id="p",
+                                            pipeline_version_id="v", retries=3)
+    with pytest.raises(AirflowFailException, match=r"'kfp_nowhere' does not exist: create it in Admin → Connections "
+                                                   r"\(type 'Kubeflow Pipelines'.*AIRFLOW_CONN_KFP_NOWHERE"):
+        operator.execute({"dag": SimpleNamespace(dag_id="d"), "run_id": "r", "ti": None})
 
 
 # -- trigger -----------------------------------------------------------------------------

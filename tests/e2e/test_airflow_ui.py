@@ -1,9 +1,10 @@
-"""The Models view in a real browser (Debian's Chromium, Playwright) inside a real ``airflow standalone``.
+"""The Airflow UI as users meet it, in a real browser (Debian's Chromium, Playwright) on a real ``airflow standalone``.
 
 Two real runs of the ``retrain`` DAG fill the registry (the second deploys a better model), the
 model server follows the registry; then, as a user: log in, open *Models* from Airflow's
 navigation, read which model serves and why, open a version (its plots load) and a run (its
-candidates side by side), roll back, and see ``/predict`` answer with the previous version.
+candidates side by side), roll back, and see ``/predict`` answer with the previous version; type
+into the trigger form; find the Kubeflow Pipelines connection type.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -166,9 +168,16 @@ def api_token(stack) -> str:
     return json.loads(urllib.request.urlopen(request, timeout=10).read())["access_token"]
 
 
-def api_get(stack, path: str) -> dict:
-    request = urllib.request.Request(f"{stack['airflow']}{path}", headers={"Authorization": f"Bearer {api_token(stack)}"})
-    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+def api_call(stack, method: str, path: str, body: dict | None = None):
+    request = urllib.request.Request(f"{stack['airflow']}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {api_token(stack)}",
+                                              "Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=10).read() or b"null")
+
+
+def api_get(stack, path: str):
+    return api_call(stack, "GET", path)
 
 
 def asset_events(stack, name: str) -> list[dict]:
@@ -198,3 +207,48 @@ def screenshot(page, name: str) -> None:
     folder = ROOT / "build" / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_the_trigger_form_takes_typed_input(page, stack):
+    """Typed key by key, as a user types: the learning rates (one per line) and epochs reach the run's conf."""
+    page.goto(f"{stack['airflow']}/dags/retrain")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_role("button", name="Training").click()
+    rates = page.locator("[name=element_learning_rates]")  # the UI's labels are not tied to their fields
+    rates.fill("")
+    rates.press_sequentially("0.002\n0.02", delay=30)
+    epochs = page.locator("[name=element_epochs]")
+    epochs.fill("")
+    epochs.press_sequentially("1", delay=30)
+    assert rates.input_value() == "0.002\n0.02" and epochs.input_value() == "1"
+    screenshot(page, "trigger-form")
+    before = {r["dag_run_id"] for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]}
+    page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
+    deadline, runs = time.monotonic() + 20, []
+    while not runs and time.monotonic() < deadline:
+        runs = [r for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]
+                if r["dag_run_id"] not in before]
+        time.sleep(0.5)
+    (run,) = runs
+    assert run["conf"]["learning_rates"] == ["0.002", "0.02"] and run["conf"]["epochs"] == 1
+    api_call(stack, "PATCH", f"/api/v2/dags/retrain/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}",
+             {"state": "failed"})  # the run itself is not what this test is about
+    scheduled = [r for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]
+                 if r["run_type"] == "scheduled"]
+    assert scheduled == [], "the trigger unpaused the DAG: no run for a cron tick that passed"
+
+
+def test_the_kubeflow_connection_type_is_offered_with_its_labels(page, stack):
+    """The KFP bridge is installed as a provider package: Admin → Connections offers its type and form."""
+    (meta,) = [m for m in api_get(stack, "/ui/connections/hook_meta") if m["connection_type"] == "kubeflow_pipelines"]
+    assert meta["hook_name"] == "Kubeflow Pipelines"
+    assert meta["standard_fields"]["host"]["title"] == "KFP endpoint"
+    assert meta["standard_fields"]["login"]["hidden"] is True
+    page.goto(f"{stack['airflow']}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    page.locator("input[role=combobox]").last.press_sequentially("Kubeflow")
+    page.get_by_role("option", name="Kubeflow Pipelines").click()
+    labels = page.get_by_role("dialog").locator("label")
+    labels.filter(has_text="KFP endpoint").wait_for()
+    assert {"KFP endpoint", "Token or session cookie", "Namespace"} <= {t.strip() for t in labels.all_inner_texts()}
+    screenshot(page, "kubeflow-connection")
