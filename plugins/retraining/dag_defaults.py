@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from retraining.config import Settings
+from retraining.notify import RetrainNotifier
 from retraining.params import retrain_params
 
 DEFAULT_ARGS = {
@@ -40,6 +41,7 @@ def dag_kwargs(settings: Settings, *, doc_md: str, tags: list[str], watch_datase
         "catchup": False,
         "max_active_runs": 1,
         "default_args": DEFAULT_ARGS,
+        "on_failure_callback": RetrainNotifier("run_failed", "{{ dag.dag_id }} run {{ run_id }} failed: {{ reason }}"),
         "params": retrain_params(),
         "tags": ["retraining", "digits", *tags],
         "doc_md": doc_md,

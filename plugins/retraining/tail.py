@@ -7,7 +7,7 @@ import logging
 
 from airflow.sdk import task
 
-from retraining import commands, deploy, model_assets, selection, store_connection
+from retraining import commands, deploy, model_assets, notify, selection, store_connection
 from retraining.config import Settings
 from retraining.launcher import mapped_step_task, step_task
 
@@ -114,6 +114,11 @@ def selection_tail(*, candidates, data, settings: Settings):
         )
         log.info("gate: %s: %s", "deploy" if decision.deploy else "keep production", decision.reason)
         registry.record_run(settings.registry, dag_run.run_id, run_record(best, production, decision, dag_run))
+        if not decision.deploy:
+            notify.send("gate_rejected", f"{dag_run.dag_id} run {dag_run.run_id} kept production "
+                        f"{(production or {}).get('version') or '(none)'}: {decision.reason}",
+                        dag_id=dag_run.dag_id, run_id=dag_run.run_id, version=best["candidate"]["version"],
+                        reason=decision.reason)
         return decision.deploy
 
     registered_asset, production_asset = model_assets.model_assets(settings)
@@ -147,6 +152,10 @@ def selection_tail(*, candidates, data, settings: Settings):
         registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": result})
         outlet_events[production_asset].extra = model_assets.production_extra(
             result, registry.card(settings.registry, candidate["version"]))
+        notify.send("deployed", f"{dag_run.dag_id} run {dag_run.run_id} deployed {result['version']} "
+                    f"(was {result.get('previous') or 'empty'}): {result.get('reason', '')}",
+                    dag_id=dag_run.dag_id, run_id=dag_run.run_id, version=result["version"],
+                    previous=result.get("previous"), reason=result.get("reason", ""))
         return result
 
     best = select_best(candidates, data["dataset"])

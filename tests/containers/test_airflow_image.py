@@ -23,15 +23,18 @@ def run_in_airflow_image(images, *command: str, env: dict | None = None) -> str:
 
 def test_the_dags_parse_in_the_image_on_the_kubernetes_backend(images):
     code = (
-        "import json\nfrom airflow.models import DagBag\nb = DagBag('/opt/airflow/dags')\n"
+        "import json\nfrom airflow.models import DagBag\nfrom airflow.providers_manager import ProvidersManager\n"
+        "b = DagBag('/opt/airflow/dags')\n"
         "print(json.dumps({'errors': b.import_errors, 'dags': sorted(b.dag_ids),"
-        " 'download': type(b.dags['retrain'].get_task('download')).__name__}))"
+        " 'download': type(b.dags['retrain'].get_task('download')).__name__,"
+        " 'kfp': ProvidersManager().hooks['kubeflow_pipelines'].hook_name}))"
     )
     out = run_in_airflow_image(images, "python", "-c", code,
                                env={"RETRAIN_BACKEND": "kubernetes", "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
     parsed = json.loads(out.strip().splitlines()[-1])
     assert parsed["errors"] == {} and parsed["dags"] == ["retrain", "retrain_kubeflow"]
     assert parsed["download"] == "StepPodOperator"
+    assert parsed["kfp"] == "Kubeflow Pipelines", "the KFP bridge is installed as a provider package"
 
 
 def test_the_image_runs_deploy_s_helm_command_on_its_own_chart(images):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -10,17 +12,24 @@ from serving.service import VERSION_HEADER
 from tests.conftest import ROOT, run_cli
 from tests.helpers.airflow import BIN, local_airflow_env
 from tests.helpers.airflow import dags_test as run_dags_test
-from tests.helpers.servers import free_port, serve
+from tests.helpers.servers import free_port, serve, webhook_receiver
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory):
+def notifications():
+    with webhook_receiver() as (url, bodies):
+        yield url, bodies
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory, notifications):
     base = tmp_path_factory.mktemp("e2e")
     dataset = f"file://{base}/artifacts/datasets/digits/digits.npz"
     run_cli("retrain_steps", "export-default", "--output", dataset)
-    return local_airflow_env(base, RETRAIN_DATASET_URI=dataset)
+    hook = json.dumps({"conn_type": "http", "host": notifications[0], "password": "s3cret"})
+    return local_airflow_env(base, RETRAIN_DATASET_URI=dataset, AIRFLOW_CONN_RETRAIN_NOTIFICATIONS=hook)
 
 
 def dags_test(env: dict, conf: dict) -> str:
@@ -30,13 +39,16 @@ def dags_test(env: dict, conf: dict) -> str:
     return output
 
 
-def test_retrain_deploys_then_gates(airflow_env, tmp_path):
+def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications):
     reg = airflow_env["RETRAIN_REGISTRY"]
     first = dags_test(airflow_env, {"epochs": 12, "learning_rates": [0.001, 0.003], "min_accuracy": 0.9})
     assert "gate: deploy" in first
     production = registry.production(reg)
     assert production is not None and production["metrics"]["test_accuracy"] >= 0.9
     assert production["bento"]["uri"].endswith(".bento") and production["params"]["epochs"] == 12
+    (deployed,) = [b for b in notifications[1] if b["event"] == "deployed"]
+    assert deployed["version"] == production["version"] and deployed["_authorization"] == "Bearer s3cret"
+    assert f"deployed {production['version']} (was empty)" in deployed["text"]
 
     port = free_port()
     argv = [str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1", "--port", str(port)]
@@ -50,6 +62,8 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path):
         # A worse candidate (one epoch) must not replace production; the run still ends green.
         second = dags_test(airflow_env, {"epochs": 1, "learning_rates": [0.0005], "min_accuracy": 0.0})
         assert "gate: keep production" in second
+        (rejected,) = [b for b in notifications[1] if b["event"] == "gate_rejected"]
+        assert f"kept production {production['version']}: test accuracy" in rejected["text"]
         assert "(same test split)" in second, "production was evaluated on this run's split"
         assert "unchanged: reusing the preprocessing" in second, "same dataset version: no second preprocessing"
         assert registry.production(reg)["version"] == production["version"]

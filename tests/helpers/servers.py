@@ -71,3 +71,31 @@ def serve_directory(root):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@contextmanager
+def webhook_receiver():
+    """An HTTP endpoint on 127.0.0.1 recording the JSON bodies POSTed to it; yields ``(url, bodies)``."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            bodies.append({**json.loads(self.rfile.read(int(self.headers["Content-Length"]))),
+                           "_authorization": self.headers.get("Authorization")})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", bodies
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -197,6 +197,11 @@ def _change(action, back: str, settings) -> Response:
     except (ValueError, artifacts.ArtifactError) as err:
         raise HTTPException(400, str(err)) from None
     _announce(entry, settings)
+    from retraining import notify
+
+    notify.send("deployed", f"{entry['action']} by {entry['actor']}: {entry['version']} is in production "
+                f"(was {entry.get('previous') or 'empty'}): {entry.get('reason', '')}", version=entry["version"],
+                previous=entry.get("previous"), reason=entry.get("reason", ""), actor=entry["actor"])
     message = f"{entry['action']}: {entry['version']} is in production (was {entry.get('previous') or 'empty'})"
     return RedirectResponse(f"{back}?message={urllib.parse.quote(message)}", status_code=303)
 
