@@ -114,7 +114,7 @@ def deploy(settings: Settings, version: str, *, expected=registry.CURRENT, actor
     return {**target, **entry}
 
 
-def rollback(settings: Settings, *, actor: str = "", reason: str = "", expected=registry.CURRENT) -> dict:
+def rollback(settings: Settings, *, actor: str = "", reason: str = "", expected=registry.CURRENT, run_id: str = "") -> dict:
     """Deploy the version production replaced (the same path as a promotion)."""
     latest = registry.latest_promotion(settings.registry)
     if not latest or not latest.get("previous"):
@@ -123,4 +123,4 @@ def rollback(settings: Settings, *, actor: str = "", reason: str = "", expected=
         raise registry.StalePromotion(f"production is {latest['version']}, not {expected} as the page showed; "
                                       "nothing was rolled back")
     return deploy(settings, latest["previous"], expected=latest["version"], actor=actor, action="rollback",
-                  reason=reason or f"rollback from {latest['version']}")
+                  reason=reason or f"rollback from {latest['version']}", run_id=run_id)

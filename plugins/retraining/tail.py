@@ -51,6 +51,17 @@ def measured_production(baseline: list[dict], current: str | None) -> dict | Non
     return {"version": current, "test_accuracy": metrics.get("accuracy")}
 
 
+def announce_production(settings: Settings, entry: dict, asset_event, dag_run) -> None:
+    """After a change of production: the ``model-in-production`` asset event's extra, and a notification."""
+    from retrain_steps import registry
+
+    asset_event.extra = model_assets.production_extra(entry, registry.card(settings.registry, entry["version"]))
+    notify.send("deployed", f"{dag_run.dag_id} run {dag_run.run_id}: {entry['action']} of {entry['version']} by "
+                f"{entry.get('actor') or 'unknown'} (was {entry.get('previous') or 'empty'}): {entry.get('reason', '')}",
+                dag_id=dag_run.dag_id, run_id=dag_run.run_id, version=entry["version"],
+                previous=entry.get("previous"), reason=entry.get("reason", ""), actor=entry.get("actor", ""))
+
+
 def run_record(best: dict, production: dict | None, decision: selection.GateDecision, dag_run) -> dict:
     """What the registry keeps of a run: its candidates (URIs, params, metrics), the best one, what it
     was compared with and the gate's decision; the Models view and the CLI read it."""
@@ -150,12 +161,7 @@ def selection_tail(*, candidates, data, settings: Settings):
             registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": {"refused": str(err)}})
             raise AirflowFailException(f"not deployed: {err}") from None
         registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": result})
-        outlet_events[production_asset].extra = model_assets.production_extra(
-            result, registry.card(settings.registry, candidate["version"]))
-        notify.send("deployed", f"{dag_run.dag_id} run {dag_run.run_id} deployed {result['version']} "
-                    f"(was {result.get('previous') or 'empty'}): {result.get('reason', '')}",
-                    dag_id=dag_run.dag_id, run_id=dag_run.run_id, version=result["version"],
-                    previous=result.get("previous"), reason=result.get("reason", ""))
+        announce_production(settings, result, outlet_events[production_asset], dag_run)
         return result
 
     best = select_best(candidates, data["dataset"])

@@ -32,7 +32,7 @@ def test_the_dags_parse_in_the_image_on_the_kubernetes_backend(images):
     out = run_in_airflow_image(images, "python", "-c", code,
                                env={"RETRAIN_BACKEND": "kubernetes", "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
     parsed = json.loads(out.strip().splitlines()[-1])
-    assert parsed["errors"] == {} and parsed["dags"] == ["retrain", "retrain_kubeflow"]
+    assert parsed["errors"] == {} and parsed["dags"] == ["promote_model", "retrain", "retrain_kubeflow"]
     assert parsed["download"] == "StepPodOperator"
     assert parsed["kfp"] == "Kubeflow Pipelines", "the KFP bridge is installed as a provider package"
 

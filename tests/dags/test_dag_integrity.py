@@ -24,7 +24,16 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"retrain", "retrain_kubeflow"} <= set(dagbag.dag_ids)
+    assert {"retrain", "retrain_kubeflow", "promote_model"} <= set(dagbag.dag_ids)
+
+
+def test_promote_model_is_manual_active_and_never_retries(dagbag):
+    """The Models view's promote/rollback requests: run at once (not paused), no schedule, no retry of a refusal."""
+    dag = dagbag.dags["promote_model"]
+    assert dag.schedule is None and dag.is_paused_upon_creation is False and dag.max_active_runs == 1
+    assert [t.task_id for t in dag.tasks] == ["deploy_version"] and dag.tasks[0].retries == 0
+    assert [a.name for a in dag.tasks[0].outlets] == ["model-in-production"]
+    assert dag.doc_md.strip().startswith("###") and dag.params.validate()["action"] == "promote"
 
 
 @pytest.mark.parametrize("dag_id", ["retrain", "retrain_kubeflow"])

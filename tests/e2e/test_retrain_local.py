@@ -48,7 +48,7 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications):
     assert production["bento"]["uri"].endswith(".bento") and production["params"]["epochs"] == 12
     (deployed,) = [b for b in notifications[1] if b["event"] == "deployed"]
     assert deployed["version"] == production["version"] and deployed["_authorization"] == "Bearer s3cret"
-    assert f"deployed {production['version']} (was empty)" in deployed["text"]
+    assert f"promote of {production['version']} by airflow:retrain (was empty)" in deployed["text"]
 
     port = free_port()
     argv = [str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1", "--port", str(port)]

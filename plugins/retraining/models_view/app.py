@@ -4,8 +4,9 @@ Server-rendered pages (Jinja2, autoescaped) over :mod:`retraining.catalog`; plot
 run's own ``curve.png``/``confusion.png`` from the artifact store and SVG drawn here, so
 nothing is fetched from outside. Reading needs the Airflow user to be allowed to read the
 ``retrain`` DAG; promote and rollback need permission to trigger it, and go through the DAG's
-deploy path (:func:`retraining.deploy.deploy`: local, the model server follows the registry;
-kubernetes, ``helm upgrade``) as a compare-and-swap against the production the page showed.
+deploy path: they trigger the ``promote_model`` DAG (a worker runs :func:`retraining.deploy.deploy`:
+local, the model server follows the registry; kubernetes, ``helm upgrade`` with the worker's
+RBAC), a compare-and-swap against the production the page showed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 DAG_ID = "retrain"
+PROMOTE_DAG_ID = "promote_model"
 PLOTS = {"curve.png": "model_uri", "confusion.png": "evaluation_uri"}
 ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#4a5568" stroke-width="2">'
         '<path d="M12 2 3 7l9 5 9-5-9-5z"/><path d="m3 12 9 5 9-5"/><path d="m3 17 9 5 9-5"/></svg>')
@@ -166,68 +168,52 @@ def create_app() -> FastAPI:
     @app.post("/versions/{version}/promote")
     def promote(version: str, expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "",
                 user=trigger) -> Response:
-        from retraining import deploy
-
         settings = _settings()
         if not _row(settings.registry, version)["card"]:
             raise HTTPException(400, f"version {version} was never packaged: only registered versions can be promoted")
-        return _change(lambda: deploy.deploy(settings, version, expected=expected or None,
-                                             actor=f"ui:{user.get_name()}",
-                                             reason=reason or "promoted from the Models view"), "../../", settings)
+        return _request(settings, user, "promote", version=version, expected=expected or None,
+                        reason=reason or "promoted from the Models view", back="../../")
 
     @app.post("/rollback")
     def rollback(expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "", user=trigger) -> Response:
-        from retraining import deploy
+        from retrain_steps import registry
 
         settings = _settings()
-        return _change(lambda: deploy.rollback(settings, actor=f"ui:{user.get_name()}", reason=reason,
-                                               expected=expected), "./", settings)
+        latest = registry.latest_promotion(settings.registry)
+        if not latest or not latest.get("previous"):
+            raise HTTPException(400, "nothing to roll back to: production has no previous version")
+        return _request(settings, user, "rollback", version=latest["previous"], expected=expected,
+                        reason=reason or f"rollback from {latest['version']}", back="./")
 
     return app
 
 
-def _change(action, back: str, settings) -> Response:
-    """Run a promotion; 303 back to the index saying what happened, 409 when production moved."""
-    from retrain_steps import artifacts, registry
+def _request(settings, user, action: str, *, version: str, expected: str | None, reason: str, back: str) -> Response:
+    """Ask ``promote_model`` to deploy (a worker runs the DAG's deploy path); 303 back saying so.
 
-    try:
-        entry = action()
-    except registry.StalePromotion as err:
-        raise HTTPException(409, f"refused: {err}") from None
-    except (ValueError, artifacts.ArtifactError) as err:
-        raise HTTPException(400, str(err)) from None
-    _announce(entry, settings)
-    from retraining import notify
-
-    notify.send("deployed", f"{entry['action']} by {entry['actor']}: {entry['version']} is in production "
-                f"(was {entry.get('previous') or 'empty'}): {entry.get('reason', '')}", version=entry["version"],
-                previous=entry.get("previous"), reason=entry.get("reason", ""), actor=entry["actor"])
-    message = f"{entry['action']}: {entry['version']} is in production (was {entry.get('previous') or 'empty'})"
-    return RedirectResponse(f"{back}?message={urllib.parse.quote(message)}", status_code=303)
-
-
-def _announce(entry: dict, settings) -> None:
-    """A ``model-in-production`` asset event, as the DAG's deploy emits (best effort: production changed already)."""
-    import logging
-
+    Refused at once (409) when production is not what the page showed; the task checks again
+    (compare-and-swap) when it runs.
+    """
     from retrain_steps import registry
 
-    from retraining import model_assets
+    current = registry.production_version(settings.registry)
+    if current != expected:
+        raise HTTPException(409, f"refused: production is {current or 'empty'}, not {expected or 'empty'} as the page "
+                                 f"showed; nothing was rolled out (reload the page)")
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagNotFound
+    from airflow.utils.types import DagRunTriggeredByType
 
+    conf = {"action": action, "version": version, "expected": expected, "reason": reason,
+            "actor": f"ui:{user.get_name()}"}
     try:
-        from airflow.assets.manager import asset_manager
-        from airflow.models.asset import AssetModel
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-
-        asset = model_assets.model_assets(settings)[1]
-        with create_session() as session:
-            model = session.scalar(select(AssetModel).where(AssetModel.name == asset.name, AssetModel.uri == asset.uri))
-            if model is not None:  # known once a DAG producing it was parsed
-                extra = model_assets.production_extra(entry, registry.card(settings.registry, entry["version"]))
-                asset_manager.register_asset_change(asset=model, extra=extra, source_is_api=True, session=session)
-    except Exception:  # noqa: BLE001 (the promotion stands; the Assets view misses one event)
-        logging.getLogger(__name__).exception("could not record the model-in-production asset event")
+        run = trigger_dag(PROMOTE_DAG_ID, triggered_by=DagRunTriggeredByType.UI, conf=conf,
+                          triggering_user_name=user.get_name())
+    except DagNotFound:
+        raise HTTPException(503, f"the {PROMOTE_DAG_ID} DAG is not loaded yet: try again in a minute") from None
+    message = (f"{action} of {version} requested: run {run.run_id} of {PROMOTE_DAG_ID} deploys it; "
+               "production changes when it succeeds (reload)")
+    return RedirectResponse(f"{back}?message={urllib.parse.quote(message)}", status_code=303)
 
 
 app = create_app()
