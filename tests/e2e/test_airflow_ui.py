@@ -124,6 +124,7 @@ def test_the_view_says_which_model_serves_and_why_and_rolls_back(page, stack):
     frame.locator(f"#versions a[href$='versions/{stack['production']}']").click()
     frame.locator("#lineage").wait_for()
     assert "digits.npz" in frame.locator("#lineage").inner_text()
+    assert frame.get_by_role("button", name=f"Roll back to {stack['previous']}").count() == 1, "from the version too"
     for alt in ("training curve", "confusion matrix"):
         image = frame.locator(f"img[alt^='{alt}']")
         image.wait_for()
