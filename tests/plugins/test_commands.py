@@ -32,6 +32,9 @@ def test_data_steps():
 def test_one_candidate_per_learning_rate():
     cands = commands.candidates(params=PARAMS, run_id="r1", artifact_store=STORE)
     assert [c["learning_rate"] for c in cands] == [0.001, 0.01]
+    typed = commands.candidates(params={**PARAMS, "learning_rates": ["0.001", " 1e-2 "]}, run_id="r1",
+                                artifact_store=STORE)  # as the trigger form's text area sends them
+    assert [c["train"] for c in typed] == [c["train"] for c in cands]
     train = commands.train_arguments(cands[1])
     assert train[:5] == ["train", "--input", f"{STORE}/runs/r1/preprocess", "--output", f"{STORE}/runs/r1/train/1"]
     assert dict(zip(train[5::2], train[6::2])) == {
