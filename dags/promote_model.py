@@ -50,8 +50,7 @@ def promote_model():
         from retrain_steps import registry
 
         from airflow.sdk.exceptions import AirflowFailException
-        from retraining import deploy, store_connection
-        from retraining.tail import announce_production
+        from retraining import announce, deploy, store_connection
 
         store_connection.apply_to_process()
         actor = params["actor"] or f"airflow:{getattr(dag_run, 'triggering_user_name', None) or 'unknown'}"
@@ -67,7 +66,7 @@ def promote_model():
                 raise ValueError("promote needs a Version")
         except (registry.StalePromotion, ValueError) as err:  # a retry would not change the answer
             raise AirflowFailException(str(err)) from None
-        announce_production(SETTINGS, entry, outlet_events[PRODUCTION_ASSET], dag_run)
+        announce.production_changed(SETTINGS, entry, outlet_events[PRODUCTION_ASSET], dag_run)
         return entry
 
     deploy_version()

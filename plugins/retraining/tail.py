@@ -7,7 +7,7 @@ import logging
 
 from airflow.sdk import task
 
-from retraining import commands, deploy, model_assets, notify, selection, store_connection
+from retraining import announce, commands, deploy, model_assets, notify, selection, store_connection
 from retraining.config import Settings
 from retraining.launcher import mapped_step_task, step_task
 
@@ -49,17 +49,6 @@ def measured_production(baseline: list[dict], current: str | None) -> dict | Non
     if metrics.get("comparable") is False:  # production predicts other classes than this run's data
         return {"version": current, "test_accuracy": None, "incomparable": metrics.get("reason", "")}
     return {"version": current, "test_accuracy": metrics.get("accuracy")}
-
-
-def announce_production(settings: Settings, entry: dict, asset_event, dag_run) -> None:
-    """After a change of production: the ``model-in-production`` asset event's extra, and a notification."""
-    from retrain_steps import registry
-
-    asset_event.extra = model_assets.production_extra(entry, registry.card(settings.registry, entry["version"]))
-    notify.send("deployed", f"{dag_run.dag_id} run {dag_run.run_id}: {entry['action']} of {entry['version']} by "
-                f"{entry.get('actor') or 'unknown'} (was {entry.get('previous') or 'empty'}): {entry.get('reason', '')}",
-                dag_id=dag_run.dag_id, run_id=dag_run.run_id, version=entry["version"],
-                previous=entry.get("previous"), reason=entry.get("reason", ""), actor=entry.get("actor", ""))
 
 
 def run_record(best: dict, production: dict | None, decision: selection.GateDecision, dag_run) -> dict:
@@ -161,7 +150,7 @@ def selection_tail(*, candidates, data, settings: Settings):
             registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": {"refused": str(err)}})
             raise AirflowFailException(f"not deployed: {err}") from None
         registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": result})
-        announce_production(settings, result, outlet_events[production_asset], dag_run)
+        announce.production_changed(settings, result, outlet_events[production_asset], dag_run)
         return result
 
     best = select_best(candidates, data["dataset"])

@@ -1,0 +1,20 @@
+"""What a change of production tells the world: the asset event's extra and a notification.
+
+Shared by ``retrain``'s ``deploy_model`` and the ``promote_model`` DAG.
+"""
+
+from __future__ import annotations
+
+from retraining import model_assets, notify
+from retraining.config import Settings
+
+
+def production_changed(settings: Settings, entry: dict, asset_event, dag_run) -> None:
+    """After a change of production: the ``model-in-production`` asset event's extra, and a notification."""
+    from retrain_steps import registry
+
+    asset_event.extra = model_assets.production_extra(entry, registry.card(settings.registry, entry["version"]))
+    notify.send("deployed", f"{dag_run.dag_id} run {dag_run.run_id}: {entry['action']} of {entry['version']} by "
+                f"{entry.get('actor') or 'unknown'} (was {entry.get('previous') or 'empty'}): {entry.get('reason', '')}",
+                dag_id=dag_run.dag_id, run_id=dag_run.run_id, version=entry["version"],
+                previous=entry.get("previous"), reason=entry.get("reason", ""), actor=entry.get("actor", ""))
