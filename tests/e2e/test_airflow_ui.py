@@ -95,8 +95,21 @@ def served_version(url: str) -> str:
 
 
 def loaded_width(image) -> int:
-    """The image's natural width once it has loaded (``decode()`` rejects a broken image)."""
-    return image.evaluate("img => img.decode().then(() => img.naturalWidth, () => 0)")
+    """The image's natural width once it has loaded (``decode()`` rejects a broken image).
+
+    Retried when the frame's document is replaced under the call (Playwright: "Execution context was
+    destroyed"), which a busy machine shows now and then while the page settles.
+    """
+    from playwright.sync_api import Error
+
+    for attempt in range(3):
+        try:
+            image.wait_for()
+            return image.evaluate("img => img.decode().then(() => img.naturalWidth, () => 0)")
+        except Error as err:
+            if "context was destroyed" not in str(err) or attempt == 2:
+                raise
+    return 0
 
 
 def open_models(page):
