@@ -107,11 +107,13 @@ def create_app() -> FastAPI:
 
     @app.get("/versions/{version}", response_class=HTMLResponse, dependencies=[reader])
     def version_page(version: str) -> HTMLResponse:
+        from retrain_steps import registry
+
         from retraining import catalog
 
         settings = _settings()
         row = _row(settings.registry, version)
-        production = catalog.models(settings.registry)["production"]
+        production = registry.latest_promotion(settings.registry)
         return _page("version.html", root="../", row=row, lineage=catalog.lineage(row), production=production,
                      evaluation=catalog.evaluation(row), dag_id=DAG_ID)
 

@@ -80,20 +80,31 @@ def production(registry: str) -> dict | None:
 def promotions(registry: str) -> list[dict]:
     """The promotion history, oldest first (a legacy ``production.json`` is entry 0)."""
     folder = artifacts.join(registry, PROMOTIONS)
-    entries = [artifacts.read_json(artifacts.join(folder, name)) for name in artifacts.list_names(folder)
-               if name.endswith(".json")]
-    legacy_uri = artifacts.join(registry, PRODUCTION)
-    if (not entries or entries[0]["seq"] != 0) and artifacts.exists(legacy_uri):
-        pointer = artifacts.read_json(legacy_uri)
-        entries.insert(0, {"seq": 0, "version": pointer["version"], "previous": pointer.get("previous"),
-                           "action": "promote", "actor": "", "run_id": "", "at": pointer.get("promoted_at", ""),
-                           "reason": "promoted before the registry kept a promotion history"})
-    return entries
+    entries = [artifacts.read_json(artifacts.join(folder, name)) for name in _entry_names(folder)]
+    legacy = None if entries and entries[0]["seq"] == 0 else _legacy_entry(registry)
+    return [legacy, *entries] if legacy else entries
 
 
 def latest_promotion(registry: str) -> dict | None:
-    entries = promotions(registry)
-    return entries[-1] if entries else None
+    """The newest promotion entry (one listing and one read: the server polls it)."""
+    folder = artifacts.join(registry, PROMOTIONS)
+    names = _entry_names(folder)
+    return artifacts.read_json(artifacts.join(folder, names[-1])) if names else _legacy_entry(registry)
+
+
+def _entry_names(folder: str) -> list[str]:
+    return [name for name in artifacts.list_names(folder) if name.endswith(".json")]  # zero-padded: sorted by seq
+
+
+def _legacy_entry(registry: str) -> dict | None:
+    """``production.json`` of a registry from before the history, as entry 0 (None when absent)."""
+    legacy_uri = artifacts.join(registry, PRODUCTION)
+    if not artifacts.exists(legacy_uri):
+        return None
+    pointer = artifacts.read_json(legacy_uri)
+    return {"seq": 0, "version": pointer["version"], "previous": pointer.get("previous"), "action": "promote",
+            "actor": "", "run_id": "", "at": pointer.get("promoted_at", ""),
+            "reason": "promoted before the registry kept a promotion history"}
 
 
 def production_version(registry: str) -> str | None:
