@@ -3,7 +3,7 @@
 One run, same model (the embedded digits, trained here for a few epochs) and the same
 preprocessing in all three; each server in its own process group on 127.0.0.1. Load: ``wrk``
 (32 connections, 2 threads), multipart PNG uploads (``curl -F file=@digit.png``) and, for our
-server, JSON ``instances``; ``BENCH_ROUNDS`` interleaved rounds of ``BENCH_SECONDS`` each, medians
+server, JSON ``instances``, and our server with adaptive batching off; ``BENCH_ROUNDS`` interleaved rounds of ``BENCH_SECONDS`` each, medians
 reported, plus cold start (process start → ``/readyz`` 200), one and two worker processes,
 latency at a constant half of peak (``h2load --rps``: 16 paced clients, every request's latency
 from its log), and a soak (``BENCH_SOAK_SECONDS``, 60) at 32 connections with the server's RSS
@@ -114,6 +114,19 @@ def paced(url: str, body: Path, content_type: str, rate: float, seconds: int = S
             "errors": sum(row[1] != "200" for row in rows)}
 
 
+def forward_passes(url: str) -> tuple[float, float]:
+    """From the server's ``/metrics``: forward passes so far and the mean requests per pass."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+
+    def total(name: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    passes = total("digits_predict_batch_requests_count")
+    return passes, total("digits_predict_batch_requests_sum") / max(passes, 1)
+
+
 def tree_rss(pid: int) -> int:
     """Resident memory of a server and its worker processes, in bytes."""
     import psutil
@@ -138,6 +151,7 @@ def main() -> None:
                              {"MODEL_DIR": model_dir, "PYTHONPATH": str(ROOT)}),
             "starlette (bare ASGI)": ([*uvicorn, "1"], {"MODEL_DIR": model_dir}),
             "bentoml (ours)": (bento, {"DIGITS_REGISTRY_URI": reg}),
+            "bentoml (ours), no batching": (bento, {"DIGITS_REGISTRY_URI": reg, "DIGITS_MAX_BATCH_ROWS": "1"}),
             "starlette, 2 workers": ([*uvicorn, "2"], {"MODEL_DIR": model_dir}),
             "bentoml (ours), 2 workers": (bento, {"DIGITS_REGISTRY_URI": reg, "DIGITS_WORKERS": "2"}),
             "bentoml (ours), capture on": (bento, {"DIGITS_REGISTRY_URI": reg,
@@ -156,6 +170,7 @@ def main() -> None:
         for _ in range(ROUNDS):
             for name, kind in loads:
                 results[(name, kind)].append(wrk(urls[name], scripts[kind][0]))
+        batching = forward_passes(urls["bentoml (ours)"])
         peak = statistics.median(r["rps"] for r in results[("bentoml (ours)", "png")])
         light = [paced(urls["bentoml (ours)"], tmp / "png.body", scripts["png"][1], peak / 2) for _ in range(ROUNDS)]
         soak = None
@@ -182,6 +197,8 @@ def main() -> None:
     print(f"ours / starlette, 2 workers each: {ours2 / summary[('starlette, 2 workers', 'png')]['rps']:.2f}x")
     print(f"ours, 2 workers / 1 worker:       {ours2 / ours:.2f}x")
     print(f"feedback capture on / off:        {summary[('bentoml (ours), capture on', 'png')]['rps'] / ours:.2f}x")
+    print(f"adaptive batching on / off:       {ours / summary[('bentoml (ours), no batching', 'png')]['rps']:.2f}x   "
+          f"({batching[1]:.1f} requests per forward pass on average, {batching[0]:.0f} passes, png + json loads)")
     print(f"ours at a constant {low['rps']:.0f} req/s ({low['rps'] / ours:.0%} of peak): p50 {low['p50']:.1f} ms, "
           f"p99 {low['p99']:.1f} ms, max {low['max']:.0f} ms, {int(low['errors'])} errors   (goal: p99 <= 50 ms at half of peak)")
     print(f"cold start (ours):                {cold['bentoml (ours)']:.1f} s   (goal <= 5 s)")

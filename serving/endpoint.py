@@ -5,8 +5,9 @@ more than the model on this path, so :class:`PredictEndpoint` (an ASGI middlewar
 inside BentoML's metrics, tracing, access-log, timeout and concurrency middlewares) answers
 ``/predict`` itself: the body is read once up to the size cap, parsed with Starlette's
 multipart/JSON parsers (bounded field and file counts), and decoding + inference run in a worker
-thread through :func:`serving.service.respond`, the same function the ``@bentoml.api`` method
-(the OpenAPI contract and the Python API) uses. Every error is a JSON ``{"error": ...}`` 4xx:
+thread through :func:`serving.service.respond_batch` (the function behind the ``@bentoml.api``
+method, the OpenAPI contract and the Python API), batched with the requests that queued
+meanwhile (:class:`serving.batching.AdaptiveBatcher`). Every error is a JSON ``{"error": ...}`` 4xx:
 413 over the size cap, 415 for another content type, 400 for a malformed body, a field other
 than ``file``/``instances``, a ``file`` field that is not an upload, or bad pixels; 503 before a
 model is loaded. It also serves the service's own ``GET`` pages (``pages``: ``/readyz`` with the
@@ -21,14 +22,11 @@ import logging
 import time
 from collections.abc import Callable
 
-import anyio
+from serving.batching import AdaptiveBatcher
 
 log = logging.getLogger("bentoml.service.digits")
 ALLOWED_TYPES = (b"multipart/form-data", b"application/json")
 FIELDS = {"file", "instances"}
-# One inference at a time per worker process: the model uses the cores; the event loop keeps
-# reading and parsing requests meanwhile.
-INFERENCE = anyio.CapacityLimiter(1)
 
 
 class RequestError(ValueError):
@@ -112,13 +110,20 @@ def parse_instances(body: bytes, *, wrapped: bool = True) -> list:
 
 
 class PredictEndpoint:
-    """Serve ``POST /predict`` with :func:`respond`; every other request goes on to BentoML."""
+    """Serve ``POST /predict`` with ``respond_batch``; every other request goes on to BentoML.
 
-    def __init__(self, app, max_bytes: int, current_model: Callable, respond: Callable, version_header: str,
+    One batch at a time per worker process (the model uses the cores); the event loop keeps
+    reading and parsing requests meanwhile, and they form the next batch.
+    """
+
+    def __init__(self, app, max_bytes: int, current_model: Callable, respond_batch: Callable, version_header: str,
                  pages: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None,
-                 serving_state: Callable[[], tuple[str | None, bool]] | None = None, path: str = "/predict") -> None:
+                 serving_state: Callable[[], tuple[str | None, bool]] | None = None, path: str = "/predict",
+                 max_batch_rows: int = 64, batch_wait_s: float = 0.0) -> None:
         self.app, self.max_bytes, self.path = app, max_bytes, path
-        self.current_model, self.respond = current_model, respond
+        self.current_model = current_model
+        self.batcher = AdaptiveBatcher(respond_batch, max_rows=max_batch_rows, max_wait_s=batch_wait_s,
+                                       on_batch=self._observe_batch)
         self.pages = {**(pages or {}), "/metrics": self.metrics_page}
         self.serving_state = serving_state or (lambda: (None, False))
         self.version_header = version_header.lower().encode()
@@ -142,6 +147,10 @@ class PredictEndpoint:
             self._capture = Capture.from_environment(on_drop=lambda why: metrics.capture_dropped.labels(why).inc(),
                                                      on_write=lambda n: metrics.captured.inc(n))
         return self._capture
+
+    def _observe_batch(self, rows: int, requests: int) -> None:
+        self.metrics.batch.observe(rows)
+        self.metrics.batch_requests.observe(requests)
 
     def metrics_page(self) -> tuple[int, str, bytes]:
         self.metrics.model_state(*self.serving_state())
@@ -192,8 +201,7 @@ class PredictEndpoint:
                 data, instances = await parse_form(scope, body)
             else:
                 data, instances = None, parse_instances(body)
-            payload = await anyio.to_thread.run_sync(self.respond, model, data, instances, limiter=INFERENCE)
-            self.metrics.batch.observe(1 if data is not None else len(instances))
+            payload = await self.batcher.submit((model, data, instances), 1 if data is not None else len(instances))
             if self.capture is not None:
                 self.capture.submit(model.version, data, instances, payload)
         except RequestError as err:

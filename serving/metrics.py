@@ -3,7 +3,7 @@
 BentoML's own traffic metrics label every request with its path, so random unknown paths grow
 the series without bound; they are turned off (``metrics={"enabled": False}`` on the service)
 and these take their place: requests and latency by route (known routes, else ``other``), the
-batch size of ``/predict``, the model version in service, whether it is a fallback, and the
+images and requests per forward pass (adaptive batching), the model version in service, whether it is a fallback, and the
 feedback capture's writes and drops. Worker
 processes write to BentoML's per-server multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``), which
 :func:`isolate` makes private to each server so two servers on a machine never mix counts.
@@ -41,8 +41,11 @@ class ServiceMetrics:
         self.requests = prom.Counter("digits_requests", "HTTP requests by route and status", ["route", "status"])
         self.latency = prom.Histogram("digits_request_duration_seconds", "HTTP request latency by route", ["route"],
                                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-        self.batch = prom.Histogram("digits_predict_batch_size", "images per /predict request",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+        sizes = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+        self.batch = prom.Histogram("digits_predict_batch_size", "images per forward pass of the model (adaptive "
+                                    "batching)", buckets=sizes)
+        self.batch_requests = prom.Histogram("digits_predict_batch_requests", "/predict requests sharing one "
+                                             "forward pass", buckets=sizes[:7])
         self.model = prom.Gauge("digits_model_in_service", "1 for the model version each worker serves", ["version"],
                                 multiprocess_mode="liveall")
         self.fallback = prom.Gauge("digits_model_fallback", "1 while production cannot be loaded and an earlier "

@@ -26,7 +26,8 @@ BENTO_FILE = "digits_classifier.bento"
 SERVICE = "serving.service:DigitsClassifier"
 SERVING_DIR = Path(__file__).resolve().parent
 STEPS_DIR = Path(artifacts.__file__).resolve().parent
-SERVING_MODULES = ("__init__.py", "service.py", "endpoint.py", "metrics.py", "capture.py", "fetch.py", "client.py")
+SERVING_MODULES = ("__init__.py", "service.py", "settings.py", "endpoint.py", "batching.py", "metrics.py", "capture.py",
+                   "fetch.py", "client.py")
 STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "features.py", "images.py", "input_spec.py", "models.py",
                  "registry.py")
 

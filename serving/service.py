@@ -27,7 +27,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import tempfile
 import threading
 from pathlib import Path
@@ -42,14 +41,13 @@ from retrain_steps.input_spec import InputSpec, decode_upload, from_instances, p
 from retrain_steps.models import Predictor, load_predictor, read_model_info
 from serving import metrics
 from serving.endpoint import PredictEndpoint
+from serving.settings import ServerSettings
 
 log = logging.getLogger("bentoml.service.digits")
 
 MODEL_NAME = "digits-classifier"
-REGISTRY_ENV = "DIGITS_REGISTRY_URI"
-POLL_SECONDS = float(os.environ.get("DIGITS_POLL_SECONDS", "2"))
-WORKERS = int(os.environ.get("DIGITS_WORKERS", "1"))  # worker processes (one model copy each)
-MAX_REQUEST_BYTES = int(os.environ.get("DIGITS_MAX_REQUEST_BYTES", str(4 * 1024 * 1024)))
+SETTINGS = ServerSettings.from_environment()  # serving.settings: every DIGITS_* variable, checked
+MAX_REQUEST_BYTES = SETTINGS.max_request_bytes
 MAX_INSTANCES = 1024
 TOP_K = 5
 VERSION_HEADER = "X-Model-Version"
@@ -72,7 +70,7 @@ class LoadedModel(NamedTuple):
 def load_folder(folder: Path, version: str) -> LoadedModel:
     """Load a model folder (``model.json`` with the input spec + weights)."""
     framework, spec = read_model_info(folder)
-    return LoadedModel(version, framework, spec, load_predictor(folder, framework, spec))
+    return LoadedModel(version, framework, spec, load_predictor(folder, framework, spec, SETTINGS.device))
 
 
 def answer(probabilities: np.ndarray, spec: InputSpec) -> list[dict]:
@@ -232,18 +230,52 @@ DOCS_HTML = b"""<!doctype html>
 """
 
 
+def respond_batch(requests: list[tuple[LoadedModel, bytes | None, list | None]]) -> list[dict | InputError]:
+    """The ``/predict`` answers of several requests, ``(model, file bytes, instances)`` each, in order.
+
+    Each request is decoded on its own (bad input is an :class:`InputError` in its place, for
+    that caller alone); the rows of the requests to the same model go through one forward pass.
+    """
+    results: list = [None] * len(requests)
+    prepared: dict[int, list[tuple[int, np.ndarray]]] = {}  # id(model) -> (request index, rows)
+    for index, (model, data, instances) in enumerate(requests):
+        try:
+            rows = prepare(_images(model, data, instances), model.spec)
+        except InputError as err:
+            results[index] = err
+            continue
+        prepared.setdefault(id(model), []).append((index, rows))
+    for group in prepared.values():
+        model = requests[group[0][0]][0]
+        probabilities = model.predict(np.concatenate([rows for _, rows in group]))
+        start = 0
+        for index, rows in group:
+            answers = answer(probabilities[start:start + len(rows)], model.spec)
+            start += len(rows)
+            results[index] = _payload(model, answers, upload=requests[index][1] is not None)
+    return results
+
+
 def respond(model: LoadedModel, data: bytes | None, instances: list | None) -> dict:
     """The ``/predict`` answer for an uploaded image file or JSON instances; :class:`InputError` for bad input."""
+    (result,) = respond_batch([(model, data, instances)])
+    if isinstance(result, InputError):
+        raise result
+    return result
+
+
+def _images(model: LoadedModel, data: bytes | None, instances: list | None) -> np.ndarray:
     if (data is None) == (instances is None):
         raise InputError("send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
     if data is not None:
-        images = decode_upload(data, model.spec)
-    else:
-        if not 1 <= len(instances) <= MAX_INSTANCES:
-            raise InputError(f"'instances' must hold 1 to {MAX_INSTANCES} rows, got {len(instances)}")
-        images = from_instances(instances, model.spec)
-    rows = answer(model.predict(prepare(images, model.spec)), model.spec)
-    if data is not None:
+        return decode_upload(data, model.spec)
+    if not 1 <= len(instances) <= MAX_INSTANCES:
+        raise InputError(f"'instances' must hold 1 to {MAX_INSTANCES} rows, got {len(instances)}")
+    return from_instances(instances, model.spec)
+
+
+def _payload(model: LoadedModel, rows: list[dict], *, upload: bool) -> dict:
+    if upload:
         return {"prediction": rows[0]["class_index"], **rows[0], "model_version": model.version}
     return {
         "predictions": [row["class_index"] for row in rows],
@@ -257,18 +289,19 @@ def respond(model: LoadedModel, data: bytes | None, instances: list | None) -> d
 metrics.isolate()
 
 
-@bentoml.service(name="digits_classifier", workers=WORKERS, traffic={"timeout": 30}, http={"cors": {"enabled": False}},
-                 metrics={"enabled": False})  # serving.metrics replaces BentoML's per-path series
+# metrics off: serving.metrics replaces BentoML's per-path series
+@bentoml.service(name="digits_classifier", workers=SETTINGS.workers, traffic={"timeout": 30},
+                 http={"cors": {"enabled": False}}, metrics={"enabled": False})
 class DigitsClassifier:
     """Classify images (the model's classes) from an image upload or pixel instances of the model's shape."""
 
     # A build dependency of the bento; left out when following a registry, where no model is packed.
-    if not os.environ.get(REGISTRY_ENV):
+    if not SETTINGS.registry_uri:
         bento_model = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 
     def __init__(self) -> None:
-        registry_uri = os.environ.get(REGISTRY_ENV)
-        self.source = RegistryFollower(registry_uri, POLL_SECONDS) if registry_uri else BentoModelSource(self.bento_model)
+        self.source = (RegistryFollower(SETTINGS.registry_uri, SETTINGS.poll_seconds) if SETTINGS.registry_uri
+                       else BentoModelSource(self.bento_model))
         _ACTIVE[:] = [self]
         gc.collect()
         gc.freeze()  # the imports and the model stay for the worker's life: full collections no longer walk them
@@ -301,7 +334,8 @@ class DigitsClassifier:
 
 
 DigitsClassifier.add_asgi_middleware(PredictEndpoint, max_bytes=MAX_REQUEST_BYTES, current_model=current_model,
-                                     respond=respond, version_header=VERSION_HEADER,
+                                     respond_batch=respond_batch, max_batch_rows=SETTINGS.max_batch_rows,
+                                     batch_wait_s=SETTINGS.batch_wait_ms / 1000, version_header=VERSION_HEADER,
                                      pages={"/readyz": readiness, "/docs.json": openapi_document, "/docs": docs_page,
                                             "/": docs_page},
                                      serving_state=serving_state)

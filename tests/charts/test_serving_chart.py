@@ -58,6 +58,7 @@ def test_deployment_defaults():
     config = docs["ConfigMap"]["data"]
     assert config["MODEL_URI"] == "s3://bucket/v1/digits_classifier.bento" and config["MODEL_VERSION"] == "abc123def456"
     assert config["DIGITS_MAX_REQUEST_BYTES"] == "4194304", "an integer, not helm's float form 4.194304e+06"
+    assert (config["DIGITS_MAX_BATCH_ROWS"], config["DIGITS_BATCH_WAIT_MS"], config["DIGITS_DEVICE"]) == ("64", "0", "cpu")
     assert "checksum/config" in deployment["spec"]["template"]["metadata"]["annotations"]
     assert docs["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
     assert "Ingress" not in docs and "HorizontalPodAutoscaler" not in docs
@@ -81,7 +82,9 @@ def test_a_new_model_rolls_the_pods():
 
 
 def test_gpu_values():
-    pod = by_kind(render(CHART, "-f", f"{CHART}/ci/gpu-values.yaml"))["Deployment"]["spec"]["template"]["spec"]
+    docs = by_kind(render(CHART, "-f", f"{CHART}/ci/gpu-values.yaml"))
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert docs["ConfigMap"]["data"]["DIGITS_DEVICE"] == "cuda", "a pod holding a GPU serves on it"
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}

@@ -182,6 +182,29 @@ def test_health_and_metrics_endpoints(server):
     assert version in spec["info"]["description"] and "BentoML Team" not in json.dumps(spec["info"])
 
 
+def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(server, trained):
+    """64 uploads of different digits at once: fewer forward passes than requests (adaptive batching,
+    ``digits_predict_batch_requests``), and each answer is the one that image gets alone."""
+    splits = load_splits(trained["preprocess"], load_spec(trained["preprocess"]))
+    uploads = [pixels_to_png(splits["x_test"][i, :, :, 0] / 255 * 16, scale=4) for i in range(64)]
+    alone = [post_file(server, png).json() for png in uploads]
+    before = httpx.get(f"{server}/metrics").text
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        together = list(pool.map(lambda png: post_file(server, png), uploads))
+    after = httpx.get(f"{server}/metrics").text
+    assert [r.status_code for r in together] == [200] * 64
+    assert [r.json()["prediction"] for r in together] == [a["prediction"] for a in alone]
+    for response, single in zip(together, alone, strict=True):
+        assert np.allclose(response.json()["probabilities"], single["probabilities"], atol=1e-5)
+    def grown(name: str) -> float:
+        return metric(after, name) - metric(before, name)
+
+    passes, requests = grown("digits_predict_batch_requests_count"), grown("digits_predict_batch_requests_sum")
+    images = grown("digits_predict_batch_size_sum")
+    print(f"64 concurrent uploads: {passes:.0f} forward passes")
+    assert requests == images == 64 and passes < 64
+
+
 def test_the_docs_page_works_offline(server):
     """The banner's /docs answers, and every script and stylesheet it loads comes from the server itself."""
     import re

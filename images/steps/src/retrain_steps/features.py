@@ -53,10 +53,11 @@ def image_to_pixels(data: bytes, *, max_pixels: int | None = None) -> np.ndarray
     image = open_image(data, "the image file", max_pixels=max_pixels, reduce_to=(SIDE * 8, SIDE * 8))
     image.thumbnail((WORK_SIDE, WORK_SIDE))  # a digit needs no more: big uploads cost no more than this
     gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    light_paper = np.median(border) > 0.5
+    border = np.sort(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]))
+    middle = float(border[(len(border) - 1) // 2] + border[len(border) // 2]) / 2  # the median, sorted once
+    light_paper = middle > 0.5
     ink = 1.0 - gray if light_paper else gray
-    paper = np.median(1.0 - border if light_paper else border)
+    paper = 1.0 - middle if light_paper else middle
     return canonicalize(np.clip(ink - paper, 0.0, 1.0))
 
 

@@ -20,6 +20,7 @@ from retrain_steps.input_spec import DIGITS, InputSpec, spec_of_model
 
 FRAMEWORKS = ("torch", "tensorflow")
 MODEL_FILES = {"torch": "model.pt", "tensorflow": "model.keras"}
+DEVICES = ("auto", "cpu", "cuda")
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -113,8 +114,25 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS) -> Predictor:
-    """Load a model folder; return ``f(x: (n, C, H, W) float32 from prepare) -> probabilities (n, classes)``."""
+def resolve_device(requested: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is an error naming it."""
+    if requested not in DEVICES:
+        raise ValueError(f"unknown device {requested!r}; expected one of {DEVICES}")
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but no CUDA device is available")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS, device: str = "cpu") -> Predictor:
+    """Load a model folder; return ``f(x: (n, C, H, W) float32 from prepare) -> probabilities (n, classes)``.
+
+    ``device`` (``cpu``, ``cuda``, ``auto``) places a torch model; Keras models follow Keras' own
+    device choice (``KERAS_TORCH_DEVICE``).
+    """
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
     path = folder / MODEL_FILES[framework]
@@ -123,13 +141,15 @@ def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS) -> Pr
     if framework == "torch":
         import torch
 
+        device = resolve_device(device)
         module = torch_cnn(spec)
         module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        module.eval()
+        module.to(device).eval()
 
         def predict_torch(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                return _softmax(module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy())
+                logits = module(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device))
+                return _softmax(logits.float().cpu().numpy())
 
         return predict_torch
 

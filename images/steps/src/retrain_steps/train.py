@@ -22,7 +22,7 @@ import numpy as np
 
 from retrain_steps import artifacts, manifest, plots
 from retrain_steps.input_spec import InputSpec, prepare, spec_of_model
-from retrain_steps.models import FRAMEWORKS, MODEL_FILES
+from retrain_steps.models import DEVICES, FRAMEWORKS, MODEL_FILES, resolve_device
 from retrain_steps.preprocess import load_spec, load_splits
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, default=20)
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--patience", type=int, default=0,
                         help="stop after this many epochs without a lower validation loss (0: train every epoch)")
     parser.add_argument("--init-from", default=None, help="model folder URI to fine-tune (warm start)")
@@ -99,23 +99,13 @@ def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path)
     return folder / MODEL_FILES[framework]
 
 
-def _resolve_device(requested: str) -> str:
-    import torch
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but no CUDA device is available")
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
 def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> list[dict]:
     import torch
     from torch import nn
 
     from retrain_steps.models import torch_cnn
 
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     log.info("train: torch %s on %s", torch.__version__, device)
@@ -181,7 +171,7 @@ def keras_backend() -> str:
 def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> list[dict]:
     backend = os.environ["KERAS_BACKEND"] = keras_backend()
     if backend == "torch":  # Keras places every tensor on this torch device: the GPU when there is one
-        os.environ["KERAS_TORCH_DEVICE"] = _resolve_device(args.device)
+        os.environ["KERAS_TORCH_DEVICE"] = resolve_device(args.device)
     import keras
 
     from retrain_steps.models import compile_keras, keras_cnn

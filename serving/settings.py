@@ -1,0 +1,61 @@
+"""The model server's settings: read once from the environment, checked, a bad value named.
+
+=========================  =========  =====================================================
+``DIGITS_REGISTRY_URI``    (unset)    follow this registry's production version (local backend)
+``DIGITS_POLL_SECONDS``    2          how often the production pointer is read
+``DIGITS_WORKERS``         1          worker processes (one model copy each)
+``DIGITS_MAX_REQUEST_BYTES`` 4 MiB    request body cap (413 above)
+``DIGITS_DEVICE``          auto       ``auto`` (the GPU when torch sees one), ``cpu``, ``cuda``
+``DIGITS_MAX_BATCH_ROWS``  64         adaptive batching: most images per forward pass
+``DIGITS_BATCH_WAIT_MS``   0          adaptive batching: longest wait for more requests
+=========================  =========  =====================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from retrain_steps.models import DEVICES
+
+
+class SettingError(ValueError):
+    """An environment variable of the server holds a value it cannot use."""
+
+
+def _number(environ: Mapping[str, str], name: str, default: str, kind: type, low: float, high: float):
+    raw = environ.get(name, "").strip() or default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingError(f"{name}={raw!r} is not {'a whole' if kind is int else 'a'} number") from None
+    if not low <= value <= high:
+        raise SettingError(f"{name}={raw!r} is out of range: expected {low} to {high}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    registry_uri: str | None = None
+    poll_seconds: float = 2.0
+    workers: int = 1
+    max_request_bytes: int = 4 * 1024 * 1024
+    device: str = "auto"
+    max_batch_rows: int = 64
+    batch_wait_ms: float = 0.0
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
+        device = environ.get("DIGITS_DEVICE", "").strip() or "auto"
+        if device not in DEVICES:
+            raise SettingError(f"DIGITS_DEVICE={device!r}: expected one of {', '.join(DEVICES)}")
+        return cls(
+            registry_uri=environ.get("DIGITS_REGISTRY_URI") or None,
+            poll_seconds=_number(environ, "DIGITS_POLL_SECONDS", "2", float, 0.05, 3600),
+            workers=_number(environ, "DIGITS_WORKERS", "1", int, 1, 64),
+            max_request_bytes=_number(environ, "DIGITS_MAX_REQUEST_BYTES", str(4 * 1024 * 1024), int, 1024, 2**31),
+            device=device,
+            max_batch_rows=_number(environ, "DIGITS_MAX_BATCH_ROWS", "64", int, 1, 1024),
+            batch_wait_ms=_number(environ, "DIGITS_BATCH_WAIT_MS", "0", float, 0, 1000),
+        )
