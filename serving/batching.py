@@ -107,3 +107,6 @@ class AdaptiveBatcher:
                     pending.future.set_exception(result)
                 else:
                     pending.future.set_result(result)
+            # Let the callers write their responses before the next batch's thread competes for the GIL
+            # (each socket write gives the GIL up; with a busy thread it can take a switch interval back).
+            await asyncio.sleep(0)
