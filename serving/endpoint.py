@@ -3,9 +3,9 @@
 BentoML's API layer (IO descriptors, pydantic models, an upload saved to a temporary file) costs
 more than the model on this path, so :class:`PredictEndpoint` (an ASGI middleware of the service,
 inside BentoML's metrics, tracing, access-log, timeout and concurrency middlewares) answers
-``/predict`` itself: the body is read once up to the size cap, parsed with Starlette's
-multipart/JSON parsers (bounded field and file counts), and decoding + inference run in a worker
-thread through :func:`serving.service.respond_batch` (the function behind the ``@bentoml.api``
+``/predict`` itself: the body is read once up to the size cap, parsed with python-multipart's
+parser (what Starlette uses, without its form objects; at most four parts) or as JSON, and
+decoding + inference run in a worker thread through :func:`serving.service.respond_batch` (the function behind the ``@bentoml.api``
 method, the OpenAPI contract and the Python API), batched with the requests that queued
 meanwhile (:class:`serving.batching.AdaptiveBatcher`). Every error is a JSON ``{"error": ...}`` 4xx:
 413 over the size cap, 415 for another content type, 400 for a malformed body, a field other
@@ -64,34 +64,67 @@ async def read_body(receive, declared: bytes | None, max_bytes: int) -> bytes | 
     return b"".join(chunks)
 
 
-async def parse_form(scope, body: bytes) -> tuple[bytes | None, list | None]:
-    """``(file bytes, None)`` or ``(None, instances)`` from a multipart body."""
-    from starlette.datastructures import UploadFile
-    from starlette.formparsers import MultiPartException
-    from starlette.requests import Request
+MAX_PARTS = 4  # `file` and `instances` are the only fields; a few more get a clear 400, a flood is cut short
 
-    async def replay():
-        return {"type": "http.request", "body": body, "more_body": False}
 
-    bare = {key: value for key, value in scope.items() if key != "app"}  # without "app" Starlette raises, not answers
+def parse_form(content_type: bytes, body: bytes) -> tuple[bytes | None, list | None]:
+    """``(file bytes, None)`` or ``(None, instances)`` from a multipart body (python-multipart's parser).
+
+    Like Flask's ``request.files``: a part with a ``filename`` is an upload, the first of a
+    name wins. Malformed bodies, more than :data:`MAX_PARTS` parts, a part without a
+    ``Content-Disposition`` name, or another field than ``file``/``instances`` get a 400.
+    """
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        raise RequestError(400, "malformed multipart body: no boundary in the content type")
+    parts: list[tuple[dict[bytes, bytes], list[bytes]]] = []
+    field, value, ended = bytearray(), bytearray(), []
+
+    def on_part_begin() -> None:
+        if len(parts) == MAX_PARTS:
+            raise RequestError(400, f"malformed multipart body: more than {MAX_PARTS} parts")
+        parts.append(({}, []))
+
+    def on_header_end() -> None:
+        parts[-1][0][bytes(field).lower()] = bytes(value)
+        field.clear()
+        value.clear()
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin,
+        "on_header_field": lambda data, start, end: field.extend(data[start:end]),
+        "on_header_value": lambda data, start, end: value.extend(data[start:end]),
+        "on_header_end": on_header_end,
+        "on_part_data": lambda data, start, end: parts[-1][1].append(data[start:end]),
+        "on_end": lambda: ended.append(True),
+    })
     try:
-        form = await Request(bare, replay).form(max_files=2, max_fields=4)
-    except (MultiPartException, ValueError, KeyError, AssertionError) as err:
-        raise RequestError(400, f"malformed multipart body: {getattr(err, 'message', err)}") from None
-    try:
-        unexpected = sorted(set(form.keys()) - FIELDS)
-        if unexpected:
-            raise RequestError(400, f"unexpected form field(s) {unexpected}: send the image as field 'file'")
-        if "file" in form:
-            upload = form["file"]
-            if not isinstance(upload, UploadFile):
-                raise RequestError(400, "field 'file' must be a file upload, e.g. curl -F file=@digit.png")
-            return await upload.read(), None
-        if "instances" in form:
-            return None, parse_instances(str(form["instances"]).encode(), wrapped=False)
-        raise RequestError(400, "send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
-    finally:
-        await form.close()
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as err:
+        raise RequestError(400, f"malformed multipart body: {err}") from None
+    if not ended:
+        raise RequestError(400, "malformed multipart body: it ends before the closing boundary")
+    fields: dict[str, tuple[dict[bytes, bytes], bytes]] = {}
+    for headers, chunks in parts:
+        disposition = parse_options_header(headers.get(b"content-disposition", b""))[1]
+        if b"name" not in disposition:
+            raise RequestError(400, "malformed multipart body: a part without a Content-Disposition name")
+        fields.setdefault(disposition[b"name"].decode("utf-8", "replace"), (disposition, b"".join(chunks)))
+    unexpected = sorted(set(fields) - FIELDS)
+    if unexpected:
+        raise RequestError(400, f"unexpected form field(s) {unexpected}: send the image as field 'file'")
+    if "file" in fields:
+        disposition, data = fields["file"]
+        if b"filename" not in disposition:
+            raise RequestError(400, "field 'file' must be a file upload, e.g. curl -F file=@digit.png")
+        return data, None
+    if "instances" in fields:
+        return None, parse_instances(fields["instances"][1], wrapped=False)
+    raise RequestError(400, "send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
 
 
 def parse_instances(body: bytes, *, wrapped: bool = True) -> list:
@@ -198,7 +231,7 @@ class PredictEndpoint:
             if model is None:
                 raise RequestError(503, "no model is loaded yet")
             if content_type == b"multipart/form-data":
-                data, instances = await parse_form(scope, body)
+                data, instances = parse_form(headers.get(b"content-type", b""), body)
             else:
                 data, instances = None, parse_instances(body)
             payload = await self.batcher.submit((model, data, instances), 1 if data is not None else len(instances))

@@ -74,17 +74,17 @@ def load_folder(folder: Path, version: str) -> LoadedModel:
 
 
 def answer(probabilities: np.ndarray, spec: InputSpec) -> list[dict]:
-    """Per row: class index and name, the top-k classes by name, and every class probability."""
-    rows = []
+    """Per row: class index and name, the top-k classes by name, and every class probability (6 decimals)."""
     k = min(TOP_K, len(spec.class_names))
-    for row in probabilities:
-        order = np.argsort(-row, kind="stable")[:k]
+    orders = np.argsort(-probabilities, axis=1, kind="stable")[:, :k].tolist()
+    names = spec.class_names
+    rows = []
+    for row, order in zip(np.round(probabilities.astype(np.float64), 6).tolist(), orders, strict=True):
         rows.append({
-            "class_index": int(order[0]),
-            "class_name": spec.class_names[order[0]],
-            "top_k": [{"class_name": spec.class_names[i], "class_index": int(i), "probability": round(float(row[i]), 6)}
-                      for i in order],
-            "probabilities": [round(float(p), 6) for p in row],
+            "class_index": order[0],
+            "class_name": names[order[0]],
+            "top_k": [{"class_name": names[i], "class_index": i, "probability": row[i]} for i in order],
+            "probabilities": row,
         })
     return rows
 
@@ -247,12 +247,11 @@ def respond_batch(requests: list[tuple[LoadedModel, bytes | None, list | None]])
         prepared.setdefault(id(model), []).append((index, rows))
     for group in prepared.values():
         model = requests[group[0][0]][0]
-        probabilities = model.predict(np.concatenate([rows for _, rows in group]))
+        answers = answer(model.predict(np.concatenate([rows for _, rows in group])), model.spec)
         start = 0
         for index, rows in group:
-            answers = answer(probabilities[start:start + len(rows)], model.spec)
+            results[index] = _payload(model, answers[start:start + len(rows)], upload=requests[index][1] is not None)
             start += len(rows)
-            results[index] = _payload(model, answers, upload=requests[index][1] is not None)
     return results
 
 
