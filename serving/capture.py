@@ -16,7 +16,6 @@ import datetime as dt
 import io
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -34,11 +33,6 @@ class Capture:
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self._warned = False
         threading.Thread(target=self._drain, name="feedback-capture", daemon=True).start()
-
-    @classmethod
-    def from_environment(cls, on_drop, on_write) -> Capture | None:
-        uri = os.environ.get("DIGITS_CAPTURE_URI")
-        return cls(uri, int(os.environ.get("DIGITS_CAPTURE_QUEUE", "4096")), on_drop, on_write) if uri else None
 
     def submit(self, version: str, data: bytes | None, instances: list | None, answer: dict) -> None:
         """Queue one served request; never blocks (a full queue drops it and counts the drop)."""

@@ -152,8 +152,10 @@ class PredictEndpoint:
     def __init__(self, app, max_bytes: int, current_model: Callable, respond_batch: Callable, version_header: str,
                  pages: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None,
                  serving_state: Callable[[], tuple[str | None, bool]] | None = None, path: str = "/predict",
-                 max_batch_rows: int = 64, batch_wait_s: float = 0.0) -> None:
+                 max_batch_rows: int = 64, batch_wait_s: float = 0.0, capture_uri: str | None = None,
+                 capture_queue: int = 4096) -> None:
         self.app, self.max_bytes, self.path = app, max_bytes, path
+        self.capture_uri, self.capture_queue = capture_uri, capture_queue
         self.current_model = current_model
         self.batcher = AdaptiveBatcher(respond_batch, max_rows=max_batch_rows, max_wait_s=batch_wait_s,
                                        on_batch=self._observe_batch)
@@ -173,12 +175,13 @@ class PredictEndpoint:
 
     @property
     def capture(self):
-        if self._capture is False:
+        if self._capture is False:  # in the worker: the capture thread belongs to the process serving
             from serving.capture import Capture
 
             metrics = self.metrics
-            self._capture = Capture.from_environment(on_drop=lambda why: metrics.capture_dropped.labels(why).inc(),
-                                                     on_write=lambda n: metrics.captured.inc(n))
+            self._capture = Capture(self.capture_uri, self.capture_queue,
+                                    on_drop=lambda why: metrics.capture_dropped.labels(why).inc(),
+                                    on_write=lambda n: metrics.captured.inc(n)) if self.capture_uri else None
         return self._capture
 
     def _observe_batch(self, rows: int, requests: int) -> None:

@@ -334,7 +334,8 @@ class DigitsClassifier:
 
 DigitsClassifier.add_asgi_middleware(PredictEndpoint, max_bytes=MAX_REQUEST_BYTES, current_model=current_model,
                                      respond_batch=respond_batch, max_batch_rows=SETTINGS.max_batch_rows,
-                                     batch_wait_s=SETTINGS.batch_wait_ms / 1000, version_header=VERSION_HEADER,
+                                     batch_wait_s=SETTINGS.batch_wait_ms / 1000, capture_uri=SETTINGS.capture_uri,
+                                     capture_queue=SETTINGS.capture_queue, version_header=VERSION_HEADER,
                                      pages={"/readyz": readiness, "/docs.json": openapi_document, "/docs": docs_page,
                                             "/": docs_page},
                                      serving_state=serving_state)

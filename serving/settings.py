@@ -1,14 +1,13 @@
 """The model server's settings: read once from the environment, checked, a bad value named.
 
-=========================  =========  =====================================================
-``DIGITS_REGISTRY_URI``    (unset)    follow this registry's production version (local backend)
-``DIGITS_POLL_SECONDS``    2          how often the production pointer is read
-``DIGITS_WORKERS``         1          worker processes (one model copy each)
-``DIGITS_MAX_REQUEST_BYTES`` 4 MiB    request body cap (413 above)
-``DIGITS_DEVICE``          auto       ``auto`` (the GPU when torch sees one), ``cpu``, ``cuda``
-``DIGITS_MAX_BATCH_ROWS``  64         adaptive batching: most images per forward pass
-``DIGITS_BATCH_WAIT_MS``   0          adaptive batching: longest wait for more requests
-=========================  =========  =====================================================
+- ``DIGITS_REGISTRY_URI`` (unset): follow this registry's production version (the local backend);
+- ``DIGITS_POLL_SECONDS`` (2): how often the production pointer is read;
+- ``DIGITS_WORKERS`` (1): worker processes, one model copy each;
+- ``DIGITS_MAX_REQUEST_BYTES`` (4 MiB): request body cap, 413 above;
+- ``DIGITS_DEVICE`` (auto): ``auto`` (the GPU when torch sees one), ``cpu`` or ``cuda``;
+- ``DIGITS_MAX_BATCH_ROWS`` (64), ``DIGITS_BATCH_WAIT_MS`` (0): adaptive batching, most images per
+  forward pass and longest wait for more requests;
+- ``DIGITS_CAPTURE_URI`` (unset), ``DIGITS_CAPTURE_QUEUE`` (4096): feedback capture's store and queue.
 """
 
 from __future__ import annotations
@@ -44,6 +43,8 @@ class ServerSettings:
     device: str = "auto"
     max_batch_rows: int = 64
     batch_wait_ms: float = 0.0
+    capture_uri: str | None = None
+    capture_queue: int = 4096
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
@@ -58,4 +59,6 @@ class ServerSettings:
             device=device,
             max_batch_rows=_number(environ, "DIGITS_MAX_BATCH_ROWS", "64", int, 1, 1024),
             batch_wait_ms=_number(environ, "DIGITS_BATCH_WAIT_MS", "0", float, 0, 1000),
+            capture_uri=environ.get("DIGITS_CAPTURE_URI") or None,
+            capture_queue=_number(environ, "DIGITS_CAPTURE_QUEUE", "4096", int, 1, 1_000_000),
         )

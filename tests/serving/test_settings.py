@@ -22,6 +22,7 @@ def test_defaults_and_values_from_the_environment():
     ({"DIGITS_BATCH_WAIT_MS": "-1"}, "DIGITS_BATCH_WAIT_MS='-1' is out of range"),
     ({"DIGITS_WORKERS": "1.5"}, "DIGITS_WORKERS='1.5' is not a whole number"),
     ({"DIGITS_MAX_REQUEST_BYTES": "10"}, "DIGITS_MAX_REQUEST_BYTES='10' is out of range"),
+    ({"DIGITS_CAPTURE_QUEUE": "0"}, "DIGITS_CAPTURE_QUEUE='0' is out of range"),
     ({"DIGITS_DEVICE": "gpu"}, "DIGITS_DEVICE='gpu': expected one of auto, cpu, cuda"),
 ])
 def test_a_bad_value_names_its_variable(environ, message):
