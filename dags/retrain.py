@@ -21,7 +21,7 @@ from retraining import commands, config
 from retraining.dag_defaults import dag_kwargs
 from retraining.launcher import mapped_step_task, step_task
 from retraining.planning import planning_head
-from retraining.tail import selection_tail
+from retraining.release import release_tasks
 
 SETTINGS = config.settings()
 
@@ -34,7 +34,7 @@ def retrain():
     preprocess = step_task("preprocess", arguments=data["preprocess"], **common)
     train = mapped_step_task("train", arguments=candidates.map(commands.train_arguments), **common)
     evaluate = mapped_step_task("evaluate", arguments=candidates.map(commands.evaluate_arguments), **common)
-    best = selection_tail(candidates=candidates, data=data, settings=SETTINGS)
+    best = release_tasks(candidates=candidates, data=data, settings=SETTINGS)
     download >> preprocess >> train >> evaluate >> best
 
 

@@ -4,7 +4,7 @@
 The same steps as `retrain` (**download → preprocess → train candidates → evaluate**) run as one
 Kubeflow Pipelines run (`images/steps/pipelines/retrain.yaml`, submitted through the KFP REST API
 by `KubeflowPipelinesRunOperator`; the **Kubeflow Run** button links to it), then the same
-**select best → gate → package → deploy** tail as `retrain`.
+**select best → gate → package → deploy** release stage as `retrain`.
 
 Connection `kubeflow_default` (type *Kubeflow Pipelines*): host = the KFP endpoint; auth in the
 extra (`none`, `token`, `sa_token_file`, `cookie`). The pipeline gets the exact step arguments
@@ -20,7 +20,7 @@ from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunOperator
 from retraining import config, pods
 from retraining.dag_defaults import dag_kwargs
 from retraining.planning import planning_head
-from retraining.tail import selection_tail
+from retraining.release import release_tasks
 
 SETTINGS = config.settings()
 PIPELINE_PACKAGE = str(config.PROJECT_ROOT / "images" / "steps" / "pipelines" / "retrain.yaml")
@@ -51,7 +51,7 @@ def retrain_kubeflow():
         run_name="retrain-{{ run_id }}",
         poll_interval=float(os.environ.get("RETRAIN_KFP_POLL_SECONDS", "15")),
     )
-    best = selection_tail(candidates=candidates, data=data, settings=SETTINGS)
+    best = release_tasks(candidates=candidates, data=data, settings=SETTINGS)
     kubeflow_run >> best
 
 

@@ -96,7 +96,7 @@ def test_a_version_without_a_bento_is_not_deployed(tmp_path):
 
 
 def test_the_production_baseline_must_still_be_production():
-    from retraining.tail import measured_production
+    from retraining.release import measured_production
 
     assert measured_production([], None) is None
     with pytest.raises(ValueError, match="production changed during this run"):

@@ -1,5 +1,6 @@
-"""What every retraining DAG shares after its steps: select the best candidate → evaluate
-production on the same test split → gate → package → deploy (roll out, then promote)."""
+"""The release stage every retraining DAG shares after its steps: select the best candidate →
+evaluate production on the same test split → gate → package → register → deploy (roll out, then
+promote). :func:`release_tasks` adds these tasks; the functions above it read what they decide on."""
 
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def run_record(best: dict, production: dict | None, decision: selection.GateDeci
     }
 
 
-def selection_tail(*, candidates, data, settings: Settings):
-    """Add the shared tail to the current DAG; ``candidates`` and ``data`` (``plan``'s output) may be XComArgs.
+def release_tasks(*, candidates, data, settings: Settings):
+    """Add the release stage to the current DAG; ``candidates`` and ``data`` (``plan``'s output) may be XComArgs.
 
     ``evaluate_production`` runs the production model on this run's test split (mapped over
     zero or one version), so the gate compares two accuracies measured on the same data.
