@@ -19,19 +19,13 @@ import logging
 import os
 import subprocess
 
-from retrain_steps import artifacts, registry
+from retrain_steps import registry
 
 from retraining.config import Settings
 
 log = logging.getLogger(__name__)
 
 RELEASE = "serving"
-
-
-def model_version(model_uri: str) -> str:
-    """The registry version of a trained model folder (the first 12 hex digits of its weights' sha256)."""
-    info = artifacts.read_json(artifacts.join(model_uri, "model.json"))
-    return artifacts.sha256(artifacts.read_bytes(artifacts.join(model_uri, info["file"])))[:12]
 
 
 def helm_upgrade_command(

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def candidate_metrics(candidate: dict) -> dict:
     """A candidate's URIs plus its validation (train) and test (evaluate) metrics from the store."""
-    from retrain_steps import artifacts
+    from retrain_steps import artifacts, registry
 
     train = artifacts.read_json(artifacts.join(candidate["model"], "metrics.json"))
     test = artifacts.read_json(artifacts.join(candidate["evaluation"], "metrics.json"))
@@ -26,7 +26,7 @@ def candidate_metrics(candidate: dict) -> dict:
         "val_accuracy": train.get("val_accuracy"),
         "val_loss": train.get("val_loss"),
         "test_accuracy": test.get("accuracy"),
-        "version": deploy.model_version(candidate["model"]),
+        "version": registry.model_version(candidate["model"]),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 
 import boto3
@@ -107,6 +108,21 @@ def test_registry_register_promote_and_verify(trained, tmp_path, bucket):
         folder.mkdir()
         registry.fetch_model(reg, card["version"], folder)
         assert (folder / "model.pt").stat().st_size > 0
+
+
+def test_a_model_version_is_read_from_the_train_manifest_not_rehashed(trained, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(artifacts.local_path(trained["train"]), folder)
+    expected = registry.register(f"file://{tmp_path}/registry", f"file://{folder}", {})["version"]
+    assert registry.model_version(f"file://{folder}") == expected
+    recorded = json.loads((folder / "manifest.json").read_text())
+    recorded["outputs"]["model.pt"] = "ab" * 32  # what the manifest says is what counts (no re-read of the weights)
+    (folder / "manifest.json").write_text(json.dumps(recorded))
+    assert registry.model_version(f"file://{folder}") == "ab" * 6
+    (folder / "manifest.json").unlink()  # a folder without a manifest: the weights are hashed
+    assert registry.model_version(f"file://{folder}") == expected
 
 
 def test_registry_detects_a_tampered_model(trained, tmp_path):

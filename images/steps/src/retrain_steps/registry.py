@@ -44,6 +44,24 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def version_id(weights_sha256: str) -> str:
+    """A model's registry version: the first 12 hex digits of its weights' sha256."""
+    return weights_sha256[:12]
+
+
+def model_version(model_uri: str) -> str:
+    """The registry version of a trained model folder, from the sha256 its train step's manifest
+    recorded for the weights (the weights are read and hashed only when there is no manifest)."""
+    from retrain_steps import manifest  # here, not at the top: the bento packs registry.py without it
+
+    info = artifacts.read_json(artifacts.join(model_uri, "model.json"))
+    manifest_uri = artifacts.join(model_uri, manifest.MANIFEST)
+    recorded = artifacts.read_json(manifest_uri).get("outputs", {}) if artifacts.exists(manifest_uri) else {}
+    if info["file"] in recorded:
+        return version_id(recorded[info["file"]])
+    return version_id(artifacts.sha256(artifacts.read_bytes(artifacts.join(model_uri, info["file"]))))
+
+
 def register(registry: str, model_uri: str, card: dict) -> dict:
     """Copy a trained model folder into the registry; return the card (without writing it).
 
@@ -51,7 +69,7 @@ def register(registry: str, model_uri: str, card: dict) -> dict:
     """
     info = artifacts.read_json(artifacts.join(model_uri, "model.json"))
     weights = artifacts.read_bytes(artifacts.join(model_uri, info["file"]))
-    version = artifacts.sha256(weights)[:12]
+    version = version_id(artifacts.sha256(weights))
     files = {
         info["file"]: artifacts.write_bytes(version_uri(registry, version, info["file"]), weights),
         "model.json": artifacts.write_json(version_uri(registry, version, "model.json"), info),
