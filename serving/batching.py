@@ -45,7 +45,7 @@ class AdaptiveBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: deque[_Pending] = deque()
         self._arrived: asyncio.Event | None = None
-        self._consumer: asyncio.Task | None = None
+        self._consumer: asyncio.Task | None = None  # held: the loop keeps only a weak reference to a task
         self._limiter = anyio.CapacityLimiter(1)  # this batcher's own thread: never queued behind other work
 
     async def submit(self, item: Any, rows: int = 1) -> Any:
@@ -59,7 +59,8 @@ class AdaptiveBatcher:
         self._arrived.set()
         return await future
 
-    def _take(self, queue: deque[_Pending]) -> list[_Pending]:
+    def _take(self, queue: deque[_Pending]) -> tuple[list[_Pending], int]:
+        """The next batch from the head of the queue, and its rows."""
         batch, rows = [], 0
         while queue and (not batch or rows + queue[0].rows <= self.max_rows):
             pending = queue.popleft()
@@ -67,13 +68,14 @@ class AdaptiveBatcher:
                 continue
             batch.append(pending)
             rows += pending.rows
-        return batch
+        return batch, rows
 
     async def _gather(self, queue: deque[_Pending], arrived: asyncio.Event) -> None:
         """Wait up to ``max_wait_s`` for the queue to hold ``max_rows`` rows."""
-        deadline = asyncio.get_running_loop().time() + self.max_wait_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
         while sum(p.rows for p in queue) < self.max_rows:
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 return
             arrived.clear()
@@ -89,7 +91,7 @@ class AdaptiveBatcher:
                 await arrived.wait()
             if self.max_wait_s:
                 await self._gather(queue, arrived)
-            batch = self._take(queue)
+            batch, rows = self._take(queue)
             if not batch:
                 continue
             try:
@@ -99,7 +101,7 @@ class AdaptiveBatcher:
                     raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} items")
             except Exception as err:  # noqa: BLE001 (a bug in run_batch: fail this batch, keep serving)
                 results = [err] * len(batch)
-            self.on_batch(sum(p.rows for p in batch), len(batch))
+            self.on_batch(rows, len(batch))
             for pending, result in zip(batch, results, strict=True):
                 if pending.future.done():
                     continue

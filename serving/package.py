@@ -26,8 +26,8 @@ BENTO_FILE = "digits_classifier.bento"
 SERVICE = "serving.service:DigitsClassifier"
 SERVING_DIR = Path(__file__).resolve().parent
 STEPS_DIR = Path(artifacts.__file__).resolve().parent
-SERVING_MODULES = ("__init__.py", "service.py", "settings.py", "endpoint.py", "batching.py", "metrics.py", "capture.py",
-                   "fetch.py", "client.py")
+# Every module of the serving package but this build tool; of the steps package, what the service imports.
+SERVING_MODULES = tuple(sorted(p.name for p in SERVING_DIR.glob("*.py") if p.name != Path(__file__).name))
 STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "features.py", "images.py", "input_spec.py", "models.py",
                  "registry.py")
 
