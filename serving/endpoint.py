@@ -133,6 +133,8 @@ def parse_instances(body: bytes, *, wrapped: bool = True) -> list:
         value = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RequestError(400, f"Invalid JSON: {err}") from None
+    except RecursionError:  # the decoder's own depth limit: bad input, not a server error
+        raise RequestError(400, "Invalid JSON: nested too deeply") from None
     if wrapped:
         if not isinstance(value, dict) or set(value) - FIELDS or "instances" not in value:
             raise RequestError(400, "send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
@@ -35,6 +36,18 @@ def test_no_request_from_the_schema_breaks_the_server(server):
         check()
     print(f"fuzz: responses by status {dict(sorted(statuses.items()))}")
     assert not failures, failures[:5]
+
+
+@pytest.mark.parametrize("depth", [1_000, 5_000, 100_000])
+def test_deeply_nested_json_is_a_400(server, depth):
+    """``{"instances": [[[...]]]}`` past the JSON decoder's depth limit, as a body and as a multipart field."""
+    nested = b"[" * depth + b"]" * depth
+    as_body = httpx.post(f"{server}/predict", content=b'{"instances": ' + nested + b"}",
+                         headers={"content-type": "application/json"}, timeout=30)
+    as_field = httpx.post(f"{server}/predict", files={"instances": ("i.json", nested)}, timeout=30)
+    for response in (as_body, as_field):
+        assert response.status_code == 400, response.text
+        assert response.json() == {"error": "Invalid JSON: nested too deeply"}
 
 
 def test_the_server_is_ready_and_quiet_after_the_fuzz(server, server_log):

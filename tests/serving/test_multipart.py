@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.endpoint import RequestError, parse_form
+from serving.endpoint import RequestError, parse_form, parse_instances
 
 TYPE = b'multipart/form-data; boundary="B"'
 
@@ -37,3 +37,14 @@ def test_bad_bodies_get_a_400_naming_the_problem(content_type, body, message):
     with pytest.raises(RequestError) as err:
         parse_form(content_type, body)
     assert err.value.status == 400 and message in str(err.value)
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deeply_nested_instances_are_a_400_not_a_recursion_error(depth):
+    """JSON nested past the decoder's limit (a body or a multipart ``instances`` field) is bad input."""
+    nested = b"[" * depth + b"]" * depth
+    with pytest.raises(RequestError, match="nested too deeply") as raised:
+        parse_instances(b'{"instances": ' + nested + b"}")
+    assert raised.value.status == 400
+    with pytest.raises(RequestError, match="nested too deeply"):
+        parse_form(TYPE, part(b'name="instances"', nested) + b"--B--\r\n")
