@@ -104,3 +104,77 @@ def test_of_many_writers_promoting_against_the_same_production_exactly_one_wins(
     for version, what in outcome.items():
         if version != winners[0]:
             assert "production" in what and winners[0] in what, what
+
+
+def test_an_unreadable_promotion_entry_is_named_and_the_rest_still_reads(tmp_path):
+    """A truncated newest entry (a crash mid-copy, a full disk): every reader names the file; with ``problems``
+    the history reads around it."""
+    reg = f"file://{tmp_path}/registry"
+    a, b = card(reg, "aaaaaaaaaaaa"), card(reg, "bbbbbbbbbbbb")
+    registry.promote(reg, a, expected=None)
+    registry.promote(reg, b, expected=a)
+    broken = tmp_path / "registry" / "promotions" / "00000003.json"
+    for content in ('{"seq": 3, "vers', "[]", '{"seq": 3}'):  # truncated; valid JSON but not an entry
+        broken.write_text(content)
+        for read in (registry.promotions, registry.latest_promotion, registry.production_version,
+                     registry.promotion_history):
+            with pytest.raises(registry.UnreadableEntry, match=f"promotion entry {broken}.*unreadable") as err:
+                read(reg)
+            assert isinstance(err.value, artifacts.ArtifactError), "the model server's follower keeps serving"
+            assert err.value.uri == f"file://{broken}"
+        problems = []
+        assert [e["version"] for e in registry.promotions(reg, problems=problems)] == [a, b]
+        assert [p.uri for p in problems] == [f"file://{broken}"]
+        with pytest.raises(registry.UnreadableEntry):
+            registry.promote(reg, a, expected=b)
+
+
+def test_unreadable_run_records_and_cards_are_skipped_when_asked(tmp_path):
+    reg = f"file://{tmp_path}/registry"
+    a = card(reg, "aaaaaaaaaaaa")
+    registry.record_run(reg, "r1", {"recorded_at": "1"})
+    (tmp_path / "registry" / "runs" / "r2.json").write_text('{"run_id": "r2", "cand')
+    (tmp_path / "registry" / "versions" / "bbbbbbbbbbbb").mkdir()
+    (tmp_path / "registry" / "versions" / "bbbbbbbbbbbb" / "card.json").write_text("")
+    problems = []
+    assert [r["run_id"] for r in registry.runs(reg, problems=problems)] == ["r1"]
+    assert [c["version"] for c in registry.versions(reg, problems=problems)] == [a]
+    assert sorted(p.uri.rsplit("/", 1)[-1] for p in problems) == ["card.json", "r2.json"]
+    with pytest.raises(artifacts.ArtifactError, match="r2.json"):
+        registry.runs(reg)
+
+
+def test_an_over_long_reason_is_refused_before_anything_is_written(tmp_path):
+    reg = f"file://{tmp_path}/registry"
+    a = card(reg, "aaaaaaaaaaaa")
+    registry.promote(reg, a, expected=None, reason="x" * registry.MAX_REASON_CHARS)
+    b = card(reg, "bbbbbbbbbbbb")
+    with pytest.raises(ValueError, match=f"reason is {registry.MAX_REASON_CHARS + 1} characters long; "
+                                         f"at most {registry.MAX_REASON_CHARS}"):
+        registry.promote(reg, b, expected=a, reason="x" * (registry.MAX_REASON_CHARS + 1))
+    assert registry.production_version(reg) == a and len(registry.promotions(reg)) == 1
+
+
+@pytest.mark.parametrize("run_id", ["", "r" * 251, "r" * 100_000, 7, None])
+def test_a_run_id_that_cannot_name_a_record_is_refused_before_the_store_is_touched(tmp_path, run_id):
+    reg = f"file://{tmp_path}/registry"
+    with pytest.raises(registry.InvalidId, match="not a run id"):
+        registry.run_uri(reg, run_id)
+    assert not (tmp_path / "registry").exists()
+
+
+def test_the_longest_run_id_airflow_allows_still_names_a_record(tmp_path):
+    reg = f"file://{tmp_path}/registry"
+    registry.record_run(reg, "r" * registry.MAX_RUN_ID_CHARS, {"recorded_at": "1"})
+    assert artifacts.read_json(registry.run_uri(reg, "r" * registry.MAX_RUN_ID_CHARS))["recorded_at"] == "1"
+
+
+@pytest.mark.parametrize("version", ["aaaaaaaaaaaa", "0123456789ab"])
+def test_version_ids_are_12_hex_digits(version):
+    assert registry.check_version(version) == version
+
+
+@pytest.mark.parametrize("version", ["", "ABCDEF012345", "a" * 13, "../../etc/pa", "a" * 11 + "/", "a" * 10**6, None])
+def test_anything_else_is_not_a_version_id(version):
+    with pytest.raises(registry.InvalidId, match="not a version id"):
+        registry.check_version(version)

@@ -26,6 +26,7 @@ server all read it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 from retrain_steps import artifacts
@@ -34,6 +35,72 @@ PRODUCTION = "production.json"
 CARD = "card.json"
 PROMOTIONS = "promotions"
 RUNS = "runs"
+MAX_REASON_CHARS = 1000  #: the longest reason a promotion records (the view, the DAG's Param and the CLI refuse more)
+MAX_RUN_ID_CHARS = 250  #: Airflow's own limit on a run id; ``runs/<id>.json`` then fits a 255-byte file name
+VERSION_PATTERN = re.compile(r"[0-9a-f]{12}")  #: what :func:`version_id` makes
+
+
+class InvalidId(ValueError):
+    """A version or run id that cannot name anything in the registry (refused before the store is touched)."""
+
+
+class UnreadableEntry(artifacts.ArtifactError):
+    """A registry record (promotion entry, run record, card) that cannot be read; ``uri`` names the file."""
+
+    def __init__(self, uri: str, what: str, detail: str) -> None:
+        super().__init__(f"{what} {artifacts.local_path(uri) or uri} is unreadable ({detail}); repair or remove it")
+        self.uri = uri
+
+
+def _shown(value) -> str:
+    """A value for a message: its repr, shortened when long (an attacker's megabyte is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}… ({len(value)} characters)"
+
+
+def check_version(version) -> str:
+    """``version`` if it is a version id (12 hex digits), else :class:`InvalidId`."""
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
+        raise InvalidId(f"not a version id: {_shown(version)} (a version is 12 hex digits)")
+    return version
+
+
+def check_run_id(run_id) -> str:
+    """``run_id`` if it can be an Airflow run id (1 to :data:`MAX_RUN_ID_CHARS` characters), else :class:`InvalidId`."""
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= MAX_RUN_ID_CHARS:
+        raise InvalidId(f"not a run id: {_shown(run_id)} (1 to {MAX_RUN_ID_CHARS} characters)")
+    return run_id
+
+
+def check_reason(reason: str) -> str:
+    """``reason`` if it is at most :data:`MAX_REASON_CHARS` characters, else ``ValueError`` saying so."""
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValueError(f"reason is {len(reason)} characters long; at most {MAX_REASON_CHARS} are recorded")
+    return reason
+
+
+def _read_record(uri: str, what: str, keys: dict[str, type], problems: list | None) -> dict | None:
+    """A JSON object with ``keys`` of those types; :class:`UnreadableEntry` otherwise (appended to
+    ``problems`` and None returned when the caller collects them)."""
+    try:
+        record = artifacts.read_json(uri)
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        wrong = [key for key, kind in keys.items() if not isinstance(record.get(key), kind)]
+        if wrong:
+            raise ValueError(f"no valid {', '.join(wrong)}")
+    except (artifacts.ArtifactError, ValueError) as err:
+        detail = str(err).replace(uri, "").replace("invalid JSON in : ", "invalid JSON: ")
+        error = UnreadableEntry(uri, what, detail)
+        if problems is None:
+            raise error from None
+        problems.append(error)
+        return None
+    return record
+
+
+def _read_entry(uri: str, problems: list | None = None) -> dict | None:
+    return _read_record(uri, "promotion entry", {"seq": int, "version": str}, problems)
 
 
 def version_uri(registry: str, version: str, name: str = "") -> str:
@@ -95,10 +162,15 @@ def production(registry: str) -> dict | None:
     return None if version is None else card(registry, version)
 
 
-def promotions(registry: str) -> list[dict]:
-    """The promotion history, oldest first (a legacy ``production.json`` is entry 0)."""
+def promotions(registry: str, problems: list | None = None) -> list[dict]:
+    """The promotion history, oldest first (a legacy ``production.json`` is entry 0).
+
+    An unreadable entry raises :class:`UnreadableEntry`, or, given a ``problems`` list, is left
+    out and appended to it (for readers that show what they can).
+    """
     folder = artifacts.join(registry, PROMOTIONS)
-    entries = [artifacts.read_json(artifacts.join(folder, name)) for name in _entry_names(folder)]
+    read = [_read_entry(artifacts.join(folder, name), problems) for name in _entry_names(folder)]
+    entries = [entry for entry in read if entry is not None]
     legacy = None if entries and entries[0]["seq"] == 0 else _legacy_entry(registry)
     return [legacy, *entries] if legacy else entries
 
@@ -107,7 +179,7 @@ def latest_promotion(registry: str) -> dict | None:
     """The newest promotion entry (one listing and one read: the server polls it)."""
     folder = artifacts.join(registry, PROMOTIONS)
     names = _entry_names(folder)
-    return artifacts.read_json(artifacts.join(folder, names[-1])) if names else _legacy_entry(registry)
+    return _read_entry(artifacts.join(folder, names[-1])) if names else _legacy_entry(registry)
 
 
 def _entry_names(folder: str) -> list[str]:
@@ -154,6 +226,7 @@ def promote(registry: str, version: str, *, expected: str | None | object = CURR
     Creates the next promotion entry; raises :class:`StalePromotion` when production is not
     ``expected`` or another promotion was written between the read and the create.
     """
+    check_reason(reason)
     card(registry, version)  # refuse to promote an unknown or half-registered version
     latest = latest_promotion(registry)
     current = latest["version"] if latest else None
@@ -189,25 +262,34 @@ def record_run(registry: str, run_id: str, record: dict) -> str:
 
 
 def run_uri(registry: str, run_id: str) -> str:
-    return artifacts.join(registry, RUNS, f"{artifacts.safe_name(run_id)}.json")
+    """Where a run's record lives; :class:`InvalidId` for what cannot be a run id.
+
+    A name longer than 236 characters (which, with ``.json`` and an atomic write's temporary
+    suffix, would pass the 255-byte limit of a file name) keeps its head and ends in a hash of the id.
+    """
+    name = artifacts.safe_name(check_run_id(run_id))
+    if len(name) > 236:
+        name = f"{name[:219]}-{artifacts.sha256(run_id.encode())[:16]}"
+    return artifacts.join(registry, RUNS, f"{name}.json")
 
 
-def runs(registry: str) -> list[dict]:
-    """Every recorded run, newest first by the time it was recorded."""
+def runs(registry: str, problems: list | None = None) -> list[dict]:
+    """Every recorded run, newest first by the time it was recorded (``problems``: as :func:`promotions`)."""
     folder = artifacts.join(registry, RUNS)
-    records = [artifacts.read_json(artifacts.join(folder, n)) for n in artifacts.list_names(folder) if n.endswith(".json")]
-    return sorted(records, key=lambda r: r.get("recorded_at", ""), reverse=True)
+    records = [_read_record(artifacts.join(folder, n), "run record", {"run_id": str}, problems)
+               for n in artifacts.list_names(folder) if n.endswith(".json")]
+    return sorted(filter(None, records), key=lambda r: r.get("recorded_at", ""), reverse=True)
 
 
-def versions(registry: str) -> list[dict]:
-    """The cards of every registered version (those with a card), newest first."""
+def versions(registry: str, problems: list | None = None) -> list[dict]:
+    """The cards of every registered version (those with a card), newest first (``problems``: as :func:`promotions`)."""
     folder = artifacts.join(registry, "versions")
     cards = []
     for version in artifacts.list_names(folder, folders=True):
         uri = version_uri(registry, version, CARD)
         if artifacts.exists(uri):
-            cards.append(artifacts.read_json(uri))
-    return sorted(cards, key=lambda c: c.get("created_at", ""), reverse=True)
+            cards.append(_read_record(uri, "version card", {"version": str}, problems))
+    return sorted(filter(None, cards), key=lambda c: c.get("created_at", ""), reverse=True)
 
 
 def fetch_model(registry: str, version: str, folder: Path) -> dict:
