@@ -12,6 +12,7 @@ which promotion won. Emits a `model-in-production` asset event and a notificatio
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
+from retrain_steps.registry import MAX_REASON_CHARS
 from retraining import config
 from retraining.dag_defaults import DEFAULT_ARGS
 from retraining.model_assets import model_assets
@@ -39,7 +40,8 @@ PRODUCTION_ASSET = model_assets(SETTINGS)[1]
         "expected": Param(None, type=["null", "string"], title="Expected production",
                           description="The version you expect in production now; refused if it changed. "
                           "Empty: whatever is in production when the task runs."),
-        "reason": Param("", type="string", title="Reason", description="Recorded in the promotion history."),
+        "reason": Param("", type="string", maxLength=MAX_REASON_CHARS, title="Reason",
+                        description="Recorded in the promotion history."),
         "actor": Param("", type="string", title="On behalf of",
                        description="Who asked (the Models view fills it in); else the triggering user."),
     },

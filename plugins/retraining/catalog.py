@@ -9,7 +9,12 @@ by ``package``), the run records (every candidate of a run and the gate's decisi
 - ``retired``: was production before that;
 - ``registered``: packaged, never promoted (its deploy was refused or failed);
 - ``rejected``: a run's best candidate that the gate kept out (``why`` says why);
-- ``candidate``: trained, not the best of its run.
+- ``candidate``: trained, not the best of its run;
+- ``promoted``: was promoted, but which version is production is unknown: the newest promotion
+  entry cannot be read (``problems`` names it).
+
+A record that cannot be read (a truncated promotion entry, run record or card) is left out and
+named in ``problems``: the rest is still shown.
 """
 
 from __future__ import annotations
@@ -47,15 +52,26 @@ def _card_row(card: dict) -> dict:
 
 
 def models(registry_uri: str) -> dict:
-    """``{"production", "promotions", "runs", "versions"}``: every version once, newest first."""
-    promotions = registry.promotions(registry_uri)
-    runs = registry.runs(registry_uri)
+    """``{"production", "promotions", "runs", "versions", "problems"}``: every version once, newest first.
+
+    ``problems``: ``{"uri", "error"}`` of each record that could not be read; ``production`` is
+    None both when nothing was promoted and when the newest promotion entry is one of them.
+    """
+    unreadable: list[registry.UnreadableEntry] = []
+    promotions = registry.promotions(registry_uri, unreadable)
+    runs = registry.runs(registry_uri, unreadable)
+    cards = registry.versions(registry_uri, unreadable)
+    try:
+        registry.latest_promotion(registry_uri)
+        production_known = True
+    except registry.UnreadableEntry:
+        production_known = False
     rows: dict[str, dict] = {}
     for run in reversed(runs):  # oldest first, so a newer run's record of the same version wins
         for candidate in run.get("candidates", []):
             if candidate.get("version"):
                 rows[candidate["version"]] = _candidate_row(run, candidate)
-    for card in registry.versions(registry_uri):
+    for card in cards:
         row, seen = _card_row(card), rows.get(card["version"])
         if seen:  # packaged after its run's gate: keep the run's view, add the card's
             row = {**seen, "card": card, "status": "registered", "metrics": {**seen["metrics"], **row["metrics"]},
@@ -66,10 +82,11 @@ def models(registry_uri: str) -> dict:
         best = next((c for c in run.get("candidates", []) if c.get("index") == run.get("best")), None)
         if refused and best and best.get("version") in rows:
             rows[best["version"]]["why"] = f"deploy refused: {refused}"
-    latest = promotions[-1] if promotions else None
+    latest = promotions[-1] if promotions and production_known else None
     for entry in promotions:
         if entry["version"] in rows:
-            rows[entry["version"]]["status"], rows[entry["version"]]["why"] = "retired", _promotion_why(entry)
+            status = "retired" if production_known else "promoted"
+            rows[entry["version"]]["status"], rows[entry["version"]]["why"] = status, _promotion_why(entry)
     if latest:
         if latest.get("previous") in rows:
             rows[latest["previous"]]["status"] = "previous"
@@ -78,7 +95,8 @@ def models(registry_uri: str) -> dict:
     for row in rows.values():
         row["promotions"] = [e for e in promotions if e["version"] == row["version"]]
     versions = sorted(rows.values(), key=lambda r: r["created_at"] or "", reverse=True)
-    return {"production": latest, "promotions": list(reversed(promotions)), "runs": runs, "versions": versions}
+    return {"production": latest, "promotions": list(reversed(promotions)), "runs": runs, "versions": versions,
+            "problems": [{"uri": err.uri, "error": str(err)} for err in unreadable]}
 
 
 def _promotion_why(entry: dict) -> str:
@@ -88,8 +106,15 @@ def _promotion_why(entry: dict) -> str:
 
 
 def version(registry_uri: str, version_id: str) -> dict:
-    """One version's row; ``KeyError`` when the registry has never seen it."""
-    for row in models(registry_uri)["versions"]:
+    """One version's row; :class:`registry.InvalidId` (a ``ValueError``) for what is not a version id,
+    ``KeyError`` when the registry has never seen it."""
+    registry.check_version(version_id)
+    return find(models(registry_uri), version_id)
+
+
+def find(catalog: dict, version_id: str) -> dict:
+    """The row of ``version_id`` in a :func:`models` answer; ``KeyError`` when it has none."""
+    for row in catalog["versions"]:
         if row["version"] == version_id:
             return row
     raise KeyError(version_id)
@@ -108,15 +133,19 @@ def lineage(row: dict) -> dict:
 
 def training_history(row: dict) -> list[dict]:
     """The version's per-epoch history (``train``'s metrics.json), ``[]`` when the run's files are gone."""
+    if not row.get("model_uri"):
+        return []
     try:
         return artifacts.read_json(artifacts.join(row["model_uri"], "metrics.json")).get("history", [])
-    except (artifacts.ArtifactError, TypeError):
+    except (artifacts.ArtifactError, AttributeError, TypeError):
         return []
 
 
 def evaluation(row: dict) -> dict:
     """The version's test-set evaluation (``evaluate``'s metrics.json), ``{}`` when gone."""
+    if not row.get("evaluation_uri"):
+        return {}
     try:
         return artifacts.read_json(artifacts.join(row["evaluation_uri"], "metrics.json"))
-    except (artifacts.ArtifactError, TypeError):
+    except (artifacts.ArtifactError, AttributeError, TypeError):
         return {}

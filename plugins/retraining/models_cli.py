@@ -9,7 +9,9 @@
 
 ``promote`` and ``rollback`` take the DAG's deploy path (local: the model server follows;
 kubernetes: ``helm upgrade``) and are compare-and-swap: refused, exit 3, when production
-changed meanwhile. Exit 2 on a bad value (an unknown version), with a message naming it.
+changed meanwhile. Exit 2 on a bad value (an unknown or impossible version, a reason over
+``registry.MAX_REASON_CHARS``), with a message naming it; exit 1 when the registry cannot be read
+(the message names the file). ``list`` and ``history`` show what can be read and warn about the rest.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import getpass
 import json
 import sys
 
-from retrain_steps import registry
+from retrain_steps import artifacts, registry
 
 from retraining import catalog, config, deploy, store_connection
 
@@ -33,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"{name} one version").add_argument("version")
     promote = sub.add_parser("promote", help="deploy a registered version (compare-and-swap)")
     promote.add_argument("version")
-    promote.add_argument("--reason", default="", help="recorded in the promotion history")
+    reason_help = f"recorded in the promotion history (at most {registry.MAX_REASON_CHARS} characters)"
+    promote.add_argument("--reason", default="", help=reason_help)
     rollback = sub.add_parser("rollback", help="deploy the version production replaced")
-    rollback.add_argument("--reason", default="", help="recorded in the promotion history")
+    rollback.add_argument("--reason", default="", help=reason_help)
     return parser
 
 
@@ -49,12 +52,26 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _warn(command: str, problems: list) -> None:
+    for problem in problems:
+        print(f"models {command}: warning: left out, cannot be read: {problem}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace, settings: config.Settings) -> str:
     reg = settings.registry
     if args.command == "list":
-        return format_table(catalog.models(reg)["versions"])
+        models = catalog.models(reg)
+        _warn(args.command, [p["error"] for p in models["problems"]])
+        return format_table(models["versions"])
     if args.command == "history":
-        return json.dumps(registry.promotions(reg)[::-1], indent=2)
+        unreadable: list = []
+        entries = registry.promotions(reg, unreadable)
+        _warn(args.command, unreadable)
+        return json.dumps(entries[::-1], indent=2)
+    if args.command in ("show", "lineage", "promote"):
+        registry.check_version(args.version)
+    if args.command in ("promote", "rollback"):
+        registry.check_reason(args.reason)  # before anything is rolled out
     if args.command in ("show", "lineage"):
         try:
             row = catalog.version(reg, args.version)
@@ -82,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"models {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except artifacts.ArtifactError as err:
+        print(f"models {args.command}: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

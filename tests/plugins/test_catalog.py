@@ -79,3 +79,58 @@ def test_the_wrapper_script_runs_the_cli(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "RETRAIN_ARTIFACT_STORE": f"file://{tmp_path}", "HOME": str(tmp_path)}
     done = subprocess.run([str(ROOT / "scripts" / "models"), "show", "0" * 12], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "unknown version" in done.stderr, done.stderr
+
+
+def test_an_unreadable_newest_promotion_leaves_production_unknown_and_is_named(tmp_path, monkeypatch, capsys):
+    store = f"file://{tmp_path}"
+    reg = f"{store}/registry"
+    monkeypatch.setenv("RETRAIN_ARTIFACT_STORE", store)
+    monkeypatch.setenv("RETRAIN_REGISTRY", reg)
+    packaged(reg, "a" * 12, "r1", "2026-01-01T00:00:02+00:00")
+    packaged(reg, "c" * 12, "r2", "2026-01-02T00:00:02+00:00")
+    registry.promote(reg, "a" * 12, expected=None, reason="first")
+    registry.promote(reg, "c" * 12, expected="a" * 12, reason="second")
+    broken = tmp_path / "registry" / "promotions" / "00000003.json"
+    broken.write_text('{"seq": 3, "version": "aaaa')
+
+    models = catalog.models(reg)
+    assert models["production"] is None and [p["uri"] for p in models["problems"]] == [f"file://{broken}"]
+    assert "invalid JSON" in models["problems"][0]["error"] and str(broken) in models["problems"][0]["error"]
+    assert [e["reason"] for e in models["promotions"]] == ["second", "first"], "what can be read is still shown"
+    assert {row["status"] for row in models["versions"]} == {"promoted"}, "neither is known to be production"
+
+    capsys.readouterr()
+    assert models_cli.main(["list"]) == 0
+    out, err = capsys.readouterr()
+    assert f"{'c' * 12}  promoted" in out and str(broken) in err and "Traceback" not in err
+    assert models_cli.main(["history"]) == 0
+    out, err = capsys.readouterr()
+    assert [e["reason"] for e in json.loads(out)] == ["second", "first"] and str(broken) in err
+    assert models_cli.main(["rollback", "--reason", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("models rollback: error: promotion entry") and str(broken) in err
+
+    broken.write_text(registry.artifacts.json_bytes({"seq": 3, "version": "a" * 12, "previous": "c" * 12,
+                                                     "action": "rollback"}).decode())
+    assert catalog.models(reg)["problems"] == [] and catalog.models(reg)["production"]["version"] == "a" * 12
+
+
+def test_the_cli_refuses_over_long_reasons_and_impossible_versions_before_deploying(tmp_path, monkeypatch, capsys):
+    store = f"file://{tmp_path}"
+    reg = f"{store}/registry"
+    monkeypatch.setenv("RETRAIN_ARTIFACT_STORE", store)
+    monkeypatch.setenv("RETRAIN_REGISTRY", reg)
+    packaged(reg, "a" * 12, "r1", "2026-01-01T00:00:02+00:00")
+    packaged(reg, "c" * 12, "r2", "2026-01-02T00:00:02+00:00")
+    assert models_cli.main(["promote", "a" * 12]) == 0
+    too_long = "x" * (registry.MAX_REASON_CHARS + 1)
+    for argv in (["promote", "c" * 12, "--reason", too_long], ["rollback", "--reason", too_long]):
+        capsys.readouterr()
+        assert models_cli.main(argv) == 2
+        assert f"reason is {len(too_long)} characters long; at most {registry.MAX_REASON_CHARS}" in capsys.readouterr().err
+    for version in ("r" * 300, "../../../etc", "C" * 12):
+        for command in ("show", "lineage", "promote"):
+            assert models_cli.main([command, version]) == 2
+            err = capsys.readouterr().err
+            assert "not a version id" in err and len(err) < 200
+    assert registry.production_version(reg) == "a" * 12 and len(registry.promotions(reg)) == 1

@@ -3,6 +3,9 @@ wrote is shown escaped, unknown versions are 404s with JSON for API clients, and
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import airflow.api.common.trigger_dag as trigger_dag_module
 import pytest
 from fastapi.testclient import TestClient
 
@@ -33,12 +36,16 @@ def view(tmp_path, monkeypatch):
     monkeypatch.setenv("RETRAIN_ARTIFACT_STORE", store)
     monkeypatch.setenv("RETRAIN_REGISTRY", f"{store}/registry")
 
-    def client(allowed: bool = True) -> TestClient:
+    def client(allowed: bool = True, raise_server_exceptions: bool = True) -> TestClient:
         monkeypatch.setattr(airflow_app, "get_auth_manager", lambda: AuthManager(allowed))
         app = models_view.create_app()
         app.dependency_overrides[get_user] = User
-        return TestClient(app)
+        return TestClient(app, raise_server_exceptions=raise_server_exceptions)
 
+    triggered: list[dict] = []
+    monkeypatch.setattr(trigger_dag_module, "trigger_dag", lambda dag_id, **kw: triggered.append(kw["conf"])
+                        or SimpleNamespace(run_id=f"manual__{len(triggered)}"))
+    client.triggered = triggered
     return client, f"{store}/registry"
 
 
@@ -78,3 +85,125 @@ def test_changes_need_trigger_permission_and_a_fresh_page(view):
     never = client().post("/versions/" + "c" * 12 + "/promote", data={"expected": new})
     assert never.status_code == 404
     assert registry.production_version(reg) == new, "nothing changed"
+
+
+def test_an_unreadable_promotion_entry_is_named_and_the_rest_is_shown(view, tmp_path):
+    """A truncated newest entry: the page and the API answer with what they can and name the file; changes
+    are refused (409) naming it, never a plain 500."""
+    client, reg = view
+    old, new = packaged(reg, "a" * 12), packaged(reg, "b" * 12)
+    registry.promote(reg, old, expected=None, reason="first")
+    registry.promote(reg, new, expected=old, reason="second")
+    broken = tmp_path / "registry" / "promotions" / "00000003.json"
+    broken.write_text('{"seq": 3, "version": "aaaa')
+    page = client().get("/", headers={"accept": "text/html"})
+    assert page.status_code == 200, page.text
+    assert str(broken) in page.text and 'role="alert"' in page.text and "Production cannot be read" in page.text
+    assert "second" in page.text and f"<code>{old}</code>" in page.text, "the readable history is still shown"
+    api = client().get("/api/models")
+    assert api.status_code == 200 and api.json()["production"] is None
+    assert [p["uri"] for p in api.json()["problems"]] == [f"file://{broken}"]
+    assert {r["version"]: r["status"] for r in api.json()["versions"]} == {old: "promoted", new: "promoted"}
+    version = client().get(f"/versions/{new}", headers={"accept": "text/html"})
+    assert version.status_code == 200 and str(broken) in version.text
+    for path, data in (("/rollback", {"expected": new}), (f"/versions/{old}/promote", {"expected": new})):
+        refused = client().post(path, data=data)
+        assert refused.status_code == 409 and str(broken) in refused.json()["error"], refused.text
+    assert client.triggered == []
+
+
+def test_reasons_are_bounded_with_a_clear_400(view):
+    client, reg = view
+    old, new = packaged(reg, "a" * 12), packaged(reg, "b" * 12)
+    registry.promote(reg, old, expected=None)
+    registry.promote(reg, new, expected=old)
+    limit = registry.MAX_REASON_CHARS
+    for path in ("/rollback", f"/versions/{old}/promote"):
+        for size in (limit + 1, 2**20):
+            refused = client().post(path, data={"expected": new, "reason": "x" * size})
+            assert refused.status_code == 400, (path, size, refused.status_code)
+            assert refused.json()["error"] == (f"reason is {size} characters long; at most {limit} are recorded"
+                                               if size < 2**20 else "Field exceeded maximum size of 1024KB.")
+    assert client.triggered == []
+    accepted = client().post("/rollback", data={"expected": new, "reason": "x" * limit}, follow_redirects=False)
+    assert accepted.status_code == 303
+    assert client.triggered[-1]["reason"] == "x" * limit
+
+
+@pytest.mark.parametrize("length", [250, 251, 255, 256, 4096, 60_000])
+def test_a_long_run_id_is_a_404(view, length):
+    client, _ = view
+    for path in (f"/runs/{'r' * length}", f"/runs/{'r' * length}/candidates.svg"):
+        answer = client().get(path)
+        assert answer.status_code == 404, (length, answer.status_code)
+        assert len(answer.text) < 500, "the id is not echoed whole"
+
+
+BAD_IDS = [
+    "r" * 251, "r" * 5000, "a" * 13, "A" * 12, "..", "%2e%2e", "%2E%2E", "..%2f..%2fetc%2fpasswd", "%2e%2e%2f%2e%2e",
+    "%252e%252e", "..%5c..%5cwindows", "a" * 12 + "%00", "%00", "%0a", "%ff%fe", "%C3%A9" * 200, "é" * 300, "%20",
+    "[]", "{}", "%7B%22a%22%3A%5B1%5D%7D", "~root", "*", "-1", "a;b", "a%3Fb%3Dc", "a" * 12 + "%2f..",
+]
+MEGABYTE = "x" * 2**20
+
+
+def bad_forms(version: str) -> list[dict]:
+    """Form bodies (``data``/``files``/``content``) a client could post instead of the page's."""
+    forms = [{"data": {"expected": value, "reason": "r"}} for value in ["r" * 251, "x" * 5000, "../../x", "%2e%2e", "\0"]]
+    return forms + [
+        {"data": {"expected": version, "reason": MEGABYTE}},
+        {"data": {"expected": version, "reason": "x" * 5000}},
+        {"data": {"expected": "", "reason": MEGABYTE}},
+        {"data": {"reason": MEGABYTE}},
+        {"data": {"expected[]": version, "reason[a][b]": "x"}},
+        {"data": {"expected": [version, "f" * 12], "reason": ["a", MEGABYTE]}},
+        {"files": {"expected": (None, version), "reason": (None, MEGABYTE)}},
+        {"files": {"expected": (None, version), "reason": ("reason.txt", MEGABYTE.encode())}},
+        {"content": b'{"expected": "' + version.encode() + b'", "reason": {"a": [[[[]]]]}}',
+         "headers": {"content-type": "application/json"}},
+        {"content": b"[" * 10_000 + b"]" * 10_000, "headers": {"content-type": "application/x-www-form-urlencoded"}},
+        {"content": b"--x\r\nContent-Disposition: form-data; name=\"reason\"\r\n\r\nabc",
+         "headers": {"content-type": "multipart/form-data; boundary=x"}},
+        {"content": b"", "headers": {"content-type": "text/plain"}},
+    ]
+
+
+def test_no_request_to_any_route_is_answered_with_a_5xx(view):
+    """Every route of the view (read from the app, so a new route is covered or this fails) with over-long ids,
+    path traversal (plain and %-encoded), odd and nested values and a 1 MB reason: 0 answers >= 500."""
+    from fastapi.routing import APIRoute
+
+    client, reg = view
+    old, new = packaged(reg, "a" * 12), packaged(reg, "b" * 12)
+    registry.promote(reg, old, expected=None)
+    registry.promote(reg, new, expected=old)
+    registry.record_run(reg, "r1", {"dag_id": "retrain", "recorded_at": "1", "best": 0, "production": None,
+                                    "candidates": [{"index": 0, "version": old, "learning_rate": 0.001,
+                                                    "val_accuracy": 0.9, "val_loss": 0.1, "test_accuracy": 0.9,
+                                                    "model": "file:///nowhere", "evaluation": ""}],
+                                    "gate": {"deploy": False, "reason": "x"}})
+    http = client(raise_server_exceptions=False)  # a server error is a 500 answer here, counted below
+    routes = [(route.path, method) for route in http.app.routes if isinstance(route, APIRoute) for method in route.methods]
+    values = {"version": [*BAD_IDS, old], "run_id": [*BAD_IDS, "r1"], "plot": [*BAD_IDS, "curve.png", "history.svg"]}
+    answers, covered = [], set()
+    for template, method in routes:
+        params = [name for name in values if "{" + name + "}" in template]
+        combos = [{}] if not params else [
+            {**{p: values[p][-1] for p in params}, name: value} for name in params for value in values[name]]
+        for combo in combos:
+            path = template.format(**combo)
+            bodies = bad_forms(new) if method == "POST" else [
+                {}, {"params": {"message": "x" * 5000}}, {"params": {"message[]": "x", "message": "%00<b>"}}]
+            for body in bodies:
+                for accept in ("application/json", "text/html"):
+                    headers = {"accept": accept, **body.get("headers", {})}
+                    answer = http.request(method, path, follow_redirects=False, headers=headers,
+                                          **{k: v for k, v in body.items() if k != "headers"})
+                    answers.append((method, path[:80], answer.status_code, answer.text[:200]))
+                    covered.add((template, method))
+    assert covered == set(routes)
+    assert len(answers) > 1000
+    assert {200, 400, 404, 422} <= {a[2] for a in answers}, "requests reach the handlers (not all refused at the door)"
+    assert [a for a in answers if a[2] >= 500] == []
+    assert client.triggered == [], "no bad request reached the promote_model DAG"
+    assert registry.production_version(reg) == new

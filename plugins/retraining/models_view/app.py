@@ -7,6 +7,11 @@ nothing is fetched from outside. Reading needs the Airflow user to be allowed to
 deploy path: they trigger the ``promote_model`` DAG (a worker runs :func:`retraining.deploy.deploy`:
 local, the model server follows the registry; kubernetes, ``helm upgrade`` with the worker's
 RBAC), a compare-and-swap against the production the page showed.
+
+Bad input is a 4xx naming it, never a 500: ids are checked by :mod:`retrain_steps.registry`
+before the store is touched (an impossible version or run id is a 404), a reason is bounded by
+``registry.MAX_REASON_CHARS`` (400), and an unreadable registry record is named on the page
+(changes are refused, 409, until it is repaired).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from typing import Annotated
 
 import jinja2
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 DAG_ID = "retrain"
 PROMOTE_DAG_ID = "promote_model"
@@ -29,6 +36,7 @@ TEMPLATES = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 TEMPLATES.filters["quote"] = lambda value: urllib.parse.quote(str(value), safe="")
+MAX_MESSAGE_CHARS = 1000  #: the status line the view redirects to after a change (``?message=``)
 
 
 def _user(method: str):
@@ -65,25 +73,59 @@ def _page(name: str, status_code: int = 200, **context) -> HTMLResponse:
     return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=status_code)
 
 
-def _row(registry_uri: str, version: str) -> dict:
+def _catalog_row(registry_uri: str, version: str) -> tuple[dict, dict]:
+    """The version's catalog row and the catalog; 404 for an impossible id (before the store is read) or an unknown one."""
+    from retrain_steps import registry
+
     from retraining import catalog
 
     try:
-        return catalog.version(registry_uri, version)
+        registry.check_version(version)
+        models = catalog.models(registry_uri)
+        return catalog.find(models, version), models
+    except registry.InvalidId as err:
+        raise HTTPException(404, str(err)) from None
     except KeyError:
         raise HTTPException(404, f"version {version} is not in the registry") from None
+
+
+def _row(registry_uri: str, version: str) -> dict:
+    return _catalog_row(registry_uri, version)[0]
+
+
+def _form_value(check, value: str) -> str:
+    """``check(value)`` (a registry check), a ``ValueError`` answered as a 400 naming the value."""
+    try:
+        return check(value)
+    except ValueError as err:
+        raise HTTPException(400, str(err)) from None
 
 
 def create_app() -> FastAPI:
     app = FastAPI(title="Models", description=__doc__.splitlines()[0], docs_url=None, redoc_url=None)
     reader, trigger = Depends(_user("GET")), Depends(_user("POST"))
 
-    @app.exception_handler(HTTPException)
-    async def error_page(request: Request, exc: HTTPException):
+    from retrain_steps import artifacts, registry
+
+    @app.exception_handler(StarletteHTTPException)  # also Starlette's own (404 of no route, a form too large)
+    async def error_page(request: Request, exc: StarletteHTTPException):
         if "text/html" not in request.headers.get("accept", ""):
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
         root = "../" * request.url.path.removeprefix(request.scope.get("root_path", "")).strip("/").count("/")
         return _page("error.html", exc.status_code, root=root or "./", status=exc.status_code, message=exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):  # without echoing the input back
+        fields = sorted({".".join(str(part) for part in error["loc"][1:]) for error in exc.errors()})
+        return await error_page(request, HTTPException(422, f"invalid or missing: {', '.join(fields)}"))
+
+    @app.exception_handler(registry.UnreadableEntry)
+    async def unreadable_record(request: Request, exc: registry.UnreadableEntry):  # a change needs the production
+        return await error_page(request, HTTPException(409, f"refused: {exc}; nothing was changed"))
+
+    @app.exception_handler(artifacts.ArtifactError)
+    async def store_unavailable(request: Request, exc: artifacts.ArtifactError):
+        return await error_page(request, HTTPException(503, f"the registry cannot be read: {exc}"))
 
     @app.get("/icon.svg", include_in_schema=False)
     def icon() -> Response:  # the navigation entry's icon (public, like Airflow's own assets)
@@ -93,11 +135,13 @@ def create_app() -> FastAPI:
     def index(message: str = "") -> HTMLResponse:
         from retraining import catalog
 
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise HTTPException(400, f"message is {len(message)} characters long; at most {MAX_MESSAGE_CHARS}")
         settings = _settings()
         models = catalog.models(settings.registry)
         production = next((r for r in models["versions"] if r["status"] == "production"), None)
         return _page("index.html", root="./", models=models, production=production, message=message,
-                     registry=settings.registry, dag_id=DAG_ID)
+                     registry=settings.registry, dag_id=DAG_ID, problems=models["problems"])
 
     @app.get("/api/models", dependencies=[reader])
     def models_json() -> JSONResponse:
@@ -107,15 +151,11 @@ def create_app() -> FastAPI:
 
     @app.get("/versions/{version}", response_class=HTMLResponse, dependencies=[reader])
     def version_page(version: str) -> HTMLResponse:
-        from retrain_steps import registry
-
         from retraining import catalog
 
-        settings = _settings()
-        row = _row(settings.registry, version)
-        production = registry.latest_promotion(settings.registry)
-        return _page("version.html", root="../", row=row, lineage=catalog.lineage(row), production=production,
-                     evaluation=catalog.evaluation(row), dag_id=DAG_ID)
+        row, models = _catalog_row(_settings().registry, version)
+        return _page("version.html", root="../", row=row, lineage=catalog.lineage(row), production=models["production"],
+                     evaluation=catalog.evaluation(row), dag_id=DAG_ID, problems=models["problems"])
 
     @app.get("/versions/{version}/{plot}", dependencies=[reader])
     def version_plot(version: str, plot: str) -> Response:
@@ -127,6 +167,8 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"no plot {plot!r}; plots: {', '.join([*PLOTS, 'history.svg'])}")
         row = _row(_settings().registry, version)
         try:
+            if not row[PLOTS[plot]]:
+                raise artifacts.ArtifactError(f"{version} has no {PLOTS[plot]}")
             data = artifacts.read_bytes(artifacts.join(row[PLOTS[plot]], plot), max_bytes=16 * 2**20)
         except (artifacts.ArtifactError, TypeError):
             raise HTTPException(404, f"{plot} of {version} is not in the artifact store any more") from None
@@ -160,16 +202,21 @@ def create_app() -> FastAPI:
                         media_type="image/svg+xml")
 
     def _run(run_id: str) -> dict:
-        from retrain_steps import artifacts, registry
-
         try:
-            return artifacts.read_json(registry.run_uri(_settings().registry, run_id))
+            return registry.run_record(_settings().registry, run_id)
+        except registry.InvalidId as err:
+            raise HTTPException(404, str(err)) from None
+        except registry.UnreadableEntry as err:
+            raise HTTPException(404, f"run {run_id} has no readable record: {err}") from None
         except artifacts.ArtifactError:
             raise HTTPException(404, f"run {run_id} has no record in the registry") from None
 
     @app.post("/versions/{version}/promote")
     def promote(version: str, expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "",
                 user=trigger) -> Response:
+        if expected:
+            _form_value(registry.check_version, expected)
+        _form_value(registry.check_reason, reason)
         settings = _settings()
         if not _row(settings.registry, version)["card"]:
             raise HTTPException(400, f"version {version} was never packaged: only registered versions can be promoted")
@@ -178,8 +225,8 @@ def create_app() -> FastAPI:
 
     @app.post("/rollback")
     def rollback(expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "", user=trigger) -> Response:
-        from retrain_steps import registry
-
+        _form_value(registry.check_version, expected)
+        _form_value(registry.check_reason, reason)
         settings = _settings()
         latest = registry.latest_promotion(settings.registry)
         if not latest or not latest.get("previous"):

@@ -26,6 +26,7 @@ server all read it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class UnreadableEntry(artifacts.ArtifactError):
 def _shown(value) -> str:
     """A value for a message: its repr, shortened when long (an attacker's megabyte is not echoed)."""
     text = repr(value)
-    return text if len(text) <= 60 else f"{text[:40]}… ({len(value)} characters)"
+    return text if len(text) <= 60 else f"{text[:40]}… ({len(value) if isinstance(value, str) else len(text)} characters)"
 
 
 def check_version(version) -> str:
@@ -81,17 +82,25 @@ def check_reason(reason: str) -> str:
 
 def _read_record(uri: str, what: str, keys: dict[str, type], problems: list | None) -> dict | None:
     """A JSON object with ``keys`` of those types; :class:`UnreadableEntry` otherwise (appended to
-    ``problems`` and None returned when the caller collects them)."""
+    ``problems`` and None returned when the caller collects them). A missing file is an ``ArtifactError``."""
     try:
-        record = artifacts.read_json(uri)
+        try:
+            data = artifacts.read_bytes(uri)
+        except artifacts.ArtifactError:
+            if not artifacts.exists(uri):
+                raise
+            raise ValueError("cannot be read (too large, or not a regular file)") from None
+        try:
+            record = json.loads(data)
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"invalid JSON: {err}") from None
         if not isinstance(record, dict):
             raise ValueError(f"a JSON {type(record).__name__}, not an object")
         wrong = [key for key, kind in keys.items() if not isinstance(record.get(key), kind)]
         if wrong:
             raise ValueError(f"no valid {', '.join(wrong)}")
-    except (artifacts.ArtifactError, ValueError) as err:
-        detail = str(err).replace(uri, "").replace("invalid JSON in : ", "invalid JSON: ")
-        error = UnreadableEntry(uri, what, detail)
+    except ValueError as err:
+        error = UnreadableEntry(uri, what, str(err))
         if problems is None:
             raise error from None
         problems.append(error)
@@ -271,6 +280,11 @@ def run_uri(registry: str, run_id: str) -> str:
     if len(name) > 236:
         name = f"{name[:219]}-{artifacts.sha256(run_id.encode())[:16]}"
     return artifacts.join(registry, RUNS, f"{name}.json")
+
+
+def run_record(registry: str, run_id: str) -> dict:
+    """A run's record: :class:`InvalidId`, :class:`UnreadableEntry` or ``ArtifactError`` (none) otherwise."""
+    return _read_record(run_uri(registry, run_id), "run record", {"run_id": str}, None)
 
 
 def runs(registry: str, problems: list | None = None) -> list[dict]:
