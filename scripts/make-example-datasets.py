@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "data" / "artifacts" / "datasets"))
     parser.add_argument("--base-url", default="http://127.0.0.1:8000")
     args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the printed file:// URIs must be absolute (file://data/x names a host)
     out.mkdir(parents=True, exist_ok=True)
     (out / "shapes-28.zip").write_bytes(zip_bytes(image_files(("circle", "square", "triangle"), 150, 28, "L", 1),
                                                   top="shapes/"))

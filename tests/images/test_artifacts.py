@@ -131,3 +131,127 @@ def test_registry_detects_a_tampered_model(trained, tmp_path):
     (tmp_path / "registry" / "versions" / card["version"] / "model.pt").write_bytes(b"tampered")
     with pytest.raises(artifacts.ArtifactError, match="checksum mismatch"):
         registry.fetch_model(reg, card["version"], tmp_path)
+
+
+# One parse of a store URI, shared by the allow-list check and the read (issue 19, defect 6).
+
+def as_host_uri(path) -> str:
+    """``/a/b`` written as ``file://a/b``: the first folder lands in the host part."""
+    return "file:/" + str(path)
+
+
+def test_the_checked_path_is_the_read_path(tmp_path, monkeypatch):
+    """Every spelling of a file the allow-list accepts reads that very file, whatever the working directory."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "data.bin").write_bytes(b"the checked file")
+    decoy = tmp_path / "cwd" / str(allowed).lstrip("/") / "data.bin"  # what a relative reading would open
+    decoy.parent.mkdir(parents=True)
+    decoy.write_bytes(b"a file outside the allow-list")
+    monkeypatch.chdir(tmp_path / "cwd")
+    prefixes = [f"file://{allowed}/"]
+    spellings = [f"file://{allowed}/data.bin", f"file://localhost{allowed}/data.bin",
+                 f"file://{allowed}/./x/../data.bin", f"file://{allowed}//data.bin", as_host_uri(allowed / "data.bin"),
+                 str(allowed / "data.bin"), str(allowed / "data.bin").lstrip("/")]
+    accepted = []
+    for uri in spellings:
+        try:
+            artifacts.check_allowed(uri, prefixes)
+        except artifacts.ArtifactError:
+            continue
+        assert artifacts.read_bytes(uri) == b"the checked file", f"{uri} was checked as one file and read as another"
+        accepted.append(uri)
+    assert f"file://localhost{allowed}/data.bin" in accepted and f"file://{allowed}/data.bin" in accepted
+
+
+@pytest.mark.parametrize("host", ["tmp", "evil.host", "127.0.0.1", "localhost:8080", "user@localhost"])
+def test_a_file_uri_with_a_host_is_refused_naming_it(tmp_path, monkeypatch, host):
+    monkeypatch.chdir(tmp_path)  # a relative write (the old reading of such a URI) would land here
+    uri = f"file://{host}{tmp_path}/x.bin"
+    for use in (artifacts.read_bytes, lambda u: artifacts.write_bytes(u, b"x"), artifacts.local_path,
+                lambda u: artifacts.check_allowed(u, [f"file://{tmp_path}/", f"file:///{host}/"])):
+        with pytest.raises(artifacts.ArtifactError, match="host") as info:
+            use(uri)
+        assert uri in str(info.value)
+    assert not list(tmp_path.iterdir()), "nothing written"
+
+
+def test_file_localhost_is_the_local_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    artifacts.write_bytes(f"file://localhost{tmp_path}/a.bin", b"local")
+    assert (tmp_path / "a.bin").read_bytes() == b"local"
+    assert artifacts.read_bytes(f"file://{tmp_path}/a.bin") == b"local"
+    assert artifacts.local_path(f"file://LOCALHOST{tmp_path}/a.bin") == tmp_path / "a.bin"
+
+
+@pytest.mark.parametrize("uri", [
+    "file:///srv/store/%2e%2e/%2e%2e/etc/passwd", "file:///srv/store/%2E%2E/x.npz", "file:///srv/store/.%2e/x.npz",
+    "file:///srv/store/..%2fetc/passwd", "s3://datasets/sets/%2e%2e/private/x.npz",
+    "https://data.example.com/sets/%2e%2e/private/x.npz", "https://data.example.com/sets/%2E./private/x.npz",
+    "https://data.example.com/sets/..%2Fprivate/x.npz", "https://data.example.com/sets/..%5cprivate/x.npz",
+    "https://data.example.com/sets/..\\private/x.npz",
+])
+def test_percent_encoded_dots_and_slashes_are_refused(uri):
+    """A server (or a later decoder) would read ``%2e%2e`` as ``..``: refused rather than checked literally."""
+    prefixes = ["file:///srv/store/", "s3://datasets/sets/", "https://data.example.com/sets/"]
+    with pytest.raises(artifacts.ArtifactError) as info:
+        artifacts.check_allowed(uri, prefixes)
+    assert uri in str(info.value)
+
+
+@pytest.mark.parametrize("uri", [
+    "file:///etc/passwd", "file:///dev/zero", "file:///srv/store/../../etc/passwd", "file:///srv/store-evil/x.npz",
+    "/srv/store/../etc/passwd", "srv/store/x.npz", "file:srv/store/x.npz", "file://srv/store/x.npz",
+    "s3://other-bucket/x.npz", "s3://datasets/sets-evil/x.npz", "s3://datasets/sets/../private/x.npz",
+    "http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/latest/meta-data/",
+    "http://127.0.0.1:8080/api/v2/dags", "http://localhost:8080/api/v2/dags",
+    "https://data.example.com@169.254.169.254/sets/x.npz", "https://data.example.com.evil.com/sets/x.npz",
+    "https://data.example.com:8443/sets/x.npz", "http://data.example.com/sets/x.npz",
+    "https://data.example.com/sets/../private/x.npz", "https://data.example.com/other/x.npz",
+    "ftp://data.example.com/sets/x",
+])
+def test_hostile_dataset_uris_are_refused_naming_them(uri):
+    prefixes = ["file:///srv/store/", "s3://datasets/sets/", "https://data.example.com/sets/"]
+    with pytest.raises(artifacts.ArtifactError) as info:
+        artifacts.check_allowed(uri, prefixes)
+    assert uri in str(info.value)
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("file:///srv/store/sets/a/../x.npz", "file:///srv/store/sets/x.npz"),
+    ("file://localhost/srv/store/x.npz", "file:///srv/store/x.npz"),
+    ("/srv/store/x.npz", "file:///srv/store/x.npz"),
+    ("s3://datasets/sets/a/../x.npz", "s3://datasets/sets/x.npz"),
+    ("s3://datasets/sets/", "s3://datasets/sets/"),
+    ("HTTPS://DATA.example.com/sets/x.npz?sig=1", "https://data.example.com/sets/x.npz?sig=1"),
+])
+def test_allowed_uris_come_back_as_the_one_parsed_uri(uri, expected):
+    prefixes = ["file:///srv/store/", "s3://datasets/sets/", "https://data.example.com/sets/"]
+    checked = artifacts.check_allowed(uri, prefixes)
+    assert isinstance(checked, artifacts.StoreURI) and str(checked) == expected
+    assert artifacts.StoreURI.parse(checked) is checked, "a parsed URI is not parsed again"
+
+
+def test_reads_of_a_normalized_http_uri_ask_for_the_checked_path(tmp_path):
+    """``/sets/a/../x`` is checked as ``/sets/x``; the request asks for ``/sets/x`` too, not the raw path."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        checked = artifacts.check_allowed(f"{base}/sets/a/../x.npz?sig=1", [f"{base}/sets/"])
+        assert artifacts.read_bytes(checked) == b"ok" and seen == ["/sets/x.npz?sig=1"]
+    finally:
+        server.shutdown()

@@ -185,3 +185,37 @@ def test_mixed_modes_name_a_file_of_each(tmp_path):
     with pytest.raises(DataError) as info:
         datasets.read(source)
     assert "b/colour.png is colour" in str(info.value) and "is grayscale" in str(info.value)
+
+
+def test_a_file_uri_with_a_host_exits_2_naming_it_and_reads_nothing(tmp_path):
+    """``file://tmp/x`` once passed a check of ``/tmp/x`` and then read ``tmp/x`` relative to the working folder."""
+    import subprocess
+    import sys
+
+    npz = dump_npz(images=np.full((4, 6, 6), 7, np.uint8), target=np.array(["cat", "dog", "cat", "dog"]))
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "d.npz").write_bytes(npz)
+    cwd = tmp_path / "cwd"
+    decoy = cwd / str(allowed).lstrip("/") / "d.npz"  # what a relative reading of the URI would open
+    decoy.parent.mkdir(parents=True)
+    decoy.write_bytes(npz)
+    source = "file:/" + str(allowed / "d.npz")  # file://<first folder>/...: the first folder is the host part
+    for allow in ([], ["--allow", f"file://{allowed}/"]):
+        argv = [sys.executable, "-m", "retrain_steps", "download", "--source", source,
+                "--output", f"file://{tmp_path}/dl", *allow]
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+        assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+        assert source in result.stderr and "host" in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "dl").exists()
+
+
+def test_percent_encoded_dots_in_label_studio_image_urls_are_refused(tmp_path, files):
+    """The image server decodes ``%2e%2e`` to ``..``: a check of the literal text would let it leave its folder."""
+    write_folder(tmp_path / "www" / "private", files)
+    with serve_directory(tmp_path / "www") as base:
+        (tmp_path / "export.json").write_bytes(label_studio_export(files, f"{base}/public/%2e%2e/private"))
+        allowed = [f"file://{tmp_path}/", f"{base}/public/"]
+        with pytest.raises(DataError, match="public/%2e%2e/private"):
+            datasets.read(f"file://{tmp_path}/export.json", lambda uri: artifacts.check_allowed(uri, allowed))

@@ -7,6 +7,10 @@ Supported schemes:
   ``AWS_ENDPOINT_URL`` (MinIO, moto), credentials from the usual AWS environment/Secret;
 * ``http://`` and ``https://`` for reading only.
 
+Every function parses its URI once into a :class:`StoreURI`, and accepts one already parsed, so
+the allow-list (:func:`check_allowed`) and the read act on the same path: ``.``/``..`` resolved,
+``file://`` only with an empty host or ``localhost``, percent-encoded dots and slashes refused.
+
 Every write is atomic: the bytes go to a temporary name first and are renamed (file) or
 uploaded in one ``PutObject`` (S3, which is atomic per object), so a reader never sees a
 half-written artifact. Every read is bounded (``RETRAIN_MAX_READ_BYTES``, default 2 GiB, or the
@@ -26,6 +30,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +58,124 @@ def _read_bounded(stream, uri: str, limit: int) -> bytes:
     return data
 
 
-def _split(uri: str) -> tuple[str, str, str]:
-    """Return ``(scheme, bucket_or_host, path)`` for a URI; bare paths are ``file``."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        path = parsed.path if parsed.scheme == "file" else uri
-        if parsed.scheme == "file" and parsed.netloc:
-            path = parsed.netloc + parsed.path
-        return "file", "", path
-    if parsed.scheme in ("s3", "http", "https"):
-        return parsed.scheme, parsed.netloc, parsed.path.lstrip("/")
-    raise ArtifactError(f"unsupported URI scheme {parsed.scheme!r} in {uri!r}")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.DOTALL)
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class StoreURI:
+    """A store URI parsed once; the allow-list check and every read or write use this object.
+
+    ``path``: for ``file`` the filesystem path (absolute, except a bare relative path given as
+    such), for ``s3`` the key, for ``http(s)`` the URL path without its leading ``/``; ``.`` and
+    ``..`` segments resolved, a trailing ``/`` kept (it marks a folder). ``host``: the bucket or
+    the HTTP ``host[:port]`` (lower case); empty for ``file``. ``query``: http(s) only.
+    """
+
+    scheme: str
+    host: str
+    path: str
+    query: str = ""
+
+    @classmethod
+    def parse(cls, uri: str | StoreURI) -> StoreURI:
+        """Parse ``uri`` (a bare path is ``file``); raise :class:`ArtifactError` naming it if it is not a store URI."""
+        if isinstance(uri, StoreURI):
+            return uri
+        if not uri:
+            raise ArtifactError("empty URI: expected file:///<absolute path>, s3://<bucket>/<key> or http(s)://…")
+        if "\0" in uri:
+            raise ArtifactError(f"NUL character in URI {uri!r}")
+        match = _SCHEME.fullmatch(uri)
+        if match is None:
+            return cls("file", "", _file_path(uri, uri))
+        scheme, rest = match[1].lower(), match[2]
+        if scheme == "file":
+            if rest.startswith("//"):
+                host, slash, path = rest[2:].partition("/")
+                if host.lower() not in ("", "localhost"):
+                    raise ArtifactError(f"file:// URI with host {host!r}: {uri} (a local file is file:///<absolute "
+                                        "path>, three slashes, or file://localhost/<absolute path>)")
+                rest = slash + path
+            if not rest.startswith("/"):
+                raise ArtifactError(f"file URI without an absolute path: {uri} (expected file:///<absolute path>)")
+            return cls("file", "", _file_path(rest, uri))
+        if scheme == "s3":
+            bucket, _, key = rest.removeprefix("//").partition("/") if rest.startswith("//") else ("", "", "")
+            if not bucket:
+                raise ArtifactError(f"s3 URI without a bucket: {uri} (expected s3://<bucket>/<key>)")
+            return cls("s3", bucket, _remote_path(key, uri))
+        if scheme in ("http", "https"):
+            try:
+                parts = urllib.parse.urlsplit(uri)
+                parts.port  # noqa: B018 (raises on a port that is not a number in range)
+            except ValueError as err:
+                raise ArtifactError(f"invalid {scheme} URI {uri}: {err}") from None
+            if not parts.hostname:
+                raise ArtifactError(f"{scheme} URI without a host: {uri}")
+            if "\\" in parts.path:
+                raise ArtifactError(f"backslash in the path of {uri}: servers disagree on what it means")
+            host = parts.netloc if "@" in parts.netloc else parts.netloc.lower()
+            return cls(scheme, host, _remote_path(parts.path.removeprefix("/"), uri), parts.query)
+        raise ArtifactError(f"unsupported URI scheme {scheme!r} in {uri!r}")
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike) -> StoreURI:
+        """A local file found by listing (taken as it is: no parsing, no normalisation)."""
+        return cls("file", "", os.fspath(path))
+
+    def __str__(self) -> str:
+        if self.scheme == "file":
+            return f"file://{self.path}" if self.path.startswith("/") else self.path
+        query = f"?{self.query}" if self.query else ""
+        return f"{self.scheme}://{self.host}/{self.path}{query}"
+
+    @property
+    def local_path(self) -> Path | None:
+        """The filesystem path of a ``file`` URI; None for remote stores."""
+        return Path(self.path) if self.scheme == "file" else None
+
+    def is_under(self, folder: StoreURI) -> bool:
+        """Whether this URI is ``folder`` or lies inside it (segment-wise: ``/a/bc`` is not under ``/a/b``)."""
+        if (self.scheme, self.host) != (folder.scheme, folder.host):
+            return False
+        root = folder.path.rstrip("/")
+        return not root or self.path.rstrip("/") == root or self.path.startswith(root + "/")
+
+
+def _refuse_encoded_dots(segments: list[str], uri: str) -> None:
+    """A later decoder (an HTTP server, a person) would read ``%2e%2e`` as ``..`` and ``%2f`` as ``/``: refuse them."""
+    for segment in segments:
+        if _ENCODED_SEPARATOR.search(segment) or (
+                segment not in (".", "..") and urllib.parse.unquote(segment) in (".", "..")):
+            raise ArtifactError(f"percent-encoded '.', '/' or '\\' in {uri}: write the path plainly")
+
+
+def _file_path(path: str, uri: str) -> str:
+    """A local path with ``.``/``..`` resolved the way the kernel would without symbolic links."""
+    _refuse_encoded_dots(path.split("/"), uri)
+    folder = path.endswith("/")
+    if path.startswith("/"):
+        path = "/" + path.lstrip("/")  # "//x" is "/x" on Linux; normpath would keep both slashes
+    path = os.path.normpath(path)
+    return path + "/" if folder and not path.endswith("/") else path
+
+
+def _remote_path(path: str, uri: str) -> str:
+    """An S3 key or URL path with ``.``/``..`` segments resolved; ``..`` above the root is refused."""
+    segments = path.split("/")
+    _refuse_encoded_dots(segments, uri)
+    parts: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if not parts:
+                raise ArtifactError(f"{uri!r} climbs above its root")
+            parts.pop()
+        elif segment != ".":
+            parts.append(segment)
+    if segments[-1] in (".", "..") and parts:
+        parts.append("")  # "a/b/.." is the folder "a/"
+    return "/".join(parts)
 
 
 def safe_name(text: str) -> str:
@@ -86,17 +198,17 @@ def _s3_client():
     return boto3.client("s3", endpoint_url=endpoint or None)
 
 
-def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
+def read_bytes(uri: str | StoreURI, max_bytes: int | None = None) -> bytes:
     """Read an object of at most ``max_bytes`` (default ``RETRAIN_MAX_READ_BYTES``).
 
     Raise :class:`ArtifactError` naming the URI if it does not exist, is not a regular file, or
     is larger than the limit (checked before reading where the store says the size).
     """
     limit = max_bytes or MAX_READ_BYTES
-    scheme, bucket, path = _split(uri)
-    if scheme == "file":
+    target = StoreURI.parse(uri)
+    if target.scheme == "file":
         try:
-            with open(path, "rb") as handle:
+            with open(target.path, "rb") as handle:
                 info = os.fstat(handle.fileno())
                 if not stat.S_ISREG(info.st_mode):
                     raise ArtifactError(f"not a regular file: {uri}")
@@ -109,10 +221,10 @@ def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
             raise ArtifactError(f"artifact is a directory, expected a file: {uri}") from None
         except PermissionError:
             raise ArtifactError(f"artifact not readable: {uri}") from None
-    if scheme == "s3":
+    if target.scheme == "s3":
         client = _s3_client()
         try:
-            response = client.get_object(Bucket=bucket, Key=path)
+            response = client.get_object(Bucket=target.host, Key=target.path)
         except client.exceptions.NoSuchKey:
             raise ArtifactError(f"artifact not found: {uri}") from None
         except client.exceptions.NoSuchBucket:
@@ -122,7 +234,7 @@ def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
             raise _too_large(uri, response["ContentLength"], limit)
         return _read_bounded(response["Body"], uri, limit)
     try:
-        with urllib.request.urlopen(uri, timeout=60) as response:  # noqa: S310 (scheme checked)
+        with urllib.request.urlopen(str(target), timeout=60) as response:  # noqa: S310 (scheme checked)
             length = int(response.headers.get("Content-Length") or 0)
             if length > limit:
                 raise _too_large(uri, length, limit)
@@ -149,9 +261,10 @@ def _temp_copy(target: Path, data: bytes) -> Path:
     return Path(tmp)
 
 
-def write_bytes(uri: str, data: bytes) -> str:
+def write_bytes(uri: str | StoreURI, data: bytes) -> str:
     """Write an object atomically and return its sha256 hex digest."""
-    scheme, bucket, path = _split(uri)
+    target = StoreURI.parse(uri)
+    scheme, bucket, path = target.scheme, target.host, target.path
     digest = hashlib.sha256(data).hexdigest()
     if scheme == "file":
         tmp = _temp_copy(Path(path), data)
@@ -170,14 +283,15 @@ def write_bytes(uri: str, data: bytes) -> str:
     raise ArtifactError(f"cannot write to {uri}: {scheme}:// is read-only")
 
 
-def create_bytes(uri: str, data: bytes) -> str:
+def create_bytes(uri: str | StoreURI, data: bytes) -> str:
     """Write an object only if none exists at ``uri`` (atomic create); return its sha256.
 
     Raises :class:`ArtifactExists` when another writer created it first: ``file`` links a
     complete temporary file to the name (``link(2)`` fails if the name exists), ``s3`` sends
     ``PutObject`` with ``If-None-Match: *`` (S3 and MinIO conditional writes).
     """
-    scheme, bucket, path = _split(uri)
+    target = StoreURI.parse(uri)
+    scheme, bucket, path = target.scheme, target.host, target.path
     digest = hashlib.sha256(data).hexdigest()
     if scheme == "file":
         tmp = _temp_copy(Path(path), data)
@@ -200,9 +314,10 @@ def create_bytes(uri: str, data: bytes) -> str:
     raise ArtifactError(f"cannot write to {uri}: {scheme}:// is read-only")
 
 
-def list_names(uri: str, *, folders: bool = False) -> list[str]:
+def list_names(uri: str | StoreURI, *, folders: bool = False) -> list[str]:
     """Names of the objects (or, with ``folders``, the sub-folders) directly under a folder URI, sorted."""
-    scheme, bucket, path = _split(uri)
+    target = StoreURI.parse(uri)
+    scheme, bucket, path = target.scheme, target.host, target.path
     if scheme == "file":
         folder = Path(path)
         if not folder.is_dir():
@@ -221,20 +336,20 @@ def list_names(uri: str, *, folders: bool = False) -> list[str]:
     raise ArtifactError(f"cannot list {uri}: {scheme}:// has no listing")
 
 
-def exists(uri: str) -> bool:
+def exists(uri: str | StoreURI) -> bool:
     """Whether an object exists at ``uri``."""
-    scheme, bucket, path = _split(uri)
-    if scheme == "file":
-        return Path(path).is_file()
-    if scheme == "s3":
+    target = StoreURI.parse(uri)
+    if target.scheme == "file":
+        return Path(target.path).is_file()
+    if target.scheme == "s3":
         client = _s3_client()
         try:
-            client.head_object(Bucket=bucket, Key=path)
+            client.head_object(Bucket=target.host, Key=target.path)
             return True
         except client.exceptions.ClientError:
             return False
     try:
-        read_bytes(uri)
+        read_bytes(target)
         return True
     except ArtifactError:
         return False
@@ -258,10 +373,9 @@ def write_json(uri: str, value: Any) -> str:
     return write_bytes(uri, json_bytes(value))
 
 
-def local_path(uri: str) -> Path | None:
+def local_path(uri: str | StoreURI) -> Path | None:
     """The filesystem path behind a ``file://`` URI, or None for remote stores."""
-    scheme, _, path = _split(uri)
-    return Path(path) if scheme == "file" else None
+    return StoreURI.parse(uri).local_path
 
 
 def sha256(data: bytes) -> str:
@@ -276,31 +390,16 @@ def verify_sha256(uri: str, data: bytes, expected: str | None) -> str:
     return digest
 
 
-def normalized(uri: str) -> str:
-    """``uri`` with ``.``/``..`` segments resolved and bare paths as ``file://``; ``..`` escaping the root is refused."""
-    scheme, host, path = _split(uri)
-    if scheme == "file":
-        return "file://" + os.path.normpath("/" + path.lstrip("/"))
-    parts = []
-    for segment in path.split("/"):
-        if segment == "..":
-            if not parts:
-                raise ArtifactError(f"{uri!r} climbs above its root")
-            parts.pop()
-        elif segment not in (".",):
-            parts.append(segment)
-    return f"{scheme}://{host}/" + "/".join(parts)
+def check_allowed(uri: str | StoreURI, prefixes: list[str] | tuple[str, ...]) -> StoreURI:
+    """Return ``uri`` parsed if it lies under one of ``prefixes`` (folder prefixes), else raise.
 
-
-def check_allowed(uri: str, prefixes: list[str] | tuple[str, ...]) -> str:
-    """Return ``uri`` normalized if it lies under one of ``prefixes`` (folder prefixes), else raise.
-
-    The message names the URI and the allowed locations only: nothing about what exists there.
+    Read what this returns: it is the path that was checked. The message names the URI and the
+    allowed locations only: nothing about what exists there.
     """
-    target = normalized(uri)
-    for prefix in prefixes:
-        folder = normalized(prefix).rstrip("/") + "/"
-        if target == folder.rstrip("/") or target.startswith(folder):
-            return target
+    target = StoreURI.parse(uri)
+    if target.scheme == "file" and not target.path.startswith("/"):
+        raise ArtifactError(f"dataset location not allowed: {uri} is a relative path (give file:///<absolute path>)")
+    if any(target.is_under(StoreURI.parse(prefix)) for prefix in prefixes):
+        return target
     raise ArtifactError(f"dataset location not allowed: {uri} (allowed: {', '.join(prefixes) or 'none'}; "
                         "the deployment sets RETRAIN_DATASET_ALLOWED)")

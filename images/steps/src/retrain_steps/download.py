@@ -30,17 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    def check_location(uri: str) -> str:
-        return artifacts.check_allowed(uri, args.allow) if args.allow else uri
+    def check_location(uri: str) -> artifacts.StoreURI:
+        """``uri`` parsed once; refused unless under an ``--allow`` prefix (when any is given). Read what it returns."""
+        return artifacts.check_allowed(uri, args.allow) if args.allow else artifacts.StoreURI.parse(uri)
 
-    check_location(args.source)
-    raw = None if datasets.is_folder(args.source) else datasets.read_source(args.source)
+    source = check_location(args.source)
+    raw = None if datasets.is_folder(source) else datasets.read_source(source)
     if raw is not None:  # one object: its bytes decide whether the last download is still current
         key = manifest.input_key("download", source_sha256=artifacts.sha256(raw), source=args.source)
         if args.sha256 is None and (done := manifest.up_to_date(args.output, key)):
             log.info("download: %s is up to date", args.output)
             return done
-    canonical, source_digest = datasets.read(args.source, check_location, data=raw)
+    canonical, source_digest = datasets.read(source, check_location, data=raw)
     payload = canonical.payload()
     digest = artifacts.sha256(payload)
     if args.sha256:

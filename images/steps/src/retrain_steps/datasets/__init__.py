@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from retrain_steps import artifacts
+from retrain_steps.artifacts import StoreURI
 
 if TYPE_CHECKING:
     from retrain_steps.datasets.canonical import Canonical
@@ -27,9 +28,12 @@ if TYPE_CHECKING:
 FORMATS = ("npz", "image-folder-zip", "image-folder-tar", "label-studio")
 
 
-def is_folder(uri: str) -> bool:
-    path = artifacts.local_path(uri)
-    return path.is_dir() if path is not None else uri.startswith("s3://") and uri.endswith("/")
+def is_folder(uri: str | StoreURI) -> bool:
+    """A local directory, or an S3 prefix written with its trailing ``/``."""
+    source = StoreURI.parse(uri)
+    if source.scheme == "file":
+        return source.local_path.is_dir()
+    return source.scheme == "s3" and (source.path == "" or source.path.endswith("/"))
 
 
 def sniff(data: bytes, source: str) -> str:
@@ -50,28 +54,33 @@ def sniff(data: bytes, source: str) -> str:
                     "an .npz with 'images' and 'target', or a Label Studio JSON export")
 
 
-def read_source(uri: str) -> bytes:
+def read_source(uri: str | StoreURI) -> bytes:
     """The bytes of a single-object dataset; a missing S3 key hints at the folder form (``…/``)."""
-    if uri.startswith("s3://") and not uri.endswith("/") and not artifacts.exists(uri):
+    source = StoreURI.parse(uri)
+    if source.scheme == "s3" and not is_folder(source) and not artifacts.exists(source):
         raise artifacts.ArtifactError(f"artifact not found: {uri} (for a folder of images, end the URI with /)")
-    return artifacts.read_bytes(uri)
+    return artifacts.read_bytes(source)
 
 
-def read(uri: str, check_location: Callable[[str], object] = lambda uri: uri,
+def read(uri: str | StoreURI, check_location: Callable[[str], StoreURI] = StoreURI.parse,
          data: bytes | None = None) -> tuple[Canonical, str | None]:
     """Read any supported dataset; return it canonical and the sha256 of the source object (None for a folder).
 
-    ``data``: the source object's bytes, when the caller has read them already.
+    ``check_location``: parses (and may refuse) every location read besides ``uri`` itself (the
+    images a Label Studio export names); what it returns is what is read. ``data``: the source
+    object's bytes, when the caller has read them already.
     """
     from retrain_steps.datasets import image_folder, label_studio, npz
 
-    if is_folder(uri):
-        if uri.startswith("s3://"):
-            return image_folder.build(image_folder.s3_entries(uri), uri, "image-folder-s3", parallel=8), None
-        root = artifacts.local_path(uri)
+    source = StoreURI.parse(uri)
+    uri = str(uri)
+    if is_folder(source):
+        if source.scheme == "s3":
+            return image_folder.build(image_folder.s3_entries(source), uri, "image-folder-s3", parallel=8), None
+        root = source.local_path
         entries = image_folder.folder_entries(root)
         return image_folder.build(entries, uri, "image-folder", classes=image_folder.class_folders(root)), None
-    data = read_source(uri) if data is None else data
+    data = read_source(source) if data is None else data
     digest = artifacts.sha256(data)
     fmt = sniff(data, uri)
     if fmt == "npz":
@@ -82,26 +91,24 @@ def read(uri: str, check_location: Callable[[str], object] = lambda uri: uri,
     return image_folder.build(image_folder.strip_common_top(entries), uri, fmt), digest
 
 
-def fingerprint(uri: str) -> str:
+def fingerprint(uri: str | StoreURI) -> str:
     """What changes when the dataset's content changes, read cheaply.
 
     One object: its ETag (S3) or sha256. A folder: a hash over every file's path, size and
     modification time (local) or ETag (S3), so adding, removing or replacing an image changes it.
     """
-    if is_folder(uri):
-        if uri.startswith("s3://"):
-            bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    source = StoreURI.parse(uri)
+    if is_folder(source):
+        if source.scheme == "s3":
             client = artifacts._s3_client()
-            rows = [f"{o['Key']}\0{o['ETag']}\0{o['Size']}"
-                    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-                    for o in page.get("Contents", [])]
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=source.host, Prefix=source.path)
+            rows = [f"{o['Key']}\0{o['ETag']}\0{o['Size']}" for page in pages for o in page.get("Contents", [])]
         else:
-            root = artifacts.local_path(uri)
+            root = source.local_path
             rows = [f"{p.relative_to(root)}\0{p.stat().st_size}\0{p.stat().st_mtime_ns}"
                     for p in sorted(root.rglob("*")) if p.is_file()]
         return "listing:" + hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()
-    if uri.startswith("s3://"):
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        head = artifacts._s3_client().head_object(Bucket=bucket, Key=key)
+    if source.scheme == "s3":
+        head = artifacts._s3_client().head_object(Bucket=source.host, Key=source.path)
         return f"etag:{head['ETag'].strip(chr(34))}:{head['ContentLength']}"
-    return f"sha256:{artifacts.sha256(artifacts.read_bytes(uri))}"
+    return f"sha256:{artifacts.sha256(artifacts.read_bytes(source))}"

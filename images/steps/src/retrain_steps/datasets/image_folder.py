@@ -46,22 +46,22 @@ def folder_entries(root: Path) -> list[Entry]:
             path = Path(folder) / name
             if path.is_file() and not path.is_symlink():
                 entries.append((path.relative_to(root).as_posix(), path.stat().st_size,
-                                lambda p=path: artifacts.read_bytes(str(p))))
+                                lambda p=artifacts.StoreURI.from_path(path): artifacts.read_bytes(p)))
     return entries
 
 
-def s3_entries(prefix_uri: str) -> list[Entry]:
-    """Objects under an S3 prefix, listed page by page."""
-    bucket, _, prefix = prefix_uri.removeprefix("s3://").partition("/")
+def s3_entries(folder: artifacts.StoreURI) -> list[Entry]:
+    """Objects under an S3 prefix, listed page by page (each read by its key as listed: keys are literal)."""
+    bucket, prefix = folder.host, folder.path
     client = artifacts._s3_client()
     entries = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             if not item["Key"].endswith("/"):
-                uri = f"s3://{bucket}/{item['Key']}"
-                entries.append((item["Key"][len(prefix):], item["Size"], lambda u=uri: artifacts.read_bytes(u)))
+                key = artifacts.StoreURI("s3", bucket, item["Key"])
+                entries.append((item["Key"][len(prefix):], item["Size"], lambda u=key: artifacts.read_bytes(u)))
             if len(entries) > MAX_ENTRIES:
-                raise DataError(f"{prefix_uri}: more than {MAX_ENTRIES} objects (RETRAIN_MAX_IMAGES)")
+                raise DataError(f"{folder}: more than {MAX_ENTRIES} objects (RETRAIN_MAX_IMAGES)")
     return entries
 
 

@@ -46,7 +46,8 @@ def task_label(task: dict, where: str) -> str | None:
     return None
 
 
-def read(data: bytes, source: str, check_location: Callable[[str], object]) -> Canonical:
+def read(data: bytes, source: str, check_location: Callable[[str], artifacts.StoreURI]) -> Canonical:
+    """The export's labelled tasks; each image is read from what ``check_location`` returns for its URL."""
     try:
         tasks = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -65,21 +66,21 @@ def read(data: bytes, source: str, check_location: Callable[[str], object]) -> C
             continue
         url = task_image(task, where)
         try:
-            check_location(url)
+            location = check_location(url)
         except artifacts.ArtifactError as err:
             raise DataError(f"{where}: {err}") from None
-        labelled.append((where, url, label))
+        labelled.append((where, url, location, label))
 
     from concurrent.futures import ThreadPoolExecutor
 
     def fetch(item):
-        where, url, _ = item
+        where, _, location, _ = item
         try:
-            return artifacts.read_bytes(url, max_bytes=MAX_IMAGE_BYTES)
+            return artifacts.read_bytes(location, max_bytes=MAX_IMAGE_BYTES)
         except artifacts.ArtifactError as err:
             raise DataError(f"{where}: {err}") from None
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for (where, url, label), image in zip(labelled, pool.map(fetch, labelled)):
+        for (where, url, _, label), image in zip(labelled, pool.map(fetch, labelled)):
             builder.add(f"{where} ({url})", label, image)
     return builder.build()
