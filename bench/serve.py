@@ -1,6 +1,7 @@
 """``/predict`` throughput and latency: our BentoML server vs the seed's Flask app vs a bare Starlette app.
 
-One run, same model (the embedded digits, trained here for a few epochs) and the same
+One run, same model (the embedded digits, trained here for a few epochs; ours serves it from the
+bento ``serving.package`` built, following the registry as ``make run`` does) and the same
 preprocessing in all three; each server in its own process group on 127.0.0.1. Load: ``wrk``
 (32 connections, 2 threads), multipart PNG uploads (``curl -F file=@digit.png``) and, for our
 server, JSON ``instances``, and our server with adaptive batching off; ``BENCH_ROUNDS`` interleaved rounds of ``BENCH_SECONDS`` each, medians
@@ -51,7 +52,8 @@ def step(*args: str, env: dict) -> None:
 
 
 def train_model(tmp: Path) -> tuple[str, str]:
-    """The digits model (5 epochs) as a train folder and as the production version of a registry."""
+    """The digits model (5 epochs) as a train folder, and packaged (``serving.package``: registered with its
+    bento) as the production version of a registry, which our server follows as ``make run``'s does."""
     from retrain_steps import registry
 
     store = f"file://{tmp}/store"
@@ -60,9 +62,12 @@ def train_model(tmp: Path) -> tuple[str, str]:
     step("download", "--source", f"{store}/digits.npz", "--output", f"{store}/dl", env=env)
     step("preprocess", "--input", f"{store}/dl", "--output", f"{store}/pp", env=env)
     step("train", "--input", f"{store}/pp", "--output", f"{store}/model", "--epochs", "5", env=env)
+    step("evaluate", "--data", f"{store}/pp", "--model", f"{store}/model", "--output", f"{store}/eval", env=env)
     reg = f"{store}/registry"
-    card = registry.write_card(reg, registry.register(reg, f"{store}/model", {"metrics": {}}))
-    registry.promote(reg, card["version"])
+    packaged = subprocess.run([sys.executable, "-m", "serving.package", "--model", f"{store}/model", "--evaluation",
+                               f"{store}/eval", "--dataset", f"{store}/dl", "--registry", reg], env=env, cwd=ROOT,
+                              check=True, capture_output=True, text=True)
+    registry.promote(reg, json.loads(packaged.stdout.strip().splitlines()[-1])["result"]["version"])
     return f"{tmp}/store/model", reg
 
 
@@ -144,18 +149,19 @@ def main() -> None:
         model_dir, reg = train_model(tmp)
         scripts = bodies(tmp)
         bento = [str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1", "--port", "{port}"]
+        # Ours follows the registry: it fetches the production version's bento, verifies its sha256, imports it.
+        ours = {"DIGITS_REGISTRY_URI": reg, "DIGITS_WORKERS": "1", "BENTOML_HOME": f"{tmp}/bentoml"}
         uvicorn = [str(BIN / "uvicorn"), "bench.baselines.starlette_app:app", "--port", "{port}", "--log-level", "warning",
                    "--no-access-log", "--workers"]
         servers = {
             "flask (seed)": ([sys.executable, str(ROOT / "bench" / "baselines" / "flask_app.py"), "{port}"],
                              {"MODEL_DIR": model_dir, "PYTHONPATH": str(ROOT)}),
             "starlette (bare ASGI)": ([*uvicorn, "1"], {"MODEL_DIR": model_dir}),
-            "bentoml (ours)": (bento, {"DIGITS_REGISTRY_URI": reg}),
-            "bentoml (ours), no batching": (bento, {"DIGITS_REGISTRY_URI": reg, "DIGITS_MAX_BATCH_ROWS": "1"}),
+            "bentoml (ours)": (bento, ours),
+            "bentoml (ours), no batching": (bento, {**ours, "DIGITS_MAX_BATCH_ROWS": "1"}),
             "starlette, 2 workers": ([*uvicorn, "2"], {"MODEL_DIR": model_dir}),
-            "bentoml (ours), 2 workers": (bento, {"DIGITS_REGISTRY_URI": reg, "DIGITS_WORKERS": "2"}),
-            "bentoml (ours), capture on": (bento, {"DIGITS_REGISTRY_URI": reg,
-                                                   "DIGITS_CAPTURE_URI": f"file://{tmp}/capture"}),
+            "bentoml (ours), 2 workers": (bento, {**ours, "DIGITS_WORKERS": "2"}),
+            "bentoml (ours), capture on": (bento, {**ours, "DIGITS_CAPTURE_URI": f"file://{tmp}/capture"}),
         }
         urls, cold, processes = {}, {}, {}
         for name, (argv, env) in servers.items():

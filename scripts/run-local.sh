@@ -43,9 +43,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# The server follows the registry's production version (DIGITS_REGISTRY_URI): it fetches the bento that
+# `package` registered, verifies its sha256 and imports it into data/bentoml (as the chart's init container
+# does), and serves its model.
 echo "==> model server on http://127.0.0.1:$SERVING_PORT (log: data/logs/serving.log)"
-setsid bentoml serve serving.service:DigitsClassifier --host 127.0.0.1 --port "$SERVING_PORT" \
-  > data/logs/serving.log 2>&1 &
+BENTOML_HOME="$ROOT/data/bentoml" setsid bentoml serve serving.service:DigitsClassifier --host 127.0.0.1 \
+  --port "$SERVING_PORT" > data/logs/serving.log 2>&1 &
 pids+=($!)
 
 echo "==> airflow standalone on http://127.0.0.1:$AIRFLOW_PORT (log: data/logs/airflow.log)"

@@ -5,9 +5,10 @@ more than the model on this path, so :class:`PredictEndpoint` (an ASGI middlewar
 inside BentoML's metrics, tracing, access-log, timeout and concurrency middlewares) answers
 ``/predict`` itself: the body is read once up to the size cap, parsed with python-multipart's
 parser (what Starlette uses, without its form objects; at most four parts) or as JSON, and
-decoding + inference run in a worker thread through :func:`serving.service.respond_batch` (the function behind the ``@bentoml.api``
-method, the OpenAPI contract and the Python API), batched with the requests that queued
-meanwhile (:class:`serving.batching.AdaptiveBatcher`). Every error is a JSON ``{"error": ...}`` 4xx:
+decoding + inference run in a worker thread through the service instance's ``predict_batch``
+(:meth:`serving.service.DigitsClassifier.predict_batch`, which its ``@bentoml.api`` method, the
+OpenAPI contract and the Python API, runs too), batched with the requests that queued meanwhile
+(:class:`serving.batching.AdaptiveBatcher`). Every error is a JSON ``{"error": ...}`` 4xx:
 413 over the size cap, 415 for another content type, 400 for a malformed body, a field other
 than ``file``/``instances``, a ``file`` field that is not an upload, or bad pixels; 503 before a
 model is loaded. It also serves the service's own ``GET`` pages (``pages``: ``/readyz`` with the
@@ -21,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from serving.batching import AdaptiveBatcher
 
@@ -145,21 +147,24 @@ def parse_instances(body: bytes, *, wrapped: bool = True) -> list:
 
 
 class PredictEndpoint:
-    """Serve ``POST /predict`` with ``respond_batch``; every other request goes on to BentoML.
+    """Serve ``POST /predict`` with the service's ``predict_batch``; every other request goes on to BentoML.
 
+    ``service()`` returns this worker's service instance (None before BentoML created it): its
+    ``model`` (the model served now, or None) is given to each request, and its
+    ``predict_batch(requests)`` answers a batch of ``(model, file bytes, instances)`` requests.
     One batch at a time per worker process (the model uses the cores); the event loop keeps
     reading and parsing requests meanwhile, and they form the next batch.
     """
 
-    def __init__(self, app, max_bytes: int, current_model: Callable, respond_batch: Callable, version_header: str,
+    def __init__(self, app, max_bytes: int, service: Callable[[], Any], version_header: str,
                  pages: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None,
                  serving_state: Callable[[], tuple[str | None, bool]] | None = None, path: str = "/predict",
                  max_batch_rows: int = 64, batch_wait_s: float = 0.0, capture_uri: str | None = None,
                  capture_queue: int = 4096) -> None:
         self.app, self.max_bytes, self.path = app, max_bytes, path
         self.capture_uri, self.capture_queue = capture_uri, capture_queue
-        self.current_model = current_model
-        self.batcher = AdaptiveBatcher(respond_batch, max_rows=max_batch_rows, max_wait_s=batch_wait_s,
+        self.service = service
+        self.batcher = AdaptiveBatcher(self._predict_batch, max_rows=max_batch_rows, max_wait_s=batch_wait_s,
                                        on_batch=self._observe_batch)
         self.pages = {**(pages or {}), "/metrics": self.metrics_page}
         self.serving_state = serving_state or (lambda: (None, False))
@@ -185,6 +190,9 @@ class PredictEndpoint:
                                     on_drop=lambda why: metrics.capture_dropped.labels(why).inc(),
                                     on_write=lambda n: metrics.captured.inc(n)) if self.capture_uri else None
         return self._capture
+
+    def _predict_batch(self, requests: list) -> list:
+        return self.service().predict_batch(requests)
 
     def _observe_batch(self, rows: int, requests: int) -> None:
         self.metrics.batch.observe(rows)
@@ -232,7 +240,8 @@ class PredictEndpoint:
             body = await read_body(receive, headers.get(b"content-length"), self.max_bytes)
             if body is None:
                 return
-            model = self.current_model()
+            service = self.service()
+            model = service.model if service is not None else None
             if model is None:
                 raise RequestError(503, "no model is loaded yet")
             if content_type == b"multipart/form-data":

@@ -23,6 +23,7 @@ from retrain_steps import artifacts, registry
 log = logging.getLogger(__name__)
 
 BENTO_FILE = "digits_classifier.bento"
+MODEL_NAME = "digits-classifier"  # the model each bento packs (serving.service.load_bento loads it)
 SERVICE = "serving.service:DigitsClassifier"
 SERVING_DIR = Path(__file__).resolve().parent
 STEPS_DIR = Path(artifacts.__file__).resolve().parent
@@ -56,8 +57,7 @@ def _requirements(path: str) -> Path:
 
 def build_bento(model_dir: Path, card: dict, requirements: Path, work: Path) -> Path:
     """Build the bento in a private BentoML home under ``work``; return the exported file."""
-    os.environ["BENTOML_HOME"] = str(work / "bentoml")
-    os.environ.pop("DIGITS_REGISTRY_URI", None)  # the bento serves its own model
+    os.environ["BENTOML_HOME"] = str(work / "bentoml")  # a private store: nothing of the caller's is touched
     # bentoml build calls the uv binary; the serving lock installs it beside this interpreter.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     import bentoml
@@ -69,7 +69,7 @@ def build_bento(model_dir: Path, card: dict, requirements: Path, work: Path) -> 
             shutil.copy2(source / module, context / package / module)
     shutil.copy2(requirements, context / "requirements.txt")
     with bentoml.models.create(
-        "digits-classifier",
+        MODEL_NAME,
         labels={"framework": card["framework"]},
         metadata={"version": card["version"], "framework": card["framework"]},
     ) as model:
@@ -81,6 +81,7 @@ def build_bento(model_dir: Path, card: dict, requirements: Path, work: Path) -> 
         version=card["version"],
         labels={"model-version": card["version"], "framework": card["framework"]},
         include=["serving/*.py", "retrain_steps/*.py"],
+        models=[str(model.tag)],  # the service declares no model: whichever bento it serves brings its own
         python={"requirements_txt": "requirements.txt", "lock_packages": False},
         docker={"python_version": "3.11"},
         build_ctx=str(context),

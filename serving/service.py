@@ -13,13 +13,19 @@ An upload may have any size and mode; JSON ``instances`` have the model's own sh
 (``prediction``, ``probabilities``, ``model_version``); the ``X-Model-Version`` response
 header names the model version. Bad input gets a 4xx JSON ``{"error": ...}``.
 
-The model comes from one of two places:
+The model is always a bento's, the one :mod:`serving.package` built and registered:
 
-* the bento's own model (``digits-classifier``), when the service runs from a bento
-  (``bentoml serve``, the Helm chart);
-* the production pointer of a model registry, when ``DIGITS_REGISTRY_URI`` is set (the local
-  backend): the service polls it and swaps in a newly promoted version without a restart;
-  requests in flight finish on the model they started with.
+* following a registry (``DIGITS_REGISTRY_URI``: ``make run``, the compose stack, the
+  benchmark): the production version's bento is fetched, its sha256 verified and imported
+  (:func:`serving.fetch.import_bento`, what the chart's init container runs), and its model
+  loaded; the production pointer is polled and a newly promoted version swapped in without a
+  restart (requests in flight finish on the model they started with);
+* otherwise the bento this server runs from (``bentoml serve digits_classifier:<version>``, the
+  Helm chart, after the init container imported it).
+
+``POST /predict`` over HTTP runs :meth:`DigitsClassifier.predict_batch` (:mod:`serving.endpoint`
+batches the requests that queue meanwhile into one call); the ``@bentoml.api`` method
+:meth:`DigitsClassifier.predict` runs the same method for one request.
 """
 
 from __future__ import annotations
@@ -27,25 +33,24 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import bentoml
 import numpy as np
+from bentoml.exceptions import BentoMLException
 
-from retrain_steps import registry
+from retrain_steps import artifacts, registry
 from retrain_steps.features import InputError
 from retrain_steps.input_spec import InputSpec, decode_upload, from_instances, prepare
 from retrain_steps.models import Predictor, load_predictor, read_model_info
-from serving import metrics
+from serving import fetch, metrics
 from serving.endpoint import PredictEndpoint
 from serving.settings import ServerSettings
 
 log = logging.getLogger("bentoml.service.digits")
 
-MODEL_NAME = "digits-classifier"
 SETTINGS = ServerSettings.from_environment()  # serving.settings: every DIGITS_* variable, checked
 MAX_REQUEST_BYTES = SETTINGS.max_request_bytes
 MAX_INSTANCES = 1024
@@ -89,12 +94,23 @@ def answer(probabilities: np.ndarray, spec: InputSpec) -> list[dict]:
     return rows
 
 
-class RegistryFollower:
-    """Serve the registry's production version; poll the pointer and hot-swap on change.
+def load_bento(bento: bentoml.Bento) -> LoadedModel:
+    """Load the one model ``bento`` packs (``digits-classifier:<version>``, in the BentoML home's model store)."""
+    tags = [info.tag for info in bento.info.all_models]
+    if len(tags) != 1:
+        raise ValueError(f"bento {bento.tag} packs {len(tags)} models, not one")
+    model = bentoml.models.get(tags[0])
+    return load_folder(Path(model.path), model.info.metadata.get("version", model.tag.version))
 
-    If the production version cannot be loaded, the newest loadable version of the promotion
-    history is served instead and :attr:`fallback` says so (``/readyz``, ``/metrics``); the
-    failure is logged once per version, not on every poll.
+
+class RegistryFollower:
+    """Serve the bento of the registry's production version; poll the pointer and hot-swap on change.
+
+    Each version is loaded from its bento (the card's ``bento.uri``, verified against
+    ``bento.sha256`` by :func:`serving.fetch.import_bento`), never from the registered weights. If
+    the production version cannot be loaded, the newest loadable version of the promotion history
+    is served instead and :attr:`fallback` says so (``/readyz``, ``/metrics``); the failure is
+    logged once per version, not on every poll.
     """
 
     def __init__(self, registry_uri: str, interval: float) -> None:
@@ -106,11 +122,23 @@ class RegistryFollower:
         self.refresh()
         threading.Thread(target=self._poll, name="registry-follower", daemon=True).start()
 
-    def _load(self, version: str) -> LoadedModel | None:
+    def load(self, version: str) -> LoadedModel:
+        """Fetch, verify and import the version's bento; load its model."""
+        packed = registry.card(self.registry_uri, version).get("bento")
+        if not packed:
+            raise artifacts.ArtifactError(f"version {version} has no bento in its card (serving.package did not "
+                                          "finish for it)")
+        bento, _, imported = fetch.import_bento(packed["uri"], packed["sha256"])
+        model = load_bento(bento)
+        if model.version != version:
+            raise ValueError(f"the bento of version {version} ({packed['uri']}) packs version {model.version}")
+        log.info("%s bento %s of version %s (sha256 %s verified)", "imported" if imported else "already imported:",
+                 bento.tag, version, packed["sha256"])
+        return model
+
+    def _try_load(self, version: str) -> LoadedModel | None:
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                registry.fetch_model(self.registry_uri, version, Path(tmp))
-                return load_folder(Path(tmp), version)
+            return self.load(version)
         except Exception as err:  # a broken version must not stop the server: remember, log once
             reason = f"{type(err).__name__}: {err}"
             if self._failed.get(version) != reason:
@@ -120,6 +148,12 @@ class RegistryFollower:
 
     def refresh(self) -> None:
         try:
+            latest = registry.latest_promotion(self.registry_uri)
+            if latest is None:
+                return
+            if self.current and self.current.version == latest["version"]:
+                self.fallback = None
+                return
             history = registry.promotion_history(self.registry_uri)
         except Exception as err:  # the store is unreachable: keep serving what is loaded
             log.warning("cannot read the production pointer of %s: %s", self.registry_uri, err)
@@ -127,13 +161,10 @@ class RegistryFollower:
         if not history:
             return
         wanted = history[0]
-        if self.current and self.current.version == wanted:
-            self.fallback = None
-            return
         for version in history:
             if self.current and self.current.version == version:
                 break  # already serving the best loadable one
-            loaded = self._load(version)
+            loaded = self._try_load(version)
             if loaded is None:
                 continue
             previous, self.current = self.current, loaded  # one reference swap: in-flight requests keep theirs
@@ -149,39 +180,56 @@ class RegistryFollower:
         while not self._stop.wait(self.interval):
             self.refresh()
 
+    def close(self) -> None:
+        self._stop.set()
 
-class BentoModelSource:
-    """Serve the model packed into the bento."""
+
+class FixedModel:
+    """Serve one model: the one the bento this server runs from packs."""
 
     fallback = None
 
-    def __init__(self, model: bentoml.Model) -> None:
-        self.current = load_folder(Path(model.path), model.info.metadata.get("version", model.tag.version))
+    def __init__(self, model: LoadedModel) -> None:
+        self.current = model
+
+    def close(self) -> None:
+        pass
 
 
-_ACTIVE: list = []  # the service instance of this worker process (one per process)
+def model_source(settings: ServerSettings, bento: bentoml.Bento | None) -> RegistryFollower | FixedModel:
+    """Follow the registry's production bento when ``DIGITS_REGISTRY_URI`` is set, else serve ``bento``'s model."""
+    if settings.registry_uri:
+        return RegistryFollower(settings.registry_uri, settings.poll_seconds)
+    if bento is None:
+        raise RuntimeError("no model to serve: set DIGITS_REGISTRY_URI to follow a registry's production version, "
+                           "or serve a bento (bentoml serve digits_classifier:<version>)")
+    return FixedModel(load_bento(bento))
 
 
-def current_model() -> LoadedModel | None:
-    """The model this worker serves now (None before one is loaded)."""
-    return _ACTIVE[0].source.current if _ACTIVE else None
+def current_service() -> DigitsClassifier | None:
+    """This worker's service instance (None until BentoML created it)."""
+    try:
+        return bentoml.get_current_service()
+    except BentoMLException:
+        return None
 
 
 def serving_state() -> tuple[str | None, bool]:
     """The version this worker serves and whether it is a fallback (for ``/metrics``)."""
-    source = _ACTIVE[0].source if _ACTIVE else None
-    model = source.current if source else None
-    return (model.version if model else None), bool(source and source.fallback)
+    service = current_service()
+    model = service.model if service else None
+    return (model.version if model else None), bool(service and service.source.fallback)
 
 
 def readiness() -> tuple[int, str, bytes]:
     """``/readyz``: 200 with the version served (and the fallback, if any) once a model is loaded, else 503."""
-    source = _ACTIVE[0].source if _ACTIVE else None
-    if source is None or source.current is None:
+    service = current_service()
+    model = service.model if service else None
+    if model is None:
         return 503, "application/json", json.dumps({"status": "not ready", "reason": "no model is loaded yet"}).encode()
-    body = {"status": "ready", "model_version": source.current.version}
-    if source.fallback:
-        body["fallback"] = source.fallback
+    body = {"status": "ready", "model_version": model.version}
+    if service.source.fallback:
+        body["fallback"] = service.source.fallback
     return 200, "application/json", json.dumps(body).encode()
 
 
@@ -201,7 +249,8 @@ def openapi_document() -> tuple[int, str, bytes]:
     for status, why in (("400", "bad input"), ("413", "body over the size cap"), ("415", "unsupported content type"),
                         ("503", "no model loaded yet")):
         operation["responses"][status] = {"description": why, **error}
-    model = current_model()
+    service = current_service()
+    model = service.model if service else None
     classes = ", ".join(model.spec.class_names) if model else "none loaded yet"
     spec["info"] = {
         "title": "Image classifier (digits_classifier)",
@@ -230,39 +279,6 @@ DOCS_HTML = b"""<!doctype html>
 """
 
 
-def respond_batch(requests: list[tuple[LoadedModel, bytes | None, list | None]]) -> list[dict | InputError]:
-    """The ``/predict`` answers of several requests, ``(model, file bytes, instances)`` each, in order.
-
-    Each request is decoded on its own (bad input is an :class:`InputError` in its place, for
-    that caller alone); the rows of the requests to the same model go through one forward pass.
-    """
-    results: list = [None] * len(requests)
-    prepared: dict[int, list[tuple[int, np.ndarray]]] = {}  # id(model) -> (request index, rows)
-    for index, (model, data, instances) in enumerate(requests):
-        try:
-            rows = prepare(_images(model, data, instances), model.spec)
-        except InputError as err:
-            results[index] = err
-            continue
-        prepared.setdefault(id(model), []).append((index, rows))
-    for group in prepared.values():
-        model = requests[group[0][0]][0]
-        answers = answer(model.predict(np.concatenate([rows for _, rows in group])), model.spec)
-        start = 0
-        for index, rows in group:
-            results[index] = _payload(model, answers[start:start + len(rows)], upload=requests[index][1] is not None)
-            start += len(rows)
-    return results
-
-
-def respond(model: LoadedModel, data: bytes | None, instances: list | None) -> dict:
-    """The ``/predict`` answer for an uploaded image file or JSON instances; :class:`InputError` for bad input."""
-    (result,) = respond_batch([(model, data, instances)])
-    if isinstance(result, InputError):
-        raise result
-    return result
-
-
 def _images(model: LoadedModel, data: bytes | None, instances: list | None) -> np.ndarray:
     if (data is None) == (instances is None):
         raise InputError("send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
@@ -285,6 +301,14 @@ def _payload(model: LoadedModel, rows: list[dict], *, upload: bool) -> dict:
     }
 
 
+class PredictRequest(NamedTuple):
+    """One ``/predict`` request: the model it was given (swaps leave it alone) and an upload or instances."""
+
+    model: LoadedModel
+    data: bytes | None
+    instances: list | None
+
+
 metrics.isolate()
 
 
@@ -294,19 +318,47 @@ metrics.isolate()
 class DigitsClassifier:
     """Classify images (the model's classes) from an image upload or pixel instances of the model's shape."""
 
-    # A build dependency of the bento; left out when following a registry, where no model is packed.
-    if not SETTINGS.registry_uri:
-        bento_model = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
-
-    def __init__(self) -> None:
-        self.source = (RegistryFollower(SETTINGS.registry_uri, SETTINGS.poll_seconds) if SETTINGS.registry_uri
-                       else BentoModelSource(self.bento_model))
-        _ACTIVE[:] = [self]
+    def __init__(self, source: RegistryFollower | FixedModel | None = None) -> None:
+        """``source`` is where the model comes from (default: :func:`model_source` of the settings)."""
+        self.source = source or model_source(SETTINGS, DigitsClassifier.bento)
         gc.collect()
         gc.freeze()  # the imports and the model stay for the worker's life: full collections no longer walk them
 
+    @property
+    def model(self) -> LoadedModel | None:
+        """The model served now (None before one is loaded)."""
+        return self.source.current
+
     def __is_ready__(self) -> bool:
-        return self.source.current is not None
+        return self.model is not None
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.source.close()
+
+    def predict_batch(self, requests: list[PredictRequest]) -> list[dict | InputError]:
+        """The ``/predict`` answers of several requests, in order: what HTTP ``/predict`` runs.
+
+        Each request is decoded on its own (bad input is an :class:`InputError` in its place, for
+        that caller alone); the rows of the requests to the same model go through one forward pass.
+        """
+        results: list = [None] * len(requests)
+        prepared: dict[int, list[tuple[int, np.ndarray]]] = {}  # id(model) -> (request index, rows)
+        for index, (model, data, instances) in enumerate(requests):
+            try:
+                rows = prepare(_images(model, data, instances), model.spec)
+            except InputError as err:
+                results[index] = err
+                continue
+            prepared.setdefault(id(model), []).append((index, rows))
+        for group in prepared.values():
+            model = requests[group[0][0]][0]
+            answers = answer(model.predict(np.concatenate([rows for _, rows in group])), model.spec)
+            start = 0
+            for index, rows in group:
+                results[index] = _payload(model, answers[start:start + len(rows)], upload=requests[index][1] is not None)
+                start += len(rows)
+        return results
 
     @bentoml.api(route="/predict")
     def predict(
@@ -317,23 +369,25 @@ class DigitsClassifier:
     ) -> dict:
         """Predict the class of an uploaded image (field ``file``) or of ``instances`` of the model's shape.
 
-        Over HTTP, :class:`serving.endpoint.PredictEndpoint` answers this route with the same
-        :func:`respond`; this method is its OpenAPI contract and the Python API.
+        One request through :meth:`predict_batch`. Over HTTP, :class:`serving.endpoint.PredictEndpoint`
+        answers this route by batching the requests that queue into :meth:`predict_batch`; this
+        method is the OpenAPI contract and the Python API.
         """
-        model = self.source.current
+        model = self.model
         if model is None:
             ctx.response.status_code = 503
             return {"error": "no model is loaded yet"}
         ctx.response.headers[VERSION_HEADER] = model.version
-        try:
-            return respond(model, None if file is None else Path(file).read_bytes(), instances)
-        except InputError as err:
+        (result,) = self.predict_batch([PredictRequest(model, None if file is None else Path(file).read_bytes(),
+                                                       instances)])
+        if isinstance(result, InputError):
             ctx.response.status_code = 400
-            return {"error": str(err)}
+            return {"error": str(result)}
+        return result
 
 
-DigitsClassifier.add_asgi_middleware(PredictEndpoint, max_bytes=MAX_REQUEST_BYTES, current_model=current_model,
-                                     respond_batch=respond_batch, max_batch_rows=SETTINGS.max_batch_rows,
+DigitsClassifier.add_asgi_middleware(PredictEndpoint, max_bytes=MAX_REQUEST_BYTES, service=current_service,
+                                     max_batch_rows=SETTINGS.max_batch_rows,
                                      batch_wait_s=SETTINGS.batch_wait_ms / 1000, capture_uri=SETTINGS.capture_uri,
                                      capture_queue=SETTINGS.capture_queue, version_header=VERSION_HEADER,
                                      pages={"/readyz": readiness, "/docs.json": openapi_document, "/docs": docs_page,

@@ -1,8 +1,10 @@
 """The model server's settings: read once from the environment, checked, a bad value named.
 
-- ``DIGITS_REGISTRY_URI`` (unset): follow this registry's production version (the local backend);
+- ``DIGITS_REGISTRY_URI`` (unset): follow this registry's production version, loading each
+  version's bento (``make run``, the compose stack); unset, the server serves the bento it runs from;
 - ``DIGITS_POLL_SECONDS`` (2): how often the production pointer is read;
-- ``DIGITS_WORKERS`` (1): worker processes, one model copy each;
+- ``DIGITS_WORKERS`` (2): worker processes, one model copy each (about 400 MiB with torch); with
+  two, the other answers at once while a worker that died is replaced; 1 where memory is short;
 - ``DIGITS_MAX_REQUEST_BYTES`` (4 MiB): request body cap, 413 above;
 - ``DIGITS_DEVICE`` (auto): ``auto`` (the GPU when torch sees one), ``cpu`` or ``cuda``;
 - ``DIGITS_MAX_BATCH_ROWS`` (64), ``DIGITS_BATCH_WAIT_MS`` (0): adaptive batching, most images per
@@ -38,7 +40,7 @@ def _number(environ: Mapping[str, str], name: str, default: str, kind: type, low
 class ServerSettings:
     registry_uri: str | None = None
     poll_seconds: float = 2.0
-    workers: int = 1
+    workers: int = 2
     max_request_bytes: int = 4 * 1024 * 1024
     device: str = "auto"
     max_batch_rows: int = 64
@@ -54,7 +56,7 @@ class ServerSettings:
         return cls(
             registry_uri=environ.get("DIGITS_REGISTRY_URI") or None,
             poll_seconds=_number(environ, "DIGITS_POLL_SECONDS", "2", float, 0.05, 3600),
-            workers=_number(environ, "DIGITS_WORKERS", "1", int, 1, 64),
+            workers=_number(environ, "DIGITS_WORKERS", "2", int, 1, 64),
             max_request_bytes=_number(environ, "DIGITS_MAX_REQUEST_BYTES", str(4 * 1024 * 1024), int, 1024, 2**31),
             device=device,
             max_batch_rows=_number(environ, "DIGITS_MAX_BATCH_ROWS", "64", int, 1, 1024),

@@ -52,12 +52,16 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications):
 
     port = free_port()
     argv = [str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1", "--port", str(port)]
-    env = {"DIGITS_REGISTRY_URI": reg, "DIGITS_POLL_SECONDS": "0.5"}
+    env = {"DIGITS_REGISTRY_URI": reg, "DIGITS_POLL_SECONDS": "0.5", "DIGITS_WORKERS": "1",
+           "BENTOML_HOME": str(tmp_path / "bentoml")}
     with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=ROOT, log_path=tmp_path / "serve.log"):
         sample = (ROOT / "serving" / "samples" / "digit-3.png").read_bytes()
         response = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("d.png", sample)}, timeout=30)
         assert response.status_code == 200 and response.json()["prediction"] == 3
         assert response.headers[VERSION_HEADER] == production["version"]
+        # What serves is the bento package registered, fetched and verified as the chart's init container does.
+        assert (f"imported bento digits_classifier:{production['version']} of version {production['version']} "
+                f"(sha256 {production['bento']['sha256']} verified)") in (tmp_path / "serve.log").read_text()
 
         # A worse candidate (one epoch) must not replace production; the run still ends green.
         second = dags_test(airflow_env, {"epochs": 1, "learning_rates": [0.0005], "min_accuracy": 0.0})

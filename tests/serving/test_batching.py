@@ -1,4 +1,4 @@
-"""Adaptive batching (``serving.batching``) and the batched ``respond_batch``, without a server."""
+"""Adaptive batching (``serving.batching``) and the service's batched ``predict_batch``, without a server."""
 
 from __future__ import annotations
 
@@ -133,19 +133,27 @@ def test_bad_settings_are_refused(kwargs, message):
         AdaptiveBatcher(lambda items: items, **kwargs)
 
 
+def service_of(model):
+    """The service class itself, instantiated around ``model`` (what BentoML creates in each worker)."""
+    from serving.service import DigitsClassifier, FixedModel
+
+    return DigitsClassifier.inner(FixedModel(model))
+
+
 def test_a_batched_answer_equals_the_answer_alone(trained):
-    from serving.service import load_folder, respond, respond_batch
+    from serving.service import load_folder
 
     model = load_folder(local_path(trained["train"]), "v1")
+    service = service_of(model)
     other = load_folder(local_path(trained["train"]), "v2")  # a swap mid-batch: each request keeps its model
     splits = load_splits(trained["preprocess"], load_spec(trained["preprocess"]))
     uploads = [pixels_to_png(splits["x_test"][i, :, :, 0] / 255 * 16, scale=4) for i in range(12)]
     instances = (splits["x_test"][20:23, :, :, 0] / 255 * 16).reshape(3, -1).tolist()
     requests = [(model if i % 3 else other, png, None) for i, png in enumerate(uploads)]
     requests += [(model, None, instances), (model, b"not an image", None), (model, None, [[]])]
-    batched = respond_batch(requests)
+    batched = service.predict_batch(requests)
     for (loaded, data, rows), result in zip(requests[:13], batched[:13], strict=True):
-        alone = respond(loaded, data, rows)  # equal up to float rounding (a batched convolution sums in another order)
+        (alone,) = service.predict_batch([(loaded, data, rows)])  # equal up to float rounding (a batched convolution sums in another order)
         assert result["model_version"] == alone["model_version"] == loaded.version
         assert result.get("prediction") == alone.get("prediction")
         assert result.get("predictions") == alone.get("predictions")
@@ -155,7 +163,7 @@ def test_a_batched_answer_equals_the_answer_alone(trained):
     predictions = [r["prediction"] for r in batched[:12]]
     assert sum(p == y for p, y in zip(predictions, splits["y_test"][:12], strict=True)) >= 10
     assert len(batched[12]["predictions"]) == 3
-    (only_bad,) = respond_batch([(model, None, [[]])])  # a batch whose every request is bad input
+    (only_bad,) = service.predict_batch([(model, None, [[]])])  # a batch whose every request is bad input
     assert isinstance(only_bad, InputError)
 
 
@@ -184,7 +192,7 @@ def cuda_available() -> bool:
 
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA device here (runs on a GPU machine)")
 def test_on_a_gpu_batched_answers_match_the_cpu(trained):
-    from serving.service import LoadedModel, load_folder, respond_batch
+    from serving.service import LoadedModel, load_folder
 
     folder = local_path(trained["train"])
     cpu = load_folder(folder, "v1")
@@ -193,7 +201,7 @@ def test_on_a_gpu_batched_answers_match_the_cpu(trained):
     gpu = LoadedModel("v1", cpu.framework, cpu.spec, load_predictor(folder, cpu.framework, cpu.spec, "auto"))
     splits = load_splits(trained["preprocess"], load_spec(trained["preprocess"]))
     requests = [(None, pixels_to_png(splits["x_test"][i, :, :, 0] / 255 * 16, scale=4), None) for i in range(64)]
-    on_cpu = respond_batch([(cpu, data, rows) for _, data, rows in requests])
-    on_gpu = respond_batch([(gpu, data, rows) for _, data, rows in requests])
+    on_cpu = service_of(cpu).predict_batch([(cpu, data, rows) for _, data, rows in requests])
+    on_gpu = service_of(gpu).predict_batch([(gpu, data, rows) for _, data, rows in requests])
     assert [r["prediction"] for r in on_gpu] == [r["prediction"] for r in on_cpu]
     assert np.allclose([r["probabilities"] for r in on_gpu], [r["probabilities"] for r in on_cpu], atol=1e-4)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import json
-import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,8 @@ from retrain_steps.features import pixels_to_png
 from retrain_steps.preprocess import load_spec, load_splits
 from serving.service import EXAMPLE_INPUT, MAX_REQUEST_BYTES, VERSION_HEADER
 from tests.conftest import ROOT, run_cli
-from tests.helpers.servers import free_port, serve, wait_http
+from tests.helpers.servers import wait_http
+from tests.serving.conftest import package, serve_bento, serve_source
 
 SAMPLE = ROOT / "serving" / "samples" / "digit-3.png"
 
@@ -160,6 +159,16 @@ def test_client_example(server, live_registry):
     assert wrong.returncode == 1 and "expected 5, got 3" in wrong.stderr
 
 
+def test_what_serves_is_the_packaged_bento(server, server_log, live_registry):
+    """The module's server runs the bento ``serving.package`` built (its own code, from outside the source tree),
+    and its registry follower fetched and verified that bento before loading the model."""
+    card = live_registry["card"]
+    log = server_log.read_text()
+    assert f'BentoServer from "digits_classifier:{card["version"]}"' in log
+    assert (f"bento digits_classifier:{card['version']} of version {card['version']} "
+            f"(sha256 {card['bento']['sha256']} verified)") in log
+
+
 def test_client_matches_the_service_example():
     from serving import client
 
@@ -218,97 +227,104 @@ def test_the_docs_page_works_offline(server):
 
 
 def test_promotion_swaps_the_model_without_dropping_requests(server, trained, live_registry, tmp_path):
-    """Promote a second version while requests are in flight: all succeed, the header changes."""
+    """Package and promote a second version while requests are in flight: all succeed, the header changes."""
     run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/m2",
             "--epochs", "4", "--seed", "1")
-    card = registry.write_card(live_registry["uri"], registry.register(live_registry["uri"], f"file://{tmp_path}/m2", {}))
+    run_cli("retrain_steps", "evaluate", "--data", trained["preprocess"], "--model", f"file://{tmp_path}/m2",
+            "--output", f"file://{tmp_path}/e2")
+    card = package(f"file://{tmp_path}/m2", f"file://{tmp_path}/e2", trained["download"], live_registry["uri"])
     assert card["version"] != live_registry["version"]
 
     def call(_):
         response = httpx.post(f"{server}/predict", json=EXAMPLE_INPUT, timeout=30)
         return response.status_code, response.headers.get(VERSION_HEADER)
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(call, i) for i in range(40)]
-        registry.promote(live_registry["uri"], card["version"])
-        results = [f.result() for f in futures]
-        deadline = time.monotonic() + 20
-        while call(0)[1] != card["version"] and time.monotonic() < deadline:
-            time.sleep(0.25)
-    assert all(status == 200 for status, _ in results)
-    assert call(0) == (200, card["version"])
-    registry.promote(live_registry["uri"], live_registry["version"])
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(call, i) for i in range(40)]
+            registry.promote(live_registry["uri"], card["version"])
+            results = [f.result() for f in futures]
+            deadline = time.monotonic() + 20
+            while call(0)[1] != card["version"] and time.monotonic() < deadline:
+                time.sleep(0.25)
+        assert all(status == 200 for status, _ in results)
+        assert call(0) == (200, card["version"])
+    finally:
+        if registry.production_version(live_registry["uri"]) != live_registry["version"]:
+            registry.promote(live_registry["uri"], live_registry["version"])
 
 
 def test_not_ready_without_a_production_model(tmp_path):
-    port = free_port()
-    env = {"DIGITS_REGISTRY_URI": f"file://{tmp_path}/empty", "DIGITS_POLL_SECONDS": "0.5"}
-    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
-            "--host", "127.0.0.1", "--port", str(port)]
-    with serve(argv, ready_url=f"http://127.0.0.1:{port}/livez", env=env, cwd=ROOT, log_path=tmp_path / "log"):
-        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 503
-        response = httpx.post(f"http://127.0.0.1:{port}/predict", json=EXAMPLE_INPUT, timeout=30)
+    with serve_source(f"file://{tmp_path}/empty", tmp_path, {"DIGITS_POLL_SECONDS": "0.5"}, ready="/livez") as (url, _):
+        assert httpx.get(f"{url}/readyz").status_code == 503
+        response = httpx.post(f"{url}/predict", json=EXAMPLE_INPUT, timeout=30)
         assert response.status_code == 503 and "no model" in response.json()["error"]
 
 
-def test_the_packaged_bento_serves_on_its_own(trained, tmp_path):
-    """package → export → import into a fresh BentoML home → serve from outside the source tree."""
-    reg = f"file://{tmp_path}/registry"
-    result = run_cli("serving.package", "--model", trained["train"], "--evaluation", trained["evaluate"],
-                     "--dataset", trained["download"], "--registry", reg, "--run-id", "test")
-    card = registry.card(reg, json.loads(result.stdout.strip().splitlines()[-1])["result"]["version"])
+def test_the_packaged_bento_serves_on_its_own(trained, packaged, tmp_path):
+    """What the chart runs: the init container's fetch (a wrong sha256 imports nothing), then the bento served
+    from a fresh BentoML home outside the source tree, with no registry to follow (its own model)."""
+    card = packaged["card"]
     assert card["metrics"]["test_accuracy"] >= 0.95 and card["dataset"]["sha256"]
-    bento = Path(card["bento"]["uri"].removeprefix("file://"))
-    home, workdir = tmp_path / "bentoml-home", tmp_path / "elsewhere"
-    workdir.mkdir()
-    bentoml_bin = str(Path(sys.executable).parent / "bentoml")
-    env = {"BENTOML_HOME": str(home), "PYTHONPATH": "", "DIGITS_REGISTRY_URI": ""}
+    home = tmp_path / "bentoml"
+    env = {"BENTOML_HOME": str(home), "PYTHONPATH": ""}
     bad = run_cli("serving.fetch", "--uri", card["bento"]["uri"], "--sha256", "0" * 64, env=env, check=False)
     assert bad.returncode == 2 and "checksum mismatch" in bad.stderr and not home.exists()
-    fetched = run_cli("serving.fetch", "--uri", card["bento"]["uri"], "--sha256", card["bento"]["sha256"], env=env)
-    assert f"digits_classifier:{card['version']}" in fetched.stdout
-    port = free_port()
-    argv = [bentoml_bin, "serve", f"digits_classifier:{card['version']}", "--host", "127.0.0.1", "--port", str(port)]
-    with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=workdir, log_path=tmp_path / "log"):
-        response = post_file(f"http://127.0.0.1:{port}", SAMPLE.read_bytes())
+    with serve_bento(card, tmp_path, tmp_path / "log", {"DIGITS_WORKERS": "1", "DIGITS_REGISTRY_URI": ""}) as url:
+        response = post_file(url, SAMPLE.read_bytes())
         assert response.status_code == 200 and response.json()["prediction"] == 3
         assert response.headers[VERSION_HEADER] == card["version"]
+        assert httpx.get(f"{url}/readyz").json() == {"status": "ready", "model_version": card["version"]}
+    again = run_cli("serving.fetch", "--uri", card["bento"]["uri"], "--sha256", card["bento"]["sha256"], env=env)
+    assert f"already in the store: digits_classifier:{card['version']}" in again.stdout  # a restarted pod's init
     rerun = run_cli("serving.package", "--model", trained["train"], "--evaluation", trained["evaluate"],
-                    "--dataset", trained["download"], "--registry", reg)
+                    "--dataset", trained["download"], "--registry", packaged["uri"])
     assert "already registered" in rerun.stdout
 
 
-def test_an_unloadable_production_version_falls_back_to_the_previous_one(trained, tmp_path):
-    """After a restart with a corrupted production version: serve the previous one, say so, log it once."""
+def test_an_unloadable_production_version_falls_back_to_the_previous_one(packaged, tmp_path):
+    """After a restart with a corrupted bento in production: serve the previous version, say so, log it once."""
     reg = f"file://{tmp_path}/registry"
-    run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/m2",
-            "--epochs", "2", "--seed", "4")
-    good = registry.write_card(reg, registry.register(reg, trained["train"], {}))["version"]
-    bad = registry.write_card(reg, registry.register(reg, f"file://{tmp_path}/m2", {}))["version"]
+    good = registry.write_card(reg, packaged["card"])["version"]
+    corrupted = tmp_path / "corrupted.bento"
+    corrupted.write_bytes(Path(packaged["card"]["bento"]["uri"].removeprefix("file://")).read_bytes()[:-100])
+    bad = "0badbadbad00"
+    registry.write_card(reg, {**packaged["card"], "version": bad,
+                              "bento": {**packaged["card"]["bento"], "uri": f"file://{corrupted}"}})
     registry.promote(reg, good)
     registry.promote(reg, bad)
-    (tmp_path / "registry" / "versions" / bad / "model.pt").write_bytes(b"corrupted")
-    port, log = free_port(), tmp_path / "serve.log"
-    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
-            "--host", "127.0.0.1", "--port", str(port)]
-    env = {"DIGITS_REGISTRY_URI": reg, "DIGITS_POLL_SECONDS": "0.2"}
-    with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=ROOT, log_path=log):
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
+    with serve_source(reg, tmp_path, {"DIGITS_POLL_SECONDS": "0.2"}) as (url, _):
+        ready = httpx.get(f"{url}/readyz").json()
         assert ready["model_version"] == good and ready["fallback"]["production"] == bad
         assert "checksum mismatch" in ready["fallback"]["reason"]
-        response = post_file(f"http://127.0.0.1:{port}", SAMPLE.read_bytes())
+        response = post_file(url, SAMPLE.read_bytes())
         assert response.status_code == 200 and response.headers[VERSION_HEADER] == good
         time.sleep(2)  # ten polls
-    errors = [line for line in log.read_text().splitlines() if f"cannot load model version {bad}" in line]
+    log = (tmp_path / "serve.log").read_text()
+    errors = [line for line in log.splitlines() if f"cannot load model version {bad}" in line]
     assert len(errors) == 1, errors
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in log
+
+
+def test_a_version_without_a_bento_is_never_served_from_its_weights(trained, tmp_path):
+    """A version registered with weights but no bento (package never finished) is not loadable: nothing serves."""
+    reg = f"file://{tmp_path}/registry"
+    version = registry.write_card(reg, registry.register(reg, trained["train"], {}))["version"]
+    registry.promote(reg, version)
+    with serve_source(reg, tmp_path, ready="/livez") as (url, _):
+        deadline = time.monotonic() + 10
+        while "cannot load model version" not in (tmp_path / "serve.log").read_text():
+            assert time.monotonic() < deadline, "the server never tried the version"
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/readyz").status_code == 503
+    assert f"version {version} has no bento" in (tmp_path / "serve.log").read_text()
 
 
 def metric(text: str, prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
-def test_unknown_paths_add_no_series_and_each_server_counts_its_own(server, live_registry, tmp_path):
+def test_unknown_paths_add_no_series_and_each_server_counts_its_own(server, server_home, live_registry, tmp_path):
     import random
     import string
 
@@ -320,29 +336,21 @@ def test_unknown_paths_add_no_series_and_each_server_counts_its_own(server, live
     assert metric(after, 'digits_requests_total{route="other",status="404"}') >= 200
     served = metric(after, 'digits_requests_total{route="/predict"')
     # A second server on the same machine and BentoML home: its requests never show in the first's /metrics.
-    port = free_port()
-    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
-            "--host", "127.0.0.1", "--port", str(port)]
-    with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env={"DIGITS_REGISTRY_URI": live_registry["uri"]},
-               cwd=ROOT, log_path=tmp_path / "second.log"):
+    with serve_source(live_registry["uri"], tmp_path, {"BENTOML_HOME": str(server_home)},
+                      log_name="second.log") as (second_url, _):
         for _ in range(5):
-            assert post_file(f"http://127.0.0.1:{port}", SAMPLE.read_bytes()).status_code == 200
-        second = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            assert post_file(second_url, SAMPLE.read_bytes()).status_code == 200
+        second = httpx.get(f"{second_url}/metrics").text
         assert metric(second, 'digits_requests_total{route="/predict"') == 5
         assert metric(httpx.get(f"{server}/metrics").text, 'digits_requests_total{route="/predict"') == served
 
 
-def test_a_worker_that_dies_is_replaced_within_seconds(live_registry, tmp_path):
-    """Two workers (DIGITS_WORKERS=2, what the chart's server.workers sets): one is killed; the other keeps
-    answering, and a new one replaces it."""
+def test_a_killed_worker_leaves_the_other_answering_at_once(live_registry, tmp_path):
+    """Two workers by default: after ``kill -9`` of one, requests sent at once are each answered by the other
+    within a few seconds (with one worker they hung about 12 s for its replacement), and a new one replaces it."""
     import psutil
 
-    port = free_port()
-    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
-            "--host", "127.0.0.1", "--port", str(port)]
-    env = {"DIGITS_REGISTRY_URI": live_registry["uri"], "DIGITS_WORKERS": "2"}
-    with serve(argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=ROOT,
-               log_path=tmp_path / "serve.log") as process:
+    with serve_source(live_registry["uri"], tmp_path, {"DIGITS_WORKERS": ""}) as (url, process):  # "": the default
 
         def workers():
             alive = []
@@ -355,33 +363,31 @@ def test_a_worker_that_dies_is_replaced_within_seconds(live_registry, tmp_path):
             return alive
 
         first = workers()
-        assert len(first) == 2
+        assert len(first) == 2, "two worker processes by default"
         first[0].kill()
-        started = time.monotonic()
-        wait_http(f"http://127.0.0.1:{port}/readyz", 30)
-        replaced_in = time.monotonic() - started
-        assert post_file(f"http://127.0.0.1:{port}", SAMPLE.read_bytes()).status_code == 200
+        started, slowest = time.monotonic(), 0.0
+        for _ in range(20):
+            sent = time.monotonic()
+            assert post_file(url, SAMPLE.read_bytes()).status_code == 200
+            slowest = max(slowest, time.monotonic() - sent)
         deadline = time.monotonic() + 30
         while len(workers()) < 2 or first[0].pid in {w.pid for w in workers()}:
             assert time.monotonic() < deadline, "the dead worker was not replaced"
             time.sleep(0.2)
-        print(f"server answering {replaced_in:.1f} s after a worker died; replaced in {time.monotonic() - started:.1f} s")
-        assert replaced_in < 20
+        print(f"after kill -9 of a worker: 20 requests, slowest {slowest:.2f} s; "
+              f"replaced in {time.monotonic() - started:.1f} s")
+        assert slowest < 3.0, f"a request waited {slowest:.1f} s after a worker died"
+        wait_http(f"{url}/readyz", 5)
 
 
 def test_feedback_capture_stores_served_inputs_and_counts_drops(live_registry, tmp_path):
     """Off by default (the module's server has no captured/ folder anywhere); with DIGITS_CAPTURE_URI each
     answered request lands in the store with its prediction and model version; a store that cannot be
     written drops and counts, and /predict still answers."""
-    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:DigitsClassifier",
-            "--host", "127.0.0.1"]
     capture = tmp_path / "store"
-    for uri in (f"file://{capture}", "https://127.0.0.1:9/read-only"):
-        port = free_port()
-        env = {"DIGITS_REGISTRY_URI": live_registry["uri"], "DIGITS_CAPTURE_URI": uri}
-        with serve([*argv, "--port", str(port)], ready_url=f"http://127.0.0.1:{port}/readyz", env=env, cwd=ROOT,
-                   log_path=tmp_path / "serve.log"):
-            url = f"http://127.0.0.1:{port}"
+    for n, uri in enumerate((f"file://{capture}", "https://127.0.0.1:9/read-only")):
+        with serve_source(live_registry["uri"], tmp_path, {"DIGITS_CAPTURE_URI": uri},
+                          log_name=f"serve-{n}.log") as (url, _):
             for _ in range(3):
                 assert post_file(url, SAMPLE.read_bytes()).status_code == 200
             assert httpx.post(f"{url}/predict", json=EXAMPLE_INPUT, timeout=30).status_code == 200

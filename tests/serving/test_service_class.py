@@ -1,0 +1,58 @@
+"""The service class in process (BentoML's ``to_asgi()`` app under Starlette's TestClient): one ``/predict``."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from retrain_steps.artifacts import local_path
+from serving.service import EXAMPLE_INPUT, VERSION_HEADER
+from tests.serving.test_service_http import SAMPLE
+
+
+@pytest.fixture
+def model(trained):
+    from serving.service import load_folder
+
+    return load_folder(local_path(trained["train"]), "v1")
+
+
+def test_http_predict_runs_the_method_of_the_service_class(model, monkeypatch):
+    """An edit of ``DigitsClassifier.predict_batch`` shows over HTTP, for uploads and JSON alike (the ASGI fast
+    path dispatches to the service instance's method), and the ``@bentoml.api`` method runs the same method."""
+    from starlette.testclient import TestClient
+
+    from serving import service
+
+    calls = []
+    original = service.DigitsClassifier.inner.predict_batch
+
+    def edited(self, requests):
+        calls.append(len(requests))
+        return [{**r, "edited": True} if isinstance(r, dict) else r for r in original(self, requests)]
+
+    monkeypatch.setattr(service.DigitsClassifier.inner, "predict_batch", edited)
+    monkeypatch.setattr(service, "model_source", lambda settings, bento: service.FixedModel(model))
+    with TestClient(service.DigitsClassifier.to_asgi()) as client:
+        as_json = client.post("/predict", json=EXAMPLE_INPUT)
+        upload = client.post("/predict", files={"file": ("d.png", SAMPLE.read_bytes(), "image/png")})
+        bad = client.post("/predict", json={"instances": [[1, 2, 3]]})
+    assert as_json.status_code == 200 and as_json.json()["edited"] is True and as_json.json()["class_names"] == ["3"]
+    assert upload.status_code == 200 and upload.json()["edited"] is True and upload.json()["class_name"] == "3"
+    assert as_json.headers[VERSION_HEADER] == "v1"
+    assert bad.status_code == 400 and "64 numbers" in bad.json()["error"]
+    assert calls == [1, 1, 1]
+
+    instance = service.DigitsClassifier.inner(service.FixedModel(model))
+    ctx = SimpleNamespace(response=SimpleNamespace(headers={}, status_code=200))
+    direct = instance.predict(instances=EXAMPLE_INPUT["instances"], ctx=ctx)
+    assert direct["edited"] is True and direct["class_names"] == ["3"] and ctx.response.headers[VERSION_HEADER] == "v1"
+    assert calls == [1, 1, 1, 1]
+
+
+def test_without_a_registry_or_a_bento_the_server_names_what_to_set():
+    from serving.service import ServerSettings, model_source
+
+    with pytest.raises(RuntimeError, match="set DIGITS_REGISTRY_URI .* or serve a bento"):
+        model_source(ServerSettings(), None)
