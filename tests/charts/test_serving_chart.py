@@ -54,6 +54,9 @@ def test_deployment_defaults():
     assert server["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
     assert "nvidia.com/gpu" not in server["resources"]["limits"] and "tolerations" not in pod
     assert fetch["command"] == ["python", "-m", "serving.fetch"]
+    assert {"name": "DIGITS_WORKERS", "value": "2"} in server["env"], "two workers: one dying leaves one answering"
+    config = docs["ConfigMap"]["data"]
+    assert "DIGITS_REGISTRY_URI" not in config, "the pod serves the bento its init container imported"
     assert {"secretRef": {"name": "artifact-store"}} in fetch["envFrom"]
     config = docs["ConfigMap"]["data"]
     assert config["MODEL_URI"] == "s3://bucket/v1/digits_classifier.bento" and config["MODEL_VERSION"] == "abc123def456"
