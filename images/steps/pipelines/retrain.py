@@ -63,7 +63,8 @@ def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
 
 @dsl.component(base_image=STEPS_IMAGE, install_kfp_package=False)
 def evaluate(argv: list, metrics: Output[Metrics], confusion: Output[ClassificationMetrics]) -> str:
-    """Evaluate one candidate on the test split; log accuracy and the confusion matrix."""
+    """Evaluate one candidate on the test split; log accuracy and the confusion matrix (its rows and
+    columns are the dataset's classes, named as the evaluate step's metrics name them)."""
     from retrain_steps import artifacts
     from retrain_steps.__main__ import main
 
@@ -73,7 +74,7 @@ def evaluate(argv: list, metrics: Output[Metrics], confusion: Output[Classificat
     result = artifacts.read_json(artifacts.join(output, "metrics.json"))
     metrics.log_metric("accuracy", float(result["accuracy"]))
     metrics.log_metric("macro_f1", float(result["macro_f1"]))
-    confusion.log_confusion_matrix([str(c) for c in range(10)], result["confusion_matrix"])
+    confusion.log_confusion_matrix(result["class_names"], result["confusion_matrix"])
     return output
 
 
