@@ -6,7 +6,8 @@ the same path as `retrain`'s `deploy_model` (local: the model server follows the
 kubernetes: `helm upgrade` of `charts/serving` from a worker, which holds the deploy RBAC).
 The **Models** view triggers it; so can you (*Trigger* with the form below). A compare-and-swap:
 when production is no longer *Expected production*, nothing is deployed and the run fails saying
-which promotion won. Emits a `model-in-production` asset event and a notification.
+which promotion won; promoting the version in production is refused too. The history records the
+user who triggered the run as who did it. Emits a `model-in-production` asset event and a notification.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 from retrain_steps.registry import MAX_REASON_CHARS
 from retraining import config
-from retraining.dag_defaults import DEFAULT_ARGS
+from retraining.dag_defaults import DEFAULT_ARGS, described
 from retraining.model_assets import model_assets
-from retraining.notify import RetrainNotifier
 
-SETTINGS = config.settings()
+SETTINGS = config.parse_safe()  # never raises: a bad value fails the run's task, not the import
 PRODUCTION_ASSET = model_assets(SETTINGS)[1]
+
+
+def actor(dag_run) -> str:
+    """Who asked: the user who triggered the run (Airflow authenticated them), never a value from the conf."""
+    user = getattr(dag_run, "triggering_user_name", None)
+    return f"user:{user}" if user else f"airflow:{dag_run.run_type}"
 
 
 @dag(
@@ -28,9 +34,6 @@ PRODUCTION_ASSET = model_assets(SETTINGS)[1]
     is_paused_upon_creation=False,  # the Models view's requests run without an unpause first
     max_active_runs=1,
     default_args={**DEFAULT_ARGS, "retries": 0},
-    on_failure_callback=RetrainNotifier("run_failed", "{{ dag.dag_id }} run {{ run_id }} failed: {{ reason }}"),
-    tags=["retraining", "models", SETTINGS.backend],
-    doc_md=__doc__,
     params={
         "action": Param("promote", type="string", enum=["promote", "rollback"], title="Action",
                         description="promote: deploy Version; rollback: deploy the version production replaced."),
@@ -42,9 +45,8 @@ PRODUCTION_ASSET = model_assets(SETTINGS)[1]
                           "Empty: whatever is in production when the task runs."),
         "reason": Param("", type="string", maxLength=MAX_REASON_CHARS, title="Reason",
                         description="Recorded in the promotion history."),
-        "actor": Param("", type="string", title="On behalf of",
-                       description="Who asked (the Models view fills it in); else the triggering user."),
     },
+    **described(SETTINGS, doc_md=__doc__, tags=["retraining", "models", SETTINGS.backend]),
 )
 def promote_model():
     @task(outlets=[PRODUCTION_ASSET])
@@ -54,15 +56,17 @@ def promote_model():
         from airflow.sdk.exceptions import AirflowFailException
         from retraining import announce, deploy, store_connection
 
-        store_connection.apply_to_process()
-        actor = params["actor"] or f"airflow:{getattr(dag_run, 'triggering_user_name', None) or 'unknown'}"
-        expected = params["expected"] if params["expected"] else registry.CURRENT
         try:
+            SETTINGS.check()
+            if "actor" in (dag_run.conf or {}):
+                raise ValueError("the conf may not name an actor: the history records the user who triggered the run")
+            store_connection.apply_to_process(SETTINGS.artifact_conn_id)
+            expected = params["expected"] if params["expected"] else registry.CURRENT
             if params["action"] == "rollback":
-                entry = deploy.rollback(SETTINGS, actor=actor, reason=params["reason"], expected=expected,
+                entry = deploy.rollback(SETTINGS, actor=actor(dag_run), reason=params["reason"], expected=expected,
                                         run_id=dag_run.run_id)
             elif params["version"]:
-                entry = deploy.deploy(SETTINGS, params["version"], expected=expected, actor=actor,
+                entry = deploy.deploy(SETTINGS, params["version"], expected=expected, actor=actor(dag_run),
                                       reason=params["reason"] or "promoted by hand", run_id=dag_run.run_id)
             else:
                 raise ValueError("promote needs a Version")

@@ -23,7 +23,7 @@ from retraining.launcher import mapped_step_task, step_task
 from retraining.planning import planning_head
 from retraining.release import release_tasks
 
-SETTINGS = config.settings()
+SETTINGS = config.parse_safe()  # never raises: a bad value fails the run's first tasks, not the import
 
 
 @dag(dag_id="retrain", **dag_kwargs(SETTINGS, doc_md=__doc__, tags=[SETTINGS.backend], watch_dataset=True))

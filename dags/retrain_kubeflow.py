@@ -13,8 +13,6 @@ the pods and the local backend get, so it writes to the same artifact-store path
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import dag, task
 from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunOperator
 from retraining import config, pods
@@ -22,7 +20,7 @@ from retraining.dag_defaults import dag_kwargs
 from retraining.planning import planning_head
 from retraining.release import release_tasks
 
-SETTINGS = config.settings()
+SETTINGS = config.parse_safe(kubeflow=True)  # never raises: a bad value fails the first tasks, not the import
 PIPELINE_PACKAGE = str(config.PROJECT_ROOT / "images" / "steps" / "pipelines" / "retrain.yaml")
 
 
@@ -41,15 +39,16 @@ def retrain_kubeflow():
     data, candidates = planning_head(SETTINGS)
     kubeflow_run = KubeflowPipelinesRunOperator(
         task_id="kubeflow_run",
-        kfp_conn_id=os.environ.get("RETRAIN_KFP_CONN_ID", "kubeflow_default"),
+        kfp_conn_id=SETTINGS.kfp.conn_id,
         pipeline_package=PIPELINE_PACKAGE,
-        pipeline_name=os.environ.get("RETRAIN_KFP_PIPELINE_NAME") or None,
+        pipeline_name=SETTINGS.kfp.pipeline_name,
         pipeline_params=pipeline_arguments(data, candidates),
         experiment="retrain-digits",
         # the deployment's step images (registry and tag, as the pods use), not the compiled placeholders
-        images={"steps": pods.image("steps"), "train": pods.image("train")},
+        images={"steps": pods.image("steps", SETTINGS), "train": pods.image("train", SETTINGS)},
         run_name="retrain-{{ run_id }}",
-        poll_interval=float(os.environ.get("RETRAIN_KFP_POLL_SECONDS", "15")),
+        poll_interval=SETTINGS.kfp.poll_seconds,
+        timeout_seconds=SETTINGS.kfp.timeout_seconds,
     )
     best = release_tasks(candidates=candidates, data=data, settings=SETTINGS)
     kubeflow_run >> best

@@ -11,9 +11,7 @@ export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__PORT="$AIRFLOW_PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$AIRFLOW_PORT/execution/"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
-export RETRAIN_BACKEND="${RETRAIN_BACKEND:-local}"
-export RETRAIN_ARTIFACT_STORE="${RETRAIN_ARTIFACT_STORE:-file://$ROOT/data/artifacts}"
-export RETRAIN_REGISTRY="${RETRAIN_REGISTRY:-$RETRAIN_ARTIFACT_STORE/registry}"
-export RETRAIN_DATASET_URI="${RETRAIN_DATASET_URI:-$RETRAIN_ARTIFACT_STORE/datasets/digits/digits.npz}"
+# The store's locations as the DAGs resolve them (their defaults live in plugins/retraining/config.py only)
+eval "$(PYTHONPATH="$ROOT/plugins" "$ROOT/.venv/bin/python" -m retraining.config)"
 export DIGITS_REGISTRY_URI="$RETRAIN_REGISTRY"
 export GIT_COMMIT="${GIT_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)}"

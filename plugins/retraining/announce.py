@@ -14,7 +14,8 @@ def production_changed(settings: Settings, entry: dict, asset_event, dag_run) ->
     from retrain_steps import registry
 
     asset_event.extra = model_assets.production_extra(entry, registry.card(settings.registry, entry["version"]))
-    notify.send("deployed", f"{dag_run.dag_id} run {dag_run.run_id}: {entry['action']} of {entry['version']} by "
-                f"{entry.get('actor') or 'unknown'} (was {entry.get('previous') or 'empty'}): {entry.get('reason', '')}",
-                dag_id=dag_run.dag_id, run_id=dag_run.run_id, version=entry["version"],
-                previous=entry.get("previous"), reason=entry.get("reason", ""), actor=entry.get("actor", ""))
+    text = (f"{dag_run.dag_id} run {dag_run.run_id}: {entry['action']} of {entry['version']} by "
+            f"{entry.get('actor') or 'unknown'} (was {entry.get('previous') or 'empty'}): {entry.get('reason', '')}")
+    notify.send("deployed", text, settings.notify_conn_id, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+                version=entry["version"], previous=entry.get("previous"), reason=entry.get("reason", ""),
+                actor=entry.get("actor", ""))

@@ -2,6 +2,9 @@
 
 No ``start_date`` and ``run_immediately=False``: unpausing a DAG (the UI's Trigger does) starts
 no run for a cron tick that passed; the first scheduled run is the next tick.
+
+A DAG built from settings with problems (:func:`retraining.config.parse_safe`) still loads: it is
+tagged ``misconfigured`` and its docs start with the problems, which its first task fails with.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from retraining.config import Settings
 from retraining.notify import RetrainNotifier
 from retraining.params import retrain_params
 
+MISCONFIGURED = "misconfigured"
 DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": dt.timedelta(seconds=30),
@@ -34,6 +38,18 @@ def schedule(settings: Settings, *, watch_dataset: bool):
     return [asset] if cron is None else AssetOrTimeSchedule(timetable=cron, assets=[asset])
 
 
+def described(settings: Settings, *, doc_md: str, tags: list[str]) -> dict:
+    """``doc_md``, ``tags`` and the failure notification of a DAG; its settings' problems shown first."""
+    if settings.problems:
+        warning = "\n".join(f"> - `{problem}`" for problem in settings.problems)
+        doc_md = (f"> **Misconfigured: every run fails at its first task** until these variables of the Airflow "
+                  f"deployment are fixed:\n>\n{warning}\n\n{doc_md.strip()}")
+        tags = [*tags, MISCONFIGURED]
+    notifier = RetrainNotifier("run_failed", "{{ dag.dag_id }} run {{ run_id }} failed: {{ reason }}",
+                               conn_id=settings.notify_conn_id)
+    return {"doc_md": doc_md, "tags": tags, "on_failure_callback": notifier}
+
+
 def dag_kwargs(settings: Settings, *, doc_md: str, tags: list[str], watch_dataset: bool = False) -> dict:
     """Keyword arguments of ``@dag`` for a retraining DAG."""
     return {
@@ -41,8 +57,6 @@ def dag_kwargs(settings: Settings, *, doc_md: str, tags: list[str], watch_datase
         "catchup": False,
         "max_active_runs": 1,
         "default_args": DEFAULT_ARGS,
-        "on_failure_callback": RetrainNotifier("run_failed", "{{ dag.dag_id }} run {{ run_id }} failed: {{ reason }}"),
         "params": retrain_params(),
-        "tags": ["retraining", "digits", *tags],
-        "doc_md": doc_md,
+        **described(settings, doc_md=doc_md, tags=["retraining", "digits", *tags]),
     }

@@ -16,7 +16,6 @@ rolling the serving backend back to the production that won.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 
 from retrain_steps import registry
@@ -71,16 +70,16 @@ def roll_out(settings: Settings, card: dict) -> dict:
     """Make the serving backend run ``card``'s version; return where it went."""
     if settings.backend != "kubernetes":
         return {"backend": "local"}
-    from retraining.pods import deployment_settings, image_repository, image_tag
+    from retraining.pods import image_repository
 
-    target = deployment_settings()
+    target = settings.serving
     run_helm(
         helm_upgrade_command(
-            chart=target["chart"], card=card, image_repository=image_repository("serving"), image_tag=image_tag(),
-            namespace=target["namespace"], release=target["release"], helm=os.environ.get("HELM", "helm"),
+            chart=target.chart, card=card, image_repository=image_repository("serving", settings),
+            image_tag=settings.pods.image_tag, namespace=target.namespace, release=target.release, helm=target.helm,
         )
     )
-    return {"backend": "kubernetes", "release": target["release"], "namespace": target["namespace"]}
+    return {"backend": "kubernetes", "release": target.release, "namespace": target.namespace}
 
 
 def deploy(settings: Settings, version: str, *, expected=registry.CURRENT, actor: str = "", reason: str = "",
@@ -95,6 +94,8 @@ def deploy(settings: Settings, version: str, *, expected=registry.CURRENT, actor
     elif current != expected:
         raise registry.StalePromotion(f"production is {current or 'empty'}, not {expected or 'empty'} as the promotion "
                                       f"of {version} expected; nothing was rolled out")
+    if version == current:  # refused before the rollout (registry.promote would refuse after it)
+        raise registry.NoOpPromotion(f"{version} is in production already: nothing to {action}, nothing was rolled out")
     target = roll_out(settings, card)
     try:
         entry = registry.promote(settings.registry, version, expected=expected, actor=actor, reason=reason,

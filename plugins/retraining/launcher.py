@@ -32,6 +32,7 @@ class LocalStepOperator(BaseOperator):
     :param python_bin: interpreter of the environment the step belongs to.
     :param cwd: working directory (the project root, where ``serving`` is importable).
     :param env_vars: extra environment variables (templated).
+    :param artifact_conn_id: the Airflow connection whose credentials the step gets (``Settings.artifact_conn_id``).
 
     Returns the ``result`` of the last JSON line the step prints (its manifest) to XCom.
     """
@@ -47,11 +48,12 @@ class LocalStepOperator(BaseOperator):
         python_bin: str,
         cwd: str | None = None,
         env_vars: dict[str, str] | None = None,
+        artifact_conn_id: str = Settings.artifact_conn_id,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.cmds, self.arguments, self.python_bin = cmds, arguments, python_bin
-        self.cwd, self.env_vars = cwd, env_vars or {}
+        self.cwd, self.env_vars, self.artifact_conn_id = cwd, env_vars or {}, artifact_conn_id
         self._process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -66,7 +68,7 @@ class LocalStepOperator(BaseOperator):
         started = time.monotonic()
         from retraining.store_connection import artifact_store_env
 
-        env = {**os.environ, **artifact_store_env(), **self.env_vars, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **artifact_store_env(self.artifact_conn_id), **self.env_vars, "PYTHONUNBUFFERED": "1"}
         self._process = subprocess.Popen(  # noqa: S603 (argv built from our own step table)
             argv, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
@@ -99,8 +101,9 @@ def _operator(step: str, cmds: list[str], settings: Settings, python_bin: str):
         from retraining.pods import pod_operator_kwargs
         from retraining.step_pod import StepPodOperator
 
-        return StepPodOperator, pod_operator_kwargs(step, cmds=cmds)
-    return LocalStepOperator, {"cmds": cmds, "python_bin": python_bin, "cwd": str(settings.project_root)}
+        return StepPodOperator, pod_operator_kwargs(step, cmds=cmds, settings=settings)
+    return LocalStepOperator, {"cmds": cmds, "python_bin": python_bin, "cwd": str(settings.project_root),
+                               "artifact_conn_id": settings.artifact_conn_id}
 
 
 def step_task(step: str, *, arguments, cmds: list[str], settings: Settings, python_bin: str, **kwargs):

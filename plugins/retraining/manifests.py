@@ -46,7 +46,8 @@ def render_pods(
     planned.append(("package", -1, commands.PACKAGE_CMDS, package))
     pods = {}
     for step, index, cmds, arguments in planned:
-        operator = StepPodOperator(task_id=step, arguments=arguments, **pod_operator_kwargs(step, cmds=cmds))
+        kwargs = pod_operator_kwargs(step, cmds=cmds, settings=settings)
+        operator = StepPodOperator(task_id=step, arguments=arguments, **kwargs)
         ti = SimpleNamespace(dag_id="retrain", task_id=step, map_index=index, try_number=1)
         context = {"params": params, "ti": ti, "run_id": run_id, "dag": SimpleNamespace()}
         operator.render_template_fields(context)

@@ -1,6 +1,7 @@
 """Notifications of deploys, gate rejections and failed runs: an Airflow notifier posting to a webhook.
 
-The webhook is the Airflow connection ``retrain_notifications`` (``RETRAIN_NOTIFY_CONN_ID``):
+The webhook is the Airflow connection ``retrain_notifications`` (``Settings.notify_conn_id``, from
+``RETRAIN_NOTIFY_CONN_ID``):
 host = the URL (``https://hooks.slack.com/services/…`` or any endpoint taking JSON), password =
 an optional bearer token. Without that connection, notifications are off. The JSON body is
 ``{"text", "event", "dag_id", "run_id", ...details}``: Slack and Mattermost incoming webhooks show
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
-from collections.abc import Sequence
 
 from airflow.sdk import BaseNotifier
 
-CONN_ID = os.environ.get("RETRAIN_NOTIFY_CONN_ID", "retrain_notifications")
+from retraining.config import Settings
+
+CONN_ID = Settings.notify_conn_id  # the default name; deployments pass Settings.notify_conn_id
 log = logging.getLogger(__name__)
 
 
@@ -55,15 +56,25 @@ def send(event: str, text: str, conn_id: str = CONN_ID, **details) -> bool:
 
 
 class RetrainNotifier(BaseNotifier):
-    """A notifier for DAG and task callbacks (``on_failure_callback=RetrainNotifier("failed", "...")``)."""
+    """A notifier for DAG and task callbacks (``on_failure_callback=RetrainNotifier("failed", "...")``).
 
-    template_fields: Sequence[str] = ("text",)
+    ``text`` is a Jinja template of the callback's context, rendered at each call in a sandboxed
+    environment of its own: not the DAG's (under ``airflow dags test`` the context holds the
+    serialized DAG, which has none) and not in place (the same notifier serves every run).
+    """
 
     def __init__(self, event: str, text: str, conn_id: str = CONN_ID) -> None:
         super().__init__()
         self.event, self.text, self.conn_id = event, text, conn_id
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Nothing to render in place (the base class would ask the context's DAG for its environment)."""
+
     def notify(self, context) -> None:
-        dag_run = context.get("dag_run")
-        send(self.event, self.text, self.conn_id, dag_id=getattr(dag_run, "dag_id", ""),
-             run_id=getattr(dag_run, "run_id", ""), reason=context.get("reason", ""))
+        from jinja2.sandbox import SandboxedEnvironment
+
+        dag_run, dag = context.get("dag_run"), context.get("dag")
+        dag_id = getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", "")
+        run_id = getattr(dag_run, "run_id", None) or context.get("run_id", "")
+        text = SandboxedEnvironment().from_string(self.text).render({**context, "run_id": run_id})
+        send(self.event, text, self.conn_id, dag_id=dag_id, run_id=run_id, reason=context.get("reason", ""))

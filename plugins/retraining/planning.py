@@ -1,6 +1,7 @@
 """What every retraining DAG shares before its steps: ``plan`` (the data steps' arguments) and
 ``plan_candidates`` (one candidate per learning rate, warm-started from production on request).
-Bad requests fail these tasks at once, without retries, with a message that says what to change."""
+Bad requests, and a bad deployment setting (``Settings.problems``: the DAG still parsed), fail these
+tasks at once, without retries, with a message that says what to change."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from retraining.config import Settings
 
 
 def planning_head(settings: Settings):
-    """Add ``plan`` and ``plan_candidates`` to the current DAG; return their XComArgs."""
+    """Add ``plan`` and ``plan_candidates`` to the current DAG (its first tasks); return their XComArgs."""
 
     @task(multiple_outputs=True)
     def plan(params: dict | None = None, run_id: str | None = None) -> dict:
@@ -19,6 +20,7 @@ def planning_head(settings: Settings):
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
+            settings.check()
             return commands.data_steps(
                 params=params, run_id=run_id, artifact_store=settings.artifact_store,
                 default_dataset=settings.dataset_uri, allowed=settings.dataset_allowed,
@@ -32,6 +34,7 @@ def planning_head(settings: Settings):
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
+            settings.check()
             return commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store,
                                        init_from=warm_start_model(settings, params))
         except ValueError as err:  # e.g. more GPUs than a candidate uses: not retried
@@ -46,7 +49,7 @@ def warm_start_model(settings: Settings, params: dict) -> str | None:
         return None
     from retrain_steps import registry
 
-    store_connection.apply_to_process()
+    store_connection.apply_to_process(settings.artifact_conn_id)
     version = registry.production_version(settings.registry)
     if version is None:
         raise ValueError("warm start: nothing is in production yet; run once without warm start")

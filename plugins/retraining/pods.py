@@ -1,19 +1,8 @@
 """KubernetesPodOperator settings of each step on the ``kubernetes`` backend.
 
-Configured from the environment of the Airflow deployment (never credentials: those come
-from the Kubernetes Secret named by ``RETRAIN_ARTIFACT_SECRET``, mounted with ``envFrom``):
-
-| variable | default |
-|---|---|
-| ``RETRAIN_K8S_NAMESPACE`` | ``retrain`` |
-| ``RETRAIN_IMAGE_REGISTRY`` / ``RETRAIN_IMAGE_TAG`` | ``ghcr.io/example/retrain`` / ``latest`` |
-| ``RETRAIN_IMAGE_PULL_POLICY`` | ``IfNotPresent`` |
-| ``RETRAIN_IMAGE_PULL_SECRETS`` | (none; comma-separated names) |
-| ``RETRAIN_SERVICE_ACCOUNT`` | ``retrain-steps`` |
-| ``RETRAIN_ARTIFACT_SECRET`` | ``artifact-store`` |
-| ``RETRAIN_GPU_NODE_SELECTOR`` | ``nvidia.com/gpu.present=true`` |
-| ``RETRAIN_HELM_CHART`` | ``<project>/charts/serving`` |
-| ``RETRAIN_HELM_RELEASE`` / ``RETRAIN_SERVING_NAMESPACE`` | ``serving`` / ``serving`` |
+Configured by ``Settings.pods`` (:mod:`retraining.config`: namespace, images, pull policy and
+secrets, service account, GPU node selector), never credentials: those come from the Kubernetes
+Secret ``Settings.pods.artifact_secret``, mounted with ``envFrom``.
 
 Pods run as the images' user (uid/gid 10001), non-root, with a read-only root filesystem and a
 writable ``/tmp`` (an ``emptyDir``).
@@ -21,9 +10,7 @@ writable ``/tmp`` (an ``emptyDir``).
 
 from __future__ import annotations
 
-import os
-
-from retraining.config import PROJECT_ROOT
+from retraining.config import Settings
 
 IMAGE_OF_STEP = {
     "download": "steps", "preprocess": "steps", "evaluate": "steps", "evaluate_production": "steps",
@@ -39,47 +26,39 @@ GPUS_FROM_PARAMS = "{{ params.gpus }}"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def image_repository(role: str, settings: Settings) -> str:
+    return f"{settings.pods.image_registry}/{role}"
 
 
-def image_repository(role: str) -> str:
-    return f"{_env('RETRAIN_IMAGE_REGISTRY', 'ghcr.io/example/retrain')}/{role}"
-
-
-def image_tag() -> str:
-    return _env("RETRAIN_IMAGE_TAG", "latest")
-
-
-def image(role: str) -> str:
+def image(role: str, settings: Settings) -> str:
     """The image of ``role`` (steps, train, serving) for this deployment: registry, role, tag."""
-    return f"{image_repository(role)}:{image_tag()}"
+    return f"{image_repository(role, settings)}:{settings.pods.image_tag}"
 
 
-def pod_operator_kwargs(step: str, *, cmds: list[str]) -> dict:
+def pod_operator_kwargs(step: str, *, cmds: list[str], settings: Settings) -> dict:
     """Keyword arguments of the KubernetesPodOperator that runs ``step``."""
     from kubernetes.client import models as k8s
 
+    pods = settings.pods
     role = IMAGE_OF_STEP[step]
     resources = {kind: dict(values) for kind, values in RESOURCES[role].items()}
     kwargs: dict = {}
     if step == "train":
         # The GPU count is the run's "GPUs per train pod" param (limits are templated by the operator).
         resources["limits"]["nvidia.com/gpu"] = GPUS_FROM_PARAMS
-        key, _, value = _env("RETRAIN_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true").partition("=")
+        key, value = pods.gpu_node_selector
         kwargs["node_selector"] = {key: value}
         kwargs["tolerations"] = [k8s.V1Toleration(**GPU_TOLERATION)]
         kwargs["startup_timeout_seconds"] = 1800  # room for a GPU node to scale up
-    pull_secrets = [s for s in _env("RETRAIN_IMAGE_PULL_SECRETS", "").split(",") if s]
     return {
-        "namespace": _env("RETRAIN_K8S_NAMESPACE", "retrain"),
-        "image": image(role),
+        "namespace": pods.namespace,
+        "image": image(role, settings),
         "cmds": cmds,
-        "image_pull_policy": _env("RETRAIN_IMAGE_PULL_POLICY", "IfNotPresent"),
-        "image_pull_secrets": [k8s.V1LocalObjectReference(name=s) for s in pull_secrets] or None,
-        "service_account_name": _env("RETRAIN_SERVICE_ACCOUNT", "retrain-steps"),
+        "image_pull_policy": pods.image_pull_policy,
+        "image_pull_secrets": [k8s.V1LocalObjectReference(name=s) for s in pods.image_pull_secrets] or None,
+        "service_account_name": pods.service_account,
         "container_resources": k8s.V1ResourceRequirements(**resources),
-        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=_env("RETRAIN_ARTIFACT_SECRET", "artifact-store")))],
+        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=pods.artifact_secret))],
         "labels": {"app.kubernetes.io/part-of": "retrain", "app.kubernetes.io/component": step},
         "security_context": k8s.V1PodSecurityContext(
             run_as_non_root=True, run_as_user=IMAGE_UID, run_as_group=IMAGE_UID, fs_group=IMAGE_UID,
@@ -98,11 +77,3 @@ def pod_operator_kwargs(step: str, *, cmds: list[str]) -> dict:
         **kwargs,
     }
 
-
-def deployment_settings() -> dict:
-    """Where ``deploy`` rolls the serving chart out."""
-    return {
-        "chart": _env("RETRAIN_HELM_CHART", str(PROJECT_ROOT / "charts" / "serving")),
-        "namespace": _env("RETRAIN_SERVING_NAMESPACE", "serving"),
-        "release": _env("RETRAIN_HELM_RELEASE", "serving"),
-    }

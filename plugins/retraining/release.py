@@ -76,7 +76,7 @@ def release_tasks(*, candidates, data, settings: Settings):
 
     @task(multiple_outputs=True)
     def select_best(candidates: list[dict], dataset: str, run_id: str | None = None) -> dict:
-        store_connection.apply_to_process()
+        store_connection.apply_to_process(settings.artifact_conn_id)
         scored = [candidate_metrics(c) for c in candidates]
         for c in scored:
             log.info("candidate %s: lr=%s val_accuracy=%s test_accuracy=%s", c["index"], c["learning_rate"],
@@ -93,7 +93,7 @@ def release_tasks(*, candidates, data, settings: Settings):
         """The model in production now, to evaluate on this run's test split (none: ``[]``)."""
         from retrain_steps import registry
 
-        store_connection.apply_to_process()
+        store_connection.apply_to_process(settings.artifact_conn_id)
         return commands.production_baseline(
             run_id=run_id, artifact_store=settings.artifact_store, registry=settings.registry,
             production_version=registry.production_version(settings.registry),
@@ -105,7 +105,7 @@ def release_tasks(*, candidates, data, settings: Settings):
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        store_connection.apply_to_process()
+        store_connection.apply_to_process(settings.artifact_conn_id)
         try:
             production = measured_production(baseline, registry.production_version(settings.registry))
         except ValueError as err:  # production moved under this run: a retry would compare the wrong model
@@ -116,10 +116,10 @@ def release_tasks(*, candidates, data, settings: Settings):
         log.info("gate: %s: %s", "deploy" if decision.deploy else "keep production", decision.reason)
         registry.record_run(settings.registry, dag_run.run_id, run_record(best, production, decision, dag_run))
         if not decision.deploy:
-            notify.send("gate_rejected", f"{dag_run.dag_id} run {dag_run.run_id} kept production "
-                        f"{(production or {}).get('version') or '(none)'}: {decision.reason}",
-                        dag_id=dag_run.dag_id, run_id=dag_run.run_id, version=best["candidate"]["version"],
-                        reason=decision.reason)
+            text = (f"{dag_run.dag_id} run {dag_run.run_id} kept production "
+                    f"{(production or {}).get('version') or '(none)'}: {decision.reason}")
+            notify.send("gate_rejected", text, settings.notify_conn_id, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+                        version=best["candidate"]["version"], reason=decision.reason)
         return decision.deploy
 
     registered_asset, production_asset = model_assets.model_assets(settings)
@@ -129,7 +129,7 @@ def release_tasks(*, candidates, data, settings: Settings):
         """The version ``package`` registered (its card must be there), as a ``model-versions`` asset event."""
         from retrain_steps import registry
 
-        store_connection.apply_to_process()
+        store_connection.apply_to_process(settings.artifact_conn_id)
         card = registry.card(settings.registry, candidate["version"])
         outlet_events[registered_asset].extra = model_assets.registered_extra(card)
         return card["version"]
@@ -140,14 +140,14 @@ def release_tasks(*, candidates, data, settings: Settings):
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        store_connection.apply_to_process()
+        store_connection.apply_to_process(settings.artifact_conn_id)
         record = artifacts.read_json(registry.run_uri(settings.registry, dag_run.run_id))
         try:
             result = deploy.deploy(
                 settings, candidate["version"], expected=baseline[0]["version"] if baseline else None,
                 actor=f"airflow:{dag_run.dag_id}", run_id=dag_run.run_id, reason=record["gate"]["reason"],
             )
-        except registry.StalePromotion as err:  # another promotion won: retrying would replace it unseen
+        except (registry.StalePromotion, registry.NoOpPromotion) as err:  # a retry would not change the answer
             registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": {"refused": str(err)}})
             raise AirflowFailException(f"not deployed: {err}") from None
         registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": result})

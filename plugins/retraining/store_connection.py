@@ -1,4 +1,5 @@
-"""Artifact-store credentials from an Airflow connection (``artifact_store``, type ``aws``).
+"""Artifact-store credentials from an Airflow connection (``artifact_store``, type ``aws``; its name is
+``Settings.artifact_conn_id``, from ``RETRAIN_ARTIFACT_CONN_ID``).
 
 The connection's login/password become ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` and its
 ``endpoint_url`` extra ``AWS_ENDPOINT_URL_S3`` for the local step processes and the control
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import os
 
-CONN_ID = os.environ.get("RETRAIN_ARTIFACT_CONN_ID", "artifact_store")
+from retraining.config import Settings
+
+CONN_ID = Settings.artifact_conn_id  # the default name; deployments pass Settings.artifact_conn_id
 
 
 def artifact_store_env(conn_id: str = CONN_ID) -> dict[str, str]:
@@ -35,6 +38,6 @@ def artifact_store_env(conn_id: str = CONN_ID) -> dict[str, str]:
     return env
 
 
-def apply_to_process() -> None:
+def apply_to_process(conn_id: str = CONN_ID) -> None:
     """Export the connection's variables into this process (for in-task reads of the store)."""
-    os.environ.update(artifact_store_env())
+    os.environ.update(artifact_store_env(conn_id))

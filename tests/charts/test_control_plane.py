@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import yaml
 from retraining import pods, store_connection
+from retraining.config import settings
 from tests.conftest import PLUGINS, ROOT
 from tests.helpers.kube import render, validate
 
 CONTROL_PLANE = ROOT / "charts" / "control-plane"
 RBAC = [d for d in yaml.safe_load_all((CONTROL_PLANE / "rbac.yaml").read_text()) if d]
 VALUES = yaml.safe_load((CONTROL_PLANE / "airflow-values.yaml").read_text())
+STEP_POD = pods.pod_operator_kwargs("download", cmds=["x"], settings=settings({}))
 RESOURCE_OF_KIND = {
     "ConfigMap": ("", "configmaps"), "Service": ("", "services"), "ServiceAccount": ("", "serviceaccounts"),
     "Deployment": ("apps", "deployments"), "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
@@ -33,19 +35,19 @@ def test_rbac_validates_against_the_kubernetes_schema():
 
 def test_workers_may_launch_step_pods_where_the_backend_puts_them():
     launcher = role("retrain-step-launcher")
-    assert launcher["metadata"]["namespace"] == pods.pod_operator_kwargs("download", cmds=["x"])["namespace"]
+    assert launcher["metadata"]["namespace"] == STEP_POD["namespace"]
     assert {"create", "get", "watch", "delete"} <= allowed(launcher["rules"], "", "pods")
     assert allowed(launcher["rules"], "", "pods/log") == {"get"}
     assert not allowed(launcher["rules"], "", "secrets"), "the launcher never reads Secrets"
     steps_sa = next(d for d in RBAC if d["kind"] == "ServiceAccount")
-    assert steps_sa["metadata"]["name"] == pods.pod_operator_kwargs("download", cmds=["x"])["service_account_name"]
+    assert steps_sa["metadata"]["name"] == STEP_POD["service_account_name"]
     assert not any(b["roleRef"]["name"] == "retrain-step-launcher" and
                    any(s["name"] == "retrain-steps" for s in b["subjects"]) for b in RBAC if b["kind"] == "RoleBinding")
 
 
 def test_workers_may_upgrade_every_kind_the_serving_chart_renders_and_nothing_else():
     deployer = role("retrain-serving-deployer")
-    assert deployer["metadata"]["namespace"] == pods.deployment_settings()["namespace"]
+    assert deployer["metadata"]["namespace"] == settings({}).serving.namespace
     kinds = set()
     for values in ["", *sorted(str(p) for p in (ROOT / "charts" / "serving" / "ci").glob("*.yaml"))]:
         kinds |= {d["kind"] for d in render("charts/serving", *(["-f", values] if values else []))}

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from retrain_steps import registry
 from retraining import deploy, pods
+from retraining.config import settings
 from tests.conftest import ROOT
 from tests.helpers.kube import helm
 from tests.helpers.podman import KubePlay
@@ -24,8 +25,8 @@ SAMPLE = ROOT / "serving" / "samples" / "digit-3.png"
 def rendered_release(card: dict) -> list[dict]:
     """`helm template` with the --set-string values of deploy's `helm upgrade` command."""
     command = deploy.helm_upgrade_command(
-        chart="charts/serving", card=card, image_repository=pods.image_repository("serving"),
-        image_tag=pods.image_tag(), namespace="serving",
+        chart="charts/serving", card=card, image_repository=pods.image_repository("serving", settings({})),
+        image_tag=settings({}).pods.image_tag, namespace="serving",
     )
     sets = [a for i, a in enumerate(command) if i and command[i - 1] == "--set-string"]
     out = helm("template", "serving", "charts/serving", "--namespace", "serving",

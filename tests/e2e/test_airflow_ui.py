@@ -164,11 +164,11 @@ def test_the_view_says_which_model_serves_and_why_and_rolls_back(page, stack):
     assert served_version(stack["serving"]) == stack["previous"]
     print(f"rollback requested -> /predict answers with the previous version: {time.monotonic() - started:.1f} s")
     latest = registry.latest_promotion(stack["registry"])
-    assert latest["actor"] == "ui:admin" and latest["reason"] == "browser test rollback"
+    assert latest["actor"] == "user:admin" and latest["reason"] == "browser test rollback"
     assert latest["action"] == "rollback" and latest["run_id"].startswith("manual__"), "the promote_model run"
     events = asset_events(stack, "model-in-production")
     assert [e["extra"]["version"] for e in events][-3:] == [stack["previous"], stack["production"], stack["previous"]]
-    assert events[-1]["extra"]["action"] == "rollback" and events[-1]["extra"]["actor"] == "ui:admin"
+    assert events[-1]["extra"]["action"] == "rollback" and events[-1]["extra"]["actor"] == "user:admin"
     assert {e["extra"]["version"] for e in asset_events(stack, "model-versions")} == {stack["previous"], stack["production"]}
 
     # a page showing a stale production refuses to promote over what changed meanwhile

@@ -33,11 +33,11 @@ def local_airflow_env(base: Path, **settings: str) -> dict:
     return env
 
 
-def dags_test(env: dict, conf: dict) -> tuple[int, str]:
-    """Run ``airflow dags test retrain -c conf``; return its exit status and output (and print its wall time)."""
+def dags_test(env: dict, conf: dict, dag_id: str = "retrain") -> tuple[int, str]:
+    """Run ``airflow dags test <dag_id> -c conf``; return its exit status and output (and print its wall time)."""
     started = time.monotonic()
-    completed = subprocess.run([str(BIN / "airflow"), "dags", "test", "retrain", "-c", json.dumps(conf)],
+    completed = subprocess.run([str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
                                env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    print(f"airflow dags test retrain ({conf.get('dataset_uri') or 'default dataset'}): "
+    print(f"airflow dags test {dag_id} ({conf.get('dataset_uri') or 'default dataset'}): "
           f"{time.monotonic() - started:.0f} s")
     return completed.returncode, completed.stdout + completed.stderr

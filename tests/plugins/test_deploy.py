@@ -51,8 +51,9 @@ def fake_helm(tmp_path, monkeypatch):
 
 
 def k8s_settings(reg):
+    """Kubernetes-backend settings; ``HELM`` as ``fake_helm`` set it."""
     return settings({"RETRAIN_BACKEND": "kubernetes", "RETRAIN_ARTIFACT_STORE": reg.rsplit("/", 1)[0],
-                     "RETRAIN_REGISTRY": reg})
+                     "RETRAIN_REGISTRY": reg, "HELM": os.environ.get("HELM", "helm")})
 
 
 def test_kubernetes_deploy_rolls_out_then_records_production(tmp_path, fake_helm):
@@ -93,6 +94,22 @@ def test_a_version_without_a_bento_is_not_deployed(tmp_path):
     with pytest.raises(ValueError, match="has no bento"):
         deploy.deploy(settings({"RETRAIN_ARTIFACT_STORE": f"file://{tmp_path}/store"}), "cccccccccccc")
     assert registry.production_version(reg) is None
+
+
+def test_promoting_production_onto_itself_is_refused(tmp_path, fake_helm):
+    """No entry recording a version as replacing itself (a later rollback would "succeed" and change nothing)."""
+    log = fake_helm()
+    reg = f"file://{tmp_path}/store/registry"
+    old, current = registered(reg, "aaaaaaaaaaaa"), registered(reg, "bbbbbbbbbbbb")
+    registry.promote(reg, old)
+    registry.promote(reg, current, expected=old)
+    with pytest.raises(registry.NoOpPromotion, match="bbbbbbbbbbbb is in production already.*nothing to promote"):
+        registry.promote(reg, current, expected=current, actor="ui:ceo")
+    with pytest.raises(registry.NoOpPromotion, match="in production already: nothing to promote, nothing was rolled"):
+        deploy.deploy(k8s_settings(reg), current, expected=current)
+    assert not log.exists(), "nothing rolled out"
+    assert [(e["version"], e["previous"]) for e in registry.promotions(reg)] == [(old, None), (current, old)]
+    assert deploy.rollback(k8s_settings(reg))["version"] == old, "a rollback still changes production"
 
 
 def test_the_production_baseline_must_still_be_production():

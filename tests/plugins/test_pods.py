@@ -127,14 +127,39 @@ def test_helm_accepts_the_upgrade_flags_and_values():
 def test_deploy_sets_the_serving_image_the_step_pods_use(monkeypatch):
     from retraining import deploy, pods
 
-    monkeypatch.setenv("RETRAIN_IMAGE_REGISTRY", "reg.example/team")
-    monkeypatch.setenv("RETRAIN_IMAGE_TAG", "abc1234")
+    conf = settings({"RETRAIN_BACKEND": "kubernetes", "RETRAIN_IMAGE_REGISTRY": "reg.example/team",
+                     "RETRAIN_IMAGE_TAG": "abc1234"})
     seen = []
     monkeypatch.setattr(deploy, "run_helm", seen.append)
-    deploy.roll_out(K8S, CARD)
+    deploy.roll_out(conf, CARD)
     command = seen[0]
-    assert f"image.repository={pods.image_repository('serving')}" in command
-    assert "image.tag=abc1234" in command and pods.image("serving") == "reg.example/team/serving:abc1234"
+    assert f"image.repository={pods.image_repository('serving', conf)}" in command
+    assert "image.tag=abc1234" in command and pods.image("serving", conf) == "reg.example/team/serving:abc1234"
+    assert pods.pod_operator_kwargs("package", cmds=["x"], settings=conf)["image"] == pods.image("serving", conf)
+
+
+def test_pod_settings_come_from_the_settings_object():
+    from retraining import pods
+
+    conf = settings({"RETRAIN_BACKEND": "kubernetes", "RETRAIN_K8S_NAMESPACE": "ml",
+                     "RETRAIN_IMAGE_PULL_POLICY": "Always", "RETRAIN_IMAGE_PULL_SECRETS": "a, b",
+                     "RETRAIN_GPU_NODE_SELECTOR": "pool=gpu",
+                     "RETRAIN_ARTIFACT_SECRET": "s3-keys", "RETRAIN_SERVICE_ACCOUNT": "runner"})
+    train = pods.pod_operator_kwargs("train", cmds=["x"], settings=conf)
+    assert train["namespace"] == "ml" and train["image_pull_policy"] == "Always"
+    assert [s.name for s in train["image_pull_secrets"]] == ["a", "b"] and train["node_selector"] == {"pool": "gpu"}
+    assert train["env_from"][0].secret_ref.name == "s3-keys" and train["service_account_name"] == "runner"
+
+
+@pytest.mark.parametrize(("variable", "value", "accepted"), [
+    ("RETRAIN_IMAGE_PULL_POLICY", "Sometimes", "one of Always, IfNotPresent, Never"),
+    ("RETRAIN_GPU_NODE_SELECTOR", "gpu", "label=value"),
+])
+def test_a_bad_pod_setting_is_named(variable, value, accepted):
+    from retraining.config import SettingsError
+
+    with pytest.raises(SettingsError, match=f"{variable} must be {accepted}.*got '{value}'"):
+        settings({variable: value})
 
 
 def test_pods_run_as_the_image_user_with_a_read_only_root(pods):

@@ -65,8 +65,9 @@ def _same_origin(request: Request) -> bool:
 def _settings():
     from retraining import config, store_connection
 
-    store_connection.apply_to_process()
-    return config.settings()
+    settings = config.settings()
+    store_connection.apply_to_process(settings.artifact_conn_id)
+    return settings
 
 
 def _page(name: str, status_code: int = 200, **context) -> HTMLResponse:
@@ -253,8 +254,7 @@ def _request(settings, user, action: str, *, version: str, expected: str | None,
     from airflow.exceptions import DagNotFound
     from airflow.utils.types import DagRunTriggeredByType
 
-    conf = {"action": action, "version": version, "expected": expected, "reason": reason,
-            "actor": f"ui:{user.get_name()}"}
+    conf = {"action": action, "version": version, "expected": expected, "reason": reason}  # actor: the trigger's user
     try:
         run = trigger_dag(PROMOTE_DAG_ID, triggered_by=DagRunTriggeredByType.UI, conf=conf,
                           triggering_user_name=user.get_name())

@@ -225,6 +225,10 @@ class StalePromotion(Exception):
     """Production is not the version the promotion expected to replace; the message says which it is."""
 
 
+class NoOpPromotion(ValueError):
+    """The version asked for is production already: an entry would record it as replacing itself."""
+
+
 CURRENT = object()  #: ``expected=CURRENT``: replace whatever is in production when the call reads it
 
 
@@ -233,7 +237,8 @@ def promote(registry: str, version: str, *, expected: str | None | object = CURR
     """Make ``version`` (which must have a card) production, if production is still ``expected``.
 
     Creates the next promotion entry; raises :class:`StalePromotion` when production is not
-    ``expected`` or another promotion was written between the read and the create.
+    ``expected`` or another promotion was written between the read and the create, and
+    :class:`NoOpPromotion` when ``version`` is production already.
     """
     check_reason(reason)
     card(registry, version)  # refuse to promote an unknown or half-registered version
@@ -244,6 +249,8 @@ def promote(registry: str, version: str, *, expected: str | None | object = CURR
             f"production is {current or 'empty'}, not {expected or 'empty'} as this promotion of {version} "
             f"expected (changed by {_who(latest)}); compare {version} with {current} again"
         )
+    if version == current:
+        raise NoOpPromotion(f"{version} is in production already ({_who(latest)}): nothing to {action}")
     seq = latest["seq"] + 1 if latest else 1
     entry = {"seq": seq, "version": version, "previous": current, "action": action, "actor": actor,
              "run_id": run_id, "reason": reason, "at": now()}
