@@ -206,7 +206,7 @@ def test_a_file_uri_with_a_host_exits_2_naming_it_and_reads_nothing(tmp_path):
                 "--output", f"file://{tmp_path}/dl", *allow]
         result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
         assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-        assert source in result.stderr and "host" in result.stderr, result.stderr[-2000:]
+        assert source in result.stderr and "URI with host" in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "dl").exists()
 
