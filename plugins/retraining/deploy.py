@@ -85,6 +85,7 @@ def roll_out(settings: Settings, card: dict) -> dict:
 def deploy(settings: Settings, version: str, *, expected=registry.CURRENT, actor: str = "", reason: str = "",
            run_id: str = "", action: str = "promote") -> dict:
     """Roll ``version`` out, then (only on success) promote it if production is still ``expected``."""
+    registry.check_reason(reason)  # before the rollout (registry.promote would refuse after it)
     card = registry.card(settings.registry, version)
     if not card.get("bento", {}).get("uri"):
         raise ValueError(f"version {version} has no bento in the registry; package it first")

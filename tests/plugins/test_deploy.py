@@ -112,6 +112,16 @@ def test_promoting_production_onto_itself_is_refused(tmp_path, fake_helm):
     assert deploy.rollback(k8s_settings(reg))["version"] == old, "a rollback still changes production"
 
 
+def test_an_over_long_reason_is_refused_before_the_rollout(tmp_path, fake_helm):
+    log = fake_helm()
+    reg = f"file://{tmp_path}/store/registry"
+    version = registered(reg, "aaaaaaaaaaaa")
+    with pytest.raises(ValueError, match=f"at most {registry.MAX_REASON_CHARS} are recorded"):
+        deploy.deploy(k8s_settings(reg), version, reason="x" * (registry.MAX_REASON_CHARS + 1))
+    assert not log.exists(), "nothing rolled out"
+    assert registry.promotions(reg) == []
+
+
 def test_the_production_baseline_must_still_be_production():
     from retraining.release import measured_production
 
