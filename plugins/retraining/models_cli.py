@@ -90,9 +90,10 @@ def run(args: argparse.Namespace, settings: config.Settings) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    store_connection.apply_to_process()
     try:
-        print(run(args, config.settings()))
+        settings = config.settings()  # a bad variable is named (exit 2), not a traceback
+        store_connection.apply_to_process(settings.artifact_conn_id)
+        print(run(args, settings))
     except registry.StalePromotion as err:
         print(f"models {args.command}: refused: {err}", file=sys.stderr)
         return 3

@@ -75,6 +75,13 @@ def test_the_cli_lists_shows_and_refuses_bad_values(tmp_path, monkeypatch, capsy
     assert entry["version"] == "a" * 12 and entry["action"] == "rollback" and entry["actor"].startswith("cli:")
 
 
+def test_the_cli_names_a_bad_setting_instead_of_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RETRAIN_ARTIFACT_STORE", f"file://{tmp_path}")
+    monkeypatch.setenv("RETRAIN_BACKEND", "cloud")
+    assert models_cli.main(["list"]) == 2
+    assert "RETRAIN_BACKEND must be one of local, kubernetes, got 'cloud'" in capsys.readouterr().err
+
+
 def test_the_wrapper_script_runs_the_cli(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "RETRAIN_ARTIFACT_STORE": f"file://{tmp_path}", "HOME": str(tmp_path)}
     done = subprocess.run([str(ROOT / "scripts" / "models"), "show", "0" * 12], env=env, capture_output=True, text=True)

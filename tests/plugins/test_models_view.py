@@ -87,6 +87,15 @@ def test_changes_need_trigger_permission_and_a_fresh_page(view):
     assert registry.production_version(reg) == new, "nothing changed"
 
 
+def test_promoting_production_onto_itself_is_refused_at_once(view):
+    client, reg = view
+    current = packaged(reg, "a" * 12)
+    registry.promote(reg, current, expected=None)
+    again = client().post(f"/versions/{current}/promote", data={"expected": current})
+    assert again.status_code == 409 and f"{current} is in production already" in again.json()["error"]
+    assert client.triggered == [], "no promote_model run was asked for"
+
+
 def test_an_unreadable_promotion_entry_is_named_and_the_rest_is_shown(view, tmp_path):
     """A truncated newest entry: the page and the API answer with what they can and name the file; changes
     are refused (409) naming it, never a plain 500."""

@@ -250,6 +250,8 @@ def _request(settings, user, action: str, *, version: str, expected: str | None,
     if current != expected:
         raise HTTPException(409, f"refused: production is {current or 'empty'}, not {expected or 'empty'} as the page "
                                  f"showed; nothing was rolled out (reload the page)")
+    if version == current:
+        raise HTTPException(409, f"refused: {version} is in production already; nothing to {action}")
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.exceptions import DagNotFound
     from airflow.utils.types import DagRunTriggeredByType
