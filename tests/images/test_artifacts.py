@@ -255,3 +255,36 @@ def test_reads_of_a_normalized_http_uri_ask_for_the_checked_path(tmp_path):
         assert artifacts.read_bytes(checked) == b"ok" and seen == ["/sets/x.npz?sig=1"]
     finally:
         server.shutdown()
+
+
+def test_an_allowed_http_location_cannot_redirect_the_read_elsewhere():
+    """A redirect from an allowed host to one nobody checked (a metadata address, the Airflow API) is not followed."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            if self.path.startswith("/sets/"):
+                self.send_response(302)
+                self.send_header("Location", "/private/secret.npz")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secret")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        checked = artifacts.check_allowed(f"{base}/sets/x.npz", [f"{base}/sets/"])
+        with pytest.raises(artifacts.ArtifactError, match="HTTP 302 redirect to '/private/secret.npz'.*not followed"):
+            artifacts.read_bytes(checked)
+        assert seen == ["/sets/x.npz"], "the redirect target was never requested"
+    finally:
+        server.shutdown()

@@ -198,6 +198,16 @@ def _s3_client():
     return boto3.client("s3", endpoint_url=endpoint or None)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTP error it is: following it would read a URI nobody checked."""
+
+    def redirect_request(self, *args, **kwargs) -> None:
+        return None
+
+
+_HTTP = urllib.request.build_opener(_NoRedirects)
+
+
 def read_bytes(uri: str | StoreURI, max_bytes: int | None = None) -> bytes:
     """Read an object of at most ``max_bytes`` (default ``RETRAIN_MAX_READ_BYTES``).
 
@@ -234,12 +244,16 @@ def read_bytes(uri: str | StoreURI, max_bytes: int | None = None) -> bytes:
             raise _too_large(uri, response["ContentLength"], limit)
         return _read_bounded(response["Body"], uri, limit)
     try:
-        with urllib.request.urlopen(str(target), timeout=60) as response:  # noqa: S310 (scheme checked)
+        with _HTTP.open(str(target), timeout=60) as response:
             length = int(response.headers.get("Content-Length") or 0)
             if length > limit:
                 raise _too_large(uri, length, limit)
             return _read_bounded(response, uri, limit)
     except urllib.error.HTTPError as err:
+        if 300 <= err.code < 400:
+            raise ArtifactError(f"cannot fetch {uri}: HTTP {err.code} redirect to {err.headers.get('Location')!r} "
+                                "(redirects are not followed: the URI checked is the URI read; give the final URL)"
+                                ) from None
         raise ArtifactError(f"cannot fetch {uri}: HTTP {err.code}") from None
     except urllib.error.URLError as err:
         raise ArtifactError(f"cannot fetch {uri}: {err.reason}") from None
