@@ -5,7 +5,10 @@ from __future__ import annotations
 from airflow.sdk import Param
 
 FRAMEWORKS = ["torch", "tensorflow"]
-LEARNING_RATE = r"^\s*(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?|[0-9.]+[eE]-[0-9]+)\s*$"  # a number in (0, 1], as typed
+# a number in (0, 1] as typed: 1, a fraction (.5, 0.001, 0.5e-3) or d[.ddd]e-N with N in 1..99; nothing a
+# float parses as 0 or above 1 ("9e-0", "0e-5", "1e-400" were accepted by the form and refused by the run)
+LEARNING_RATE = (r"^[ \t\r\n]*(1(\.0*)?|0?\.0{0,15}[1-9][0-9]*([eE]-0*[1-9][0-9]?)?"
+                 r"|[1-9](\.[0-9]*)?[eE]-0*[1-9][0-9]?)[ \t\r\n]*$")
 
 
 def learning_rates(values: list) -> list[float]:

@@ -88,30 +88,13 @@ def test_unpausing_starts_no_run_for_a_tick_that_passed(dagbag, dag_id):
     assert planned.run_after > dt.datetime.now(dt.timezone.utc)
 
 
-def test_params_form_validates(dagbag):
-    import copy
-
-    from airflow.sdk.exceptions import ParamValidationError
+def test_retrain_triggers_with_the_params_form(dagbag):
+    """The form itself is tested in tests/plugins/test_params.py; here: the DAG uses it."""
+    from retraining.params import retrain_params
 
     params = dagbag.dags["retrain"].params
-    defaults = params.validate()
-    assert defaults["learning_rates"] == [0.001, 0.003] and defaults["framework"] == "torch"
-    for field, bad in [("learning_rates", []), ("learning_rates", [-0.1]), ("learning_rates", ["0.01", "fast"]),
-                       ("learning_rates", ["2"]), ("epochs", 0), ("framework", "jax"),
-                       ("min_accuracy", 1.5), ("dataset_sha256", "xyz"), ("dataset_uri", "ftp://x")]:
-        candidate = copy.deepcopy(params)
-        with pytest.raises(ParamValidationError):
-            candidate[field] = bad
-            candidate.validate()
-    assert all(params.get_param(name).schema.get("title") for name in params)
-    undescribed = [name for name in params if not params.get_param(name).description]
-    assert undescribed == [], "every field of the trigger form says what it does"
-    typed = params.validate() | {"learning_rates": ["0.002", "0.02"]}  # as the form's text area sends them
-    candidate = copy.deepcopy(params)
-    candidate["learning_rates"] = typed["learning_rates"]
-    candidate.validate()
-    # no "type" in items: the UI renders a one-per-line text area, not the JSON editor that garbles typing
-    assert "type" not in params.get_param("learning_rates").schema["items"]
+    assert {name: params.get_param(name).schema for name in params} == {
+        name: param.schema for name, param in retrain_params().items()}
 
 
 def test_schedule_is_overridable(tmp_path):
