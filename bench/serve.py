@@ -64,10 +64,14 @@ def train_model(tmp: Path) -> tuple[str, str]:
     step("train", "--input", f"{store}/pp", "--output", f"{store}/model", "--epochs", "5", env=env)
     step("evaluate", "--data", f"{store}/pp", "--model", f"{store}/model", "--output", f"{store}/eval", env=env)
     reg = f"{store}/registry"
+    result = tmp / "package-result.json"  # where the step protocol writes the step's result (the card)
     packaged = subprocess.run([sys.executable, "-m", "serving.package", "--model", f"{store}/model", "--evaluation",
-                               f"{store}/eval", "--dataset", f"{store}/dl", "--registry", reg], env=env, cwd=ROOT,
-                              check=True, capture_output=True, text=True)
-    registry.promote(reg, json.loads(packaged.stdout.strip().splitlines()[-1])["result"]["version"])
+                               f"{store}/eval", "--dataset", f"{store}/dl", "--registry", reg],
+                              env={**env, "RETRAIN_STEP_RESULT": str(result)}, cwd=ROOT, check=True,
+                              capture_output=True, text=True)
+    text = result.read_text() if result.exists() else ""
+    card = json.loads(text) if text.strip() else json.loads(packaged.stdout.strip().splitlines()[-1])["result"]
+    registry.promote(reg, card["version"])
     return f"{tmp}/store/model", reg
 
 

@@ -229,7 +229,7 @@ def test_the_docs_page_works_offline(server):
 def test_promotion_swaps_the_model_without_dropping_requests(server, trained, live_registry, tmp_path):
     """Package and promote a second version while requests are in flight: all succeed, the header changes."""
     run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/m2",
-            "--epochs", "4", "--seed", "1")
+            "--epochs", "1", "--seed", "1")
     run_cli("retrain_steps", "evaluate", "--data", trained["preprocess"], "--model", f"file://{tmp_path}/m2",
             "--output", f"file://{tmp_path}/e2")
     card = package(f"file://{tmp_path}/m2", f"file://{tmp_path}/e2", trained["download"], live_registry["uri"])
