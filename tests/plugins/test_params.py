@@ -100,7 +100,7 @@ def test_learning_rates_refuses_what_is_outside_0_1(values):
         learning_rates(values)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.from_regex(LEARNING_RATE, fullmatch=True))
 def test_every_string_the_form_accepts_is_a_learning_rate_the_run_accepts(typed):
     """The form is the only place a bad rate is refused before the run: what it lets through must plan."""
