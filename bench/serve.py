@@ -165,7 +165,8 @@ def main() -> None:
             "bentoml (ours), no batching": (bento, {**ours, "DIGITS_MAX_BATCH_ROWS": "1"}),
             "starlette, 2 workers": ([*uvicorn, "2"], {"MODEL_DIR": model_dir}),
             "bentoml (ours), 2 workers": (bento, {**ours, "DIGITS_WORKERS": "2"}),
-            "bentoml (ours), capture on": (bento, {**ours, "DIGITS_CAPTURE_URI": f"file://{tmp}/capture"}),
+            "bentoml (ours), capture on": (bento, {**ours,
+                                                   "DIGITS_CAPTURE_URI": f"file://{tmp}/capture"}),
         }
         urls, cold, processes = {}, {}, {}
         for name, (argv, env) in servers.items():

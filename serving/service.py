@@ -356,7 +356,8 @@ class DigitsClassifier:
             answers = answer(model.predict(np.concatenate([rows for _, rows in group])), model.spec)
             start = 0
             for index, rows in group:
-                results[index] = _payload(model, answers[start:start + len(rows)], upload=requests[index][1] is not None)
+                upload = requests[index][1] is not None
+                results[index] = _payload(model, answers[start:start + len(rows)], upload=upload)
                 start += len(rows)
         return results
 

@@ -55,7 +55,8 @@ def server_log(tmp_path_factory) -> Path:
 
 @contextmanager
 def serve_bento(card: dict, base: Path, log_path: Path, env: dict | None = None):
-    """Import ``card``'s bento into ``base/bentoml`` with ``serving.fetch``, serve it from ``base/elsewhere``; yield its URL."""
+    """Import ``card``'s bento into ``base/bentoml`` with ``serving.fetch``, serve it from ``base/elsewhere``;
+    yield its URL."""
     home, workdir = base / "bentoml", base / "elsewhere"
     workdir.mkdir(parents=True, exist_ok=True)
     environment = {"BENTOML_HOME": str(home), "PYTHONPATH": "", **(env or {})}
