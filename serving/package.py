@@ -18,19 +18,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from retrain_steps import artifacts, registry
+from retrain_steps import artifacts, layout, registry
 
 log = logging.getLogger(__name__)
 
-BENTO_FILE = "digits_classifier.bento"
+BENTO_FILE = layout.BENTO
 MODEL_NAME = "digits-classifier"  # the model each bento packs (serving.service.load_bento loads it)
 SERVICE = "serving.service:DigitsClassifier"
 SERVING_DIR = Path(__file__).resolve().parent
 STEPS_DIR = Path(artifacts.__file__).resolve().parent
 # Every module of the serving package but this build tool; of the steps package, what the service imports.
 SERVING_MODULES = tuple(sorted(p.name for p in SERVING_DIR.glob("*.py") if p.name != Path(__file__).name))
-STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "features.py", "images.py", "input_spec.py", "models.py",
-                 "registry.py")
+STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "features.py", "images.py", "input_spec.py", "layout.py",
+                 "models.py", "registry.py")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +73,7 @@ def build_bento(model_dir: Path, card: dict, requirements: Path, work: Path) -> 
         labels={"framework": card["framework"]},
         metadata={"version": card["version"], "framework": card["framework"]},
     ) as model:
-        for name in (card["file"], "model.json"):
+        for name in (card["file"], layout.MODEL_INFO):
             shutil.copy2(model_dir / name, Path(model.path) / name)
     sys.path.insert(0, str(context))
     bento = bentoml.bentos.build(
@@ -91,9 +91,9 @@ def build_bento(model_dir: Path, card: dict, requirements: Path, work: Path) -> 
 
 def run(args: argparse.Namespace) -> dict:
     requirements = _requirements(args.requirements)
-    metrics = artifacts.read_json(artifacts.join(args.evaluation, "metrics.json"))
-    train_metrics = artifacts.read_json(artifacts.join(args.model, "metrics.json"))
-    dataset = artifacts.read_json(artifacts.join(args.dataset, "dataset.json"))
+    evaluation: layout.Evaluation = artifacts.read_json(layout.file_in(args.evaluation, layout.METRICS))
+    train_metrics: layout.TrainMetrics = artifacts.read_json(layout.file_in(args.model, layout.METRICS))
+    dataset = artifacts.read_json(layout.file_in(args.dataset, layout.DATASET_CARD))
     card = registry.register(
         args.registry,
         args.model,
@@ -104,17 +104,12 @@ def run(args: argparse.Namespace) -> dict:
             "dataset": {"uri": args.dataset, "sha256": dataset["sha256"], "version": dataset["version"],
                         "source": dataset.get("source"), "format": dataset.get("format"),
                         "class_names": dataset.get("class_names")},
-            "params": {k: train_metrics.get(k) for k in ("framework", "learning_rate", "epochs", "batch_size", "seed",
-                                                          "patience", "augment", "warm_start_from")},
-            "metrics": {
-                "test_accuracy": metrics["accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "val_accuracy": train_metrics["val_accuracy"],
-            },
+            "params": layout.card_params(train_metrics),
+            "metrics": layout.card_metrics(evaluation, train_metrics),
             "source": {"model": args.model, "evaluation": args.evaluation},
         },
     )
-    card_uri = registry.version_uri(args.registry, card["version"], registry.CARD)
+    card_uri = layout.card(args.registry, card["version"])
     if artifacts.exists(card_uri):
         existing = artifacts.read_json(card_uri)
         bento_uri = existing.get("bento", {}).get("uri", "")
@@ -125,10 +120,10 @@ def run(args: argparse.Namespace) -> dict:
         work = Path(tmp)
         model_dir = work / "model"
         model_dir.mkdir()
-        for name in (card["file"], "model.json"):
-            (model_dir / name).write_bytes(artifacts.read_bytes(registry.version_uri(args.registry, card["version"], name)))
+        for name in (card["file"], layout.MODEL_INFO):
+            (model_dir / name).write_bytes(artifacts.read_bytes(layout.version_file(args.registry, card["version"], name)))
         bento_file = build_bento(model_dir, card, requirements, work)
-        bento_uri = registry.version_uri(args.registry, card["version"], BENTO_FILE)
+        bento_uri = layout.bento(args.registry, card["version"])
         card["bento"] = {"uri": bento_uri, "sha256": artifacts.write_bytes(bento_uri, bento_file.read_bytes())}
     registry.write_card(args.registry, card)
     log.info("package: registered version %s (test accuracy %.4f)", card["version"], card["metrics"]["test_accuracy"])

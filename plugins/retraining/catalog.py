@@ -19,7 +19,7 @@ named in ``problems``: the rest is still shown.
 
 from __future__ import annotations
 
-from retrain_steps import artifacts, registry
+from retrain_steps import artifacts, layout, registry
 
 
 def _candidate_row(run: dict, candidate: dict) -> dict:
@@ -132,20 +132,20 @@ def lineage(row: dict) -> dict:
 
 
 def training_history(row: dict) -> list[dict]:
-    """The version's per-epoch history (``train``'s metrics.json), ``[]`` when the run's files are gone."""
+    """The version's per-epoch history (``train``'s metrics), ``[]`` when the run's files are gone."""
     if not row.get("model_uri"):
         return []
     try:
-        return artifacts.read_json(artifacts.join(row["model_uri"], "metrics.json")).get("history", [])
+        return artifacts.read_json(layout.file_in(row["model_uri"], layout.METRICS)).get("history", [])
     except (artifacts.ArtifactError, AttributeError, TypeError):
         return []
 
 
 def evaluation(row: dict) -> dict:
-    """The version's test-set evaluation (``evaluate``'s metrics.json), ``{}`` when gone."""
+    """The version's test-set evaluation (``evaluate``'s metrics), ``{}`` when gone."""
     if not row.get("evaluation_uri"):
         return {}
     try:
-        return artifacts.read_json(artifacts.join(row["evaluation_uri"], "metrics.json"))
+        return artifacts.read_json(layout.file_in(row["evaluation_uri"], layout.METRICS))
     except (artifacts.ArtifactError, AttributeError, TypeError):
         return {}

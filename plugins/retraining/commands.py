@@ -6,7 +6,8 @@ entry point) and the same ``arguments`` built here, so there is no local-only co
 
 from __future__ import annotations
 
-from retrain_steps.artifacts import join, safe_name
+from retrain_steps import layout
+from retrain_steps.artifacts import safe_name
 
 STEPS_CMDS = ["python", "-m", "retrain_steps"]
 PACKAGE_CMDS = ["python", "-m", "serving.package"]
@@ -15,10 +16,6 @@ PACKAGE_CMDS = ["python", "-m", "serving.package"]
 def safe_run_id(run_id: str) -> str:
     """A run id usable as one path segment (``manual__2026-01-01T00:00:00+00:00`` → ``manual__2026-01-01T00-00-00-00-00``)."""
     return safe_name(run_id)
-
-
-def run_root(artifact_store: str, run_id: str) -> str:
-    return join(artifact_store, "runs", safe_run_id(run_id))
 
 
 def data_steps(
@@ -32,8 +29,8 @@ def data_steps(
     """
     from retrain_steps.artifacts import ArtifactError, check_allowed
 
-    root = run_root(artifact_store, run_id)
-    dataset, splits = join(root, "download"), join(root, "preprocess")
+    dataset = layout.download_folder(artifact_store, run_id)
+    splits = layout.preprocess_folder(artifact_store, run_id)
     source = params.get("dataset_uri") or default_dataset
     download = ["download", "--source", source, "--output", dataset]
     if allowed:
@@ -46,7 +43,7 @@ def data_steps(
     if params.get("dataset_sha256"):
         download += ["--sha256", params["dataset_sha256"]]
     preprocess = ["preprocess", "--input", dataset, "--output", splits, "--seed", str(params.get("seed", 0)),
-                  "--cache", join(artifact_store, "cache", "preprocess"),
+                  "--cache", layout.preprocess_cache(artifact_store),
                   "--image-size", str(params.get("image_size") or 0),
                   "--channels", str(params.get("channels") or "auto"),
                   "--profile", str(params.get("preprocessing") or "auto")]
@@ -58,9 +55,10 @@ def production_baseline(*, run_id: str, artifact_store: str, registry: str, prod
     run's test split (the ``evaluate_production`` task), which the gate compares the candidate with."""
     if not production_version:
         return []
-    root = run_root(artifact_store, run_id)
-    model, evaluation = join(registry, "versions", production_version), join(root, "evaluate", "production")
-    evaluate = ["evaluate", "--data", join(root, "preprocess"), "--model", model, "--output", evaluation]
+    model = layout.version_folder(registry, production_version)
+    evaluation = layout.evaluate_folder(artifact_store, run_id, layout.PRODUCTION_EVALUATION)
+    evaluate = ["evaluate", "--data", layout.preprocess_folder(artifact_store, run_id), "--model", model,
+                "--output", evaluation]
     return [{"version": production_version, "model": model, "evaluation": evaluation, "evaluate": evaluate}]
 
 
@@ -80,13 +78,13 @@ def candidates(*, params: dict, run_id: str, artifact_store: str, init_from: str
             f"gpus={gpus}: a candidate trains on one GPU; set 'GPUs per train pod' to 0 or 1 "
             "(several learning rates train in parallel, one pod and one GPU each)"
         )
-    root = run_root(artifact_store, run_id)
-    splits = join(root, "preprocess")
+    splits = layout.preprocess_folder(artifact_store, run_id)
     out = []
     from retraining.params import learning_rates
 
     for index, learning_rate in enumerate(learning_rates(params["learning_rates"])):
-        model, evaluation = join(root, "train", str(index)), join(root, "evaluate", str(index))
+        model = layout.train_folder(artifact_store, run_id, index)
+        evaluation = layout.evaluate_folder(artifact_store, run_id, index)
         train = [
             "train", "--input", splits, "--output", model,
             "--framework", params["framework"],

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from retrain_steps.artifacts import join
+from retrain_steps import layout
 
 from retraining.config import Settings
 
@@ -19,8 +19,8 @@ def model_assets(settings: Settings) -> tuple:
     """The two assets of this deployment's registry: (registered versions, production)."""
     from airflow.sdk import Asset
 
-    return (Asset(name=REGISTERED, uri=join(settings.registry, "versions"), group="model"),
-            Asset(name=PRODUCTION, uri=join(settings.registry, "promotions"), group="model"))
+    return (Asset(name=REGISTERED, uri=layout.versions_folder(settings.registry), group="model"),
+            Asset(name=PRODUCTION, uri=layout.promotions_folder(settings.registry), group="model"))
 
 
 def registered_extra(card: dict) -> dict:

@@ -47,7 +47,7 @@ def warm_start_model(settings: Settings, params: dict) -> str | None:
     """The production version's folder when the run asks for a warm start; refuse what cannot work."""
     if not params.get("warm_start"):
         return None
-    from retrain_steps import registry
+    from retrain_steps import layout, registry
 
     store_connection.apply_to_process(settings.artifact_conn_id)
     version = registry.production_version(settings.registry)
@@ -57,4 +57,4 @@ def warm_start_model(settings: Settings, params: dict) -> str | None:
     if framework != params["framework"]:
         raise ValueError(f"warm start: production {version} is a {framework} model; choose the framework "
                          f"{framework} or turn warm start off")
-    return registry.version_uri(settings.registry, version)
+    return layout.version_folder(settings.registry, version)

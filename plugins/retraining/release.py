@@ -17,15 +17,15 @@ log = logging.getLogger(__name__)
 
 def candidate_metrics(candidate: dict) -> dict:
     """A candidate's URIs plus its validation (train) and test (evaluate) metrics from the store."""
-    from retrain_steps import artifacts, registry
+    from retrain_steps import artifacts, layout, registry
 
-    train = artifacts.read_json(artifacts.join(candidate["model"], "metrics.json"))
-    test = artifacts.read_json(artifacts.join(candidate["evaluation"], "metrics.json"))
+    train: layout.TrainMetrics = artifacts.read_json(layout.file_in(candidate["model"], layout.METRICS))
+    test: layout.Evaluation = artifacts.read_json(layout.file_in(candidate["evaluation"], layout.METRICS))
     return {
         **candidate,
         "val_accuracy": train.get("val_accuracy"),
         "val_loss": train.get("val_loss"),
-        "test_accuracy": test.get("accuracy"),
+        "test_accuracy": test.get("test_accuracy"),
         "version": registry.model_version(candidate["model"]),
     }
 
@@ -36,7 +36,7 @@ def measured_production(baseline: list[dict], current: str | None) -> dict | Non
     Raises ``ValueError`` when production changed while the run was going (the candidate was
     compared with another model): the run fails and says so, nothing is deployed.
     """
-    from retrain_steps import artifacts
+    from retrain_steps import artifacts, layout
 
     planned = baseline[0]["version"] if baseline else None
     if planned != current:
@@ -46,10 +46,10 @@ def measured_production(baseline: list[dict], current: str | None) -> dict | Non
         )
     if current is None:
         return None
-    metrics = artifacts.read_json(artifacts.join(baseline[0]["evaluation"], "metrics.json"))
+    metrics: layout.Evaluation = artifacts.read_json(layout.file_in(baseline[0]["evaluation"], layout.METRICS))
     if metrics.get("comparable") is False:  # production predicts other classes than this run's data
         return {"version": current, "test_accuracy": None, "incomparable": metrics.get("reason", "")}
-    return {"version": current, "test_accuracy": metrics.get("accuracy")}
+    return {"version": current, "test_accuracy": metrics.get("test_accuracy")}
 
 
 def run_record(best: dict, production: dict | None, decision: selection.GateDecision, dag_run) -> dict:

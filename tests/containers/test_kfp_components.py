@@ -55,6 +55,6 @@ def test_the_pipeline_runs_in_the_step_images(images, pod_s3, docker_api, tmp_pa
     assert result.returncode == 0 and "KFP_LOCAL_OK" in output, output[-6000:]
     assert "pip install" not in output, "kfp comes from the image, not from a package index"
     evaluation = artifacts.read_json(f"{candidates[0]['evaluation']}/metrics.json")
-    assert evaluation["accuracy"] > 0.5
+    assert evaluation["test_accuracy"] > 0.5
     used = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
     assert images["steps"] in used and images["train"] in used

@@ -39,7 +39,7 @@ def test_production_is_evaluated_on_the_same_split(pod_run, pod_s3):
     root = f"{pod_s3['store']}/runs/{RUN_ID.replace(':', '-')}"
     production = artifacts.read_json(f"{root}/evaluate/production/metrics.json")
     candidate = artifacts.read_json(f"{root}/evaluate/0/metrics.json")
-    assert production["accuracy"] == candidate["accuracy"], "same model, same split: the same accuracy"
+    assert production["test_accuracy"] == candidate["test_accuracy"], "same model, same split: the same accuracy"
 
 
 def test_bad_input_exits_2_in_the_pod(pod_s3, tmp_path):

@@ -64,10 +64,10 @@ def test_pipeline_runs_with_kfp_local(kfp_python, trained, tmp_path):
     for candidate in candidates:
         evaluation = json.loads((tmp_path / candidate["evaluation"].removeprefix(f"file://{tmp_path}/")
                                  / "metrics.json").read_text())
-        assert evaluation["accuracy"] > 0.5
+        assert evaluation["test_accuracy"] > 0.5
     outputs = {p.parent.name: p.read_text() for p in (tmp_path / "pipeline-root").rglob("executor_output.json")}
     assert "val_accuracy" in outputs["train"], "train logs Metrics for the KFP UI"
-    assert "confusionMatrix" in outputs["evaluate"] and "accuracy" in outputs["evaluate"]
+    assert "confusionMatrix" in outputs["evaluate"] and "test_accuracy" in outputs["evaluate"]
 
 
 def test_components_get_credentials_gpu_nodes_and_need_no_package_index():

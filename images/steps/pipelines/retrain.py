@@ -47,13 +47,13 @@ def run_step(argv: list) -> str:
 @dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
     """Train one candidate on ``gpus`` GPUs (0: CPU); log its validation metrics."""
-    from retrain_steps import artifacts
+    from retrain_steps import artifacts, layout
     from retrain_steps.__main__ import main
 
     if main([str(a) for a in argv]) != 0:
         raise RuntimeError("train failed; see the log above")
     output = argv[argv.index("--output") + 1]
-    result = artifacts.read_json(artifacts.join(output, "metrics.json"))
+    result = artifacts.read_json(layout.file_in(output, layout.METRICS))
     for key in ("val_accuracy", "val_loss", "learning_rate", "samples_per_s"):
         metrics.log_metric(key, float(result[key]))
     metrics.metadata["model_uri"] = output
@@ -65,14 +65,14 @@ def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
 def evaluate(argv: list, metrics: Output[Metrics], confusion: Output[ClassificationMetrics]) -> str:
     """Evaluate one candidate on the test split; log accuracy and the confusion matrix (its rows and
     columns are the dataset's classes, named as the evaluate step's metrics name them)."""
-    from retrain_steps import artifacts
+    from retrain_steps import artifacts, layout
     from retrain_steps.__main__ import main
 
     if main([str(a) for a in argv]) != 0:
         raise RuntimeError("evaluate failed; see the log above")
     output = argv[argv.index("--output") + 1]
-    result = artifacts.read_json(artifacts.join(output, "metrics.json"))
-    metrics.log_metric("accuracy", float(result["accuracy"]))
+    result = artifacts.read_json(layout.file_in(output, layout.METRICS))
+    metrics.log_metric("test_accuracy", float(result["test_accuracy"]))
     metrics.log_metric("macro_f1", float(result["macro_f1"]))
     confusion.log_confusion_matrix(result["class_names"], result["confusion_matrix"])
     return output

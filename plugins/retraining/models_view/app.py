@@ -26,9 +26,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from retrain_steps import layout
+
 DAG_ID = "retrain"
 PROMOTE_DAG_ID = "promote_model"
-PLOTS = {"curve.png": "model_uri", "confusion.png": "evaluation_uri"}
+PLOTS = {layout.CURVE_PLOT: "model_uri", layout.CONFUSION_PLOT: "evaluation_uri"}  #: the run's plots, by the row's folder
 ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#4a5568" stroke-width="2">'
         '<path d="M12 2 3 7l9 5 9-5-9-5z"/><path d="m3 12 9 5 9-5"/><path d="m3 17 9 5 9-5"/></svg>')
 TEMPLATES = jinja2.Environment(
@@ -170,7 +172,7 @@ def create_app() -> FastAPI:
         try:
             if not row[PLOTS[plot]]:
                 raise artifacts.ArtifactError(f"{version} has no {PLOTS[plot]}")
-            data = artifacts.read_bytes(artifacts.join(row[PLOTS[plot]], plot), max_bytes=16 * 2**20)
+            data = artifacts.read_bytes(layout.file_in(row[PLOTS[plot]], plot), max_bytes=16 * 2**20)
         except (artifacts.ArtifactError, TypeError):
             raise HTTPException(404, f"{plot} of {version} is not in the artifact store any more") from None
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})

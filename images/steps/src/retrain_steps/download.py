@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from retrain_steps import artifacts, datasets, manifest
+from retrain_steps import artifacts, datasets, layout, manifest
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> dict:
         key = manifest.input_key("download", content=digest, source=args.source)
     info = {"source": args.source, "source_sha256": source_digest, **canonical.card(digest)}
     outputs = {
-        "dataset.npz": artifacts.write_bytes(artifacts.join(args.output, "dataset.npz"), payload),
-        "dataset.json": artifacts.write_json(artifacts.join(args.output, "dataset.json"), info),
+        layout.DATASET: artifacts.write_bytes(layout.file_in(args.output, layout.DATASET), payload),
+        layout.DATASET_CARD: artifacts.write_json(layout.file_in(args.output, layout.DATASET_CARD), info),
     }
     log.info("download: %s dataset, %d images of %s, classes %s, dataset version %s%s", info["format"],
              info["samples"], "x".join(map(str, info["image_size"])), info["class_counts"], info["version"],

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from retrain_steps import artifacts
+from retrain_steps import artifacts, layout
 
-MANIFEST = "manifest.json"
+MANIFEST = layout.MANIFEST
 
 
 def code_digest() -> str:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from retrain_steps import layout
 from retrain_steps.input_spec import DIGITS, InputSpec, spec_of_model
 
 FRAMEWORKS = ("torch", "tensorflow")
-MODEL_FILES = {"torch": "model.pt", "tensorflow": "model.keras"}
+MODEL_FILES = layout.WEIGHTS
 DEVICES = ("auto", "cpu", "cuda")
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -104,7 +105,7 @@ def compile_keras(model, learning_rate: float) -> None:
 
 def read_model_info(folder: Path) -> tuple[str, InputSpec]:
     """A model folder's framework and input spec (from ``model.json``)."""
-    info = json.loads((folder / "model.json").read_text())
+    info = json.loads((folder / layout.MODEL_INFO).read_text())
     return info["framework"], spec_of_model(info)
 
 

@@ -17,7 +17,7 @@ import logging
 
 import numpy as np
 
-from retrain_steps import artifacts, data, manifest
+from retrain_steps import artifacts, data, layout, manifest
 from retrain_steps.input_spec import PROFILES, InputSpec, convert
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,8 @@ def split_indices(target: np.ndarray, val: float, test: float, seed: int) -> dic
 
 
 def run(args: argparse.Namespace) -> dict:
-    dataset_uri = artifacts.join(args.input, "dataset.npz")
-    raw = manifest.read_verified(args.input, "dataset.npz")
+    dataset_uri = layout.file_in(args.input, layout.DATASET)
+    raw = manifest.read_verified(args.input, layout.DATASET)
     key = manifest.input_key(
         "preprocess", dataset=artifacts.sha256(raw), seed=args.seed, val=args.val_fraction, test=args.test_fraction,
         image_size=args.image_size, channels=args.channels, profile=args.profile,
@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> dict:
     if done := manifest.up_to_date(args.output, key):
         log.info("preprocess: %s is up to date", args.output)
         return done
-    cached = artifacts.join(args.cache, key[:24]) if args.cache else None
+    cached = layout.cache_entry(args.cache, key) if args.cache else None
     if cached and (hit := manifest.reusable(cached, key)):
         produced, payloads = hit
-        outputs = {name: artifacts.write_bytes(artifacts.join(args.output, name), data_) for name, data_ in payloads.items()}
+        outputs = {name: artifacts.write_bytes(layout.file_in(args.output, name), data_) for name, data_ in payloads.items()}
         log.info("preprocess: dataset %s unchanged: reusing the preprocessing in %s",
                  produced["stats"]["dataset_sha256"][:12], cached)
         return manifest.write(args.output, "preprocess", key, outputs, stats=produced["stats"], reused_from=cached)
@@ -101,12 +101,12 @@ def run(args: argparse.Namespace) -> dict:
         "sizes": {name: int(len(idx)) for name, idx in splits.items()},
         "input_spec": spec.to_dict(),
     }
-    payloads = {"splits.npz": data.dump_npz(**arrays), "spec.json": artifacts.json_bytes(spec.to_dict()),
-                "stats.json": artifacts.json_bytes(stats)}
+    payloads = {layout.SPLITS: data.dump_npz(**arrays), layout.SPEC: artifacts.json_bytes(spec.to_dict()),
+                layout.STATS: artifacts.json_bytes(stats)}
     log.info("preprocess: split sizes %s; input %s %dx%dx%d, %d classes", stats["sizes"], spec.profile,
              spec.height, spec.width, spec.channels, len(spec.class_names))
     for folder in filter(None, (args.output, cached)):  # the cache gets the same bytes, from memory
-        outputs = {name: artifacts.write_bytes(artifacts.join(folder, name), data_) for name, data_ in payloads.items()}
+        outputs = {name: artifacts.write_bytes(layout.file_in(folder, name), data_) for name, data_ in payloads.items()}
     if cached:
         manifest.write(cached, "preprocess", key, outputs, stats=stats)
     return manifest.write(args.output, "preprocess", key, outputs, stats=stats)
@@ -116,14 +116,14 @@ def load_spec(uri: str) -> InputSpec:
     """The run's input spec from a preprocess output folder (verified against its manifest)."""
     import json
 
-    return InputSpec.from_dict(json.loads(manifest.read_verified(uri, "spec.json")))
+    return InputSpec.from_dict(json.loads(manifest.read_verified(uri, layout.SPEC)))
 
 
 def load_splits(uri: str, spec: InputSpec, raw: bytes | None = None) -> dict[str, np.ndarray]:
-    """Read ``splits.npz`` from a preprocess output folder (verified against its manifest) and check its shapes."""
-    split_uri = artifacts.join(uri, "splits.npz")
+    """Read the splits from a preprocess output folder (verified against its manifest) and check their shapes."""
+    split_uri = layout.file_in(uri, layout.SPLITS)
     keys = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-    arrays = data.load_npz(manifest.read_verified(uri, "splits.npz") if raw is None else raw, split_uri, keys)
+    arrays = data.load_npz(manifest.read_verified(uri, layout.SPLITS) if raw is None else raw, split_uri, keys)
     expected = (spec.height, spec.width, spec.channels)
     for name in ("train", "val", "test"):
         x, y = arrays[f"x_{name}"], arrays[f"y_{name}"]

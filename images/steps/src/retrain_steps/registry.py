@@ -1,18 +1,8 @@
 """A small model registry in the artifact store.
 
-Layout under the registry URI::
-
-    versions/<version>/model.pt | model.keras   the weights, as trained
-    versions/<version>/model.json               framework, file name and input spec
-    versions/<version>/digits_classifier.bento  the exported BentoML bento (added by package)
-    versions/<version>/card.json                version, dataset, params, metrics, code commit,
-                                                sha256 of every file; written last
-    promotions/<seq>.json                       the promotion history, one create-only entry per
-                                                change of production: {"seq", "version", "previous",
-                                                "action", "actor", "run_id", "reason", "at"}
-    runs/<run id>.json                          a run's candidates and its gate decision
-    production.json                             the pointer of registries from before the history
-                                                (read as entry 0, never written)
+Where its files live is :mod:`retrain_steps.layout`'s (versions with their weights, model info,
+bento and card; promotion entries ``{"seq", "version", "previous", "action", "actor", "run_id",
+"reason", "at"}``; run records; the legacy ``production.json``, read as entry 0, never written).
 
 The production version is the newest promotion entry. A promotion is a compare-and-swap: it
 names the production it expects to replace and creates entry ``seq + 1`` only if nobody else
@@ -20,7 +10,7 @@ did (``artifacts.create_bytes``: ``link(2)`` on disk, ``If-None-Match: *`` on S3
 writers promoting against the same production exactly one wins and the other gets
 :class:`StalePromotion`. A version id is the first 12 hex digits of the weights' sha256, so
 registering the same model twice gives the same version. Only the standard library and
-:mod:`retrain_steps.artifacts` are used, so the Airflow control plane, the steps and the model
+:mod:`retrain_steps.artifacts` / :mod:`retrain_steps.layout` are used, so the Airflow control plane, the steps and the model
 server all read it.
 """
 from __future__ import annotations
@@ -30,12 +20,8 @@ import json
 import re
 from pathlib import Path
 
-from retrain_steps import artifacts
+from retrain_steps import artifacts, layout
 
-PRODUCTION = "production.json"
-CARD = "card.json"
-PROMOTIONS = "promotions"
-RUNS = "runs"
 MAX_REASON_CHARS = 1000  #: the longest reason a promotion records (the view, the DAG's Param and the CLI refuse more)
 MAX_RUN_ID_CHARS = 250  #: Airflow's own limit on a run id; ``runs/<id>.json`` then fits a 255-byte file name
 VERSION_PATTERN = re.compile(r"[0-9a-f]{12}")  #: what :func:`version_id` makes
@@ -113,7 +99,8 @@ def _read_entry(uri: str, problems: list | None = None) -> dict | None:
 
 
 def version_uri(registry: str, version: str, name: str = "") -> str:
-    return artifacts.join(registry, "versions", version, name) if name else artifacts.join(registry, "versions", version)
+    """A version's folder, or file ``name`` in it."""
+    return layout.version_file(registry, version, name) if name else layout.version_folder(registry, version)
 
 
 def now() -> str:
@@ -128,14 +115,12 @@ def version_id(weights_sha256: str) -> str:
 def model_version(model_uri: str) -> str:
     """The registry version of a trained model folder, from the sha256 its train step's manifest
     recorded for the weights (the weights are read and hashed only when there is no manifest)."""
-    from retrain_steps import manifest  # here, not at the top: the bento packs registry.py without it
-
-    info = artifacts.read_json(artifacts.join(model_uri, "model.json"))
-    manifest_uri = artifacts.join(model_uri, manifest.MANIFEST)
+    info = artifacts.read_json(layout.file_in(model_uri, layout.MODEL_INFO))
+    manifest_uri = layout.file_in(model_uri, layout.MANIFEST)
     recorded = artifacts.read_json(manifest_uri).get("outputs", {}) if artifacts.exists(manifest_uri) else {}
     if info["file"] in recorded:
         return version_id(recorded[info["file"]])
-    return version_id(artifacts.sha256(artifacts.read_bytes(artifacts.join(model_uri, info["file"]))))
+    return version_id(artifacts.sha256(artifacts.read_bytes(layout.file_in(model_uri, info["file"]))))
 
 
 def register(registry: str, model_uri: str, card: dict) -> dict:
@@ -143,26 +128,26 @@ def register(registry: str, model_uri: str, card: dict) -> dict:
 
     The caller adds what it knows (metrics, bento) and calls :func:`write_card`.
     """
-    info = artifacts.read_json(artifacts.join(model_uri, "model.json"))
-    weights = artifacts.read_bytes(artifacts.join(model_uri, info["file"]))
+    info = artifacts.read_json(layout.file_in(model_uri, layout.MODEL_INFO))
+    weights = artifacts.read_bytes(layout.file_in(model_uri, info["file"]))
     version = version_id(artifacts.sha256(weights))
     files = {
-        info["file"]: artifacts.write_bytes(version_uri(registry, version, info["file"]), weights),
-        "model.json": artifacts.write_json(version_uri(registry, version, "model.json"), info),
+        info["file"]: artifacts.write_bytes(layout.version_file(registry, version, info["file"]), weights),
+        layout.MODEL_INFO: artifacts.write_json(layout.version_file(registry, version, layout.MODEL_INFO), info),
     }
     return {**card, "version": version, "framework": info["framework"], "file": info["file"],
             "input_spec": info.get("input_spec"), "files": files}
 
 
 def write_card(registry: str, card: dict) -> dict:
-    """Write ``card.json`` for a registered version (the last write of a registration)."""
-    artifacts.write_json(version_uri(registry, card["version"], CARD), card)
+    """Write the card of a registered version (the last write of a registration)."""
+    artifacts.write_json(layout.card(registry, card["version"]), card)
     return card
 
 
 def card(registry: str, version: str) -> dict:
     """The card of a registered version; raise :class:`artifacts.ArtifactError` if unknown."""
-    return artifacts.read_json(version_uri(registry, version, CARD))
+    return artifacts.read_json(layout.card(registry, version))
 
 
 def production(registry: str) -> dict | None:
@@ -177,7 +162,7 @@ def promotions(registry: str, problems: list | None = None) -> list[dict]:
     An unreadable entry raises :class:`UnreadableEntry`, or, given a ``problems`` list, is left
     out and appended to it (for readers that show what they can).
     """
-    folder = artifacts.join(registry, PROMOTIONS)
+    folder = layout.promotions_folder(registry)
     read = [_read_entry(artifacts.join(folder, name), problems) for name in _entry_names(folder)]
     entries = [entry for entry in read if entry is not None]
     legacy = None if entries and entries[0]["seq"] == 0 else _legacy_entry(registry)
@@ -186,18 +171,18 @@ def promotions(registry: str, problems: list | None = None) -> list[dict]:
 
 def latest_promotion(registry: str) -> dict | None:
     """The newest promotion entry (one listing and one read: the server polls it)."""
-    folder = artifacts.join(registry, PROMOTIONS)
+    folder = layout.promotions_folder(registry)
     names = _entry_names(folder)
     return _read_entry(artifacts.join(folder, names[-1])) if names else _legacy_entry(registry)
 
 
 def _entry_names(folder: str) -> list[str]:
-    return [name for name in artifacts.list_names(folder) if name.endswith(".json")]  # zero-padded: sorted by seq
+    return [name for name in artifacts.list_names(folder) if layout.is_record(name)]  # zero-padded: sorted by seq
 
 
 def _legacy_entry(registry: str) -> dict | None:
-    """``production.json`` of a registry from before the history, as entry 0 (None when absent)."""
-    legacy_uri = artifacts.join(registry, PRODUCTION)
+    """The production pointer of a registry from before the history, as entry 0 (None when absent)."""
+    legacy_uri = layout.legacy_production(registry)
     if not artifacts.exists(legacy_uri):
         return None
     pointer = artifacts.read_json(legacy_uri)
@@ -255,7 +240,7 @@ def promote(registry: str, version: str, *, expected: str | None | object = CURR
     entry = {"seq": seq, "version": version, "previous": current, "action": action, "actor": actor,
              "run_id": run_id, "reason": reason, "at": now()}
     try:
-        artifacts.create_bytes(artifacts.join(registry, PROMOTIONS, f"{seq:08d}.json"), artifacts.json_bytes(entry))
+        artifacts.create_bytes(layout.promotion_entry(registry, seq), artifacts.json_bytes(entry))
     except artifacts.ArtifactExists:
         raise StalePromotion(
             f"another promotion replaced production {current or 'empty'} first "
@@ -273,20 +258,13 @@ def _who(entry: dict | None) -> str:
 
 
 def record_run(registry: str, run_id: str, record: dict) -> str:
-    """Write a run's candidates and gate decision under ``runs/`` (one file per run, rewritten)."""
+    """Write a run's candidates and gate decision (one record per run, rewritten)."""
     return artifacts.write_json(run_uri(registry, run_id), {**record, "run_id": run_id})
 
 
 def run_uri(registry: str, run_id: str) -> str:
-    """Where a run's record lives; :class:`InvalidId` for what cannot be a run id.
-
-    A name longer than 236 characters (which, with ``.json`` and an atomic write's temporary
-    suffix, would pass the 255-byte limit of a file name) keeps its head and ends in a hash of the id.
-    """
-    name = artifacts.safe_name(check_run_id(run_id))
-    if len(name) > 236:
-        name = f"{name[:219]}-{artifacts.sha256(run_id.encode())[:16]}"
-    return artifacts.join(registry, RUNS, f"{name}.json")
+    """Where a run's record lives (:func:`layout.run_record`); :class:`InvalidId` for what cannot be a run id."""
+    return layout.run_record(registry, check_run_id(run_id))
 
 
 def run_record(registry: str, run_id: str) -> dict:
@@ -296,28 +274,27 @@ def run_record(registry: str, run_id: str) -> dict:
 
 def runs(registry: str, problems: list | None = None) -> list[dict]:
     """Every recorded run, newest first by the time it was recorded (``problems``: as :func:`promotions`)."""
-    folder = artifacts.join(registry, RUNS)
+    folder = layout.run_records_folder(registry)
     records = [_read_record(artifacts.join(folder, n), "run record", {"run_id": str}, problems)
-               for n in artifacts.list_names(folder) if n.endswith(".json")]
+               for n in artifacts.list_names(folder) if layout.is_record(n)]
     return sorted(filter(None, records), key=lambda r: r.get("recorded_at", ""), reverse=True)
 
 
 def versions(registry: str, problems: list | None = None) -> list[dict]:
     """The cards of every registered version (those with a card), newest first (``problems``: as :func:`promotions`)."""
-    folder = artifacts.join(registry, "versions")
     cards = []
-    for version in artifacts.list_names(folder, folders=True):
-        uri = version_uri(registry, version, CARD)
+    for version in artifacts.list_names(layout.versions_folder(registry), folders=True):
+        uri = layout.card(registry, version)
         if artifacts.exists(uri):
             cards.append(_read_record(uri, "version card", {"version": str}, problems))
     return sorted(filter(None, cards), key=lambda c: c.get("created_at", ""), reverse=True)
 
 
 def fetch_model(registry: str, version: str, folder: Path) -> dict:
-    """Copy a version's weights and model.json into ``folder``, verifying their sha256."""
+    """Copy a version's weights and model info into ``folder``, verifying their sha256."""
     version_card = card(registry, version)
-    for name in (version_card["file"], "model.json"):
-        uri = version_uri(registry, version, name)
+    for name in (version_card["file"], layout.MODEL_INFO):
+        uri = layout.version_file(registry, version, name)
         data = artifacts.read_bytes(uri)
         artifacts.verify_sha256(uri, data, version_card["files"][name])
         (folder / name).write_bytes(data)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain_steps import artifacts, manifest, plots
+from retrain_steps import artifacts, layout, manifest, plots
 from retrain_steps.input_spec import InputSpec, prepare, spec_of_model
 from retrain_steps.models import DEVICES, FRAMEWORKS, MODEL_FILES, resolve_device
 from retrain_steps.preprocess import load_spec, load_splits
@@ -230,7 +230,7 @@ def _init_fingerprint(init_from: str | None) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    splits_raw = manifest.read_verified(args.input, "splits.npz")
+    splits_raw = manifest.read_verified(args.input, layout.SPLITS)
     spec = load_spec(args.input)
     key = manifest.input_key(
         "train",
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> dict:
         trainer = _train_torch if args.framework == "torch" else _train_keras
         history = trainer(splits, spec, args, folder)
         best = max(history, key=lambda h: h["val_accuracy"])
-        metrics = {
+        metrics: layout.TrainMetrics = {
             "framework": args.framework,
             "learning_rate": args.learning_rate,
             "epochs": args.epochs,
@@ -274,14 +274,16 @@ def run(args: argparse.Namespace) -> dict:
         model_file = MODEL_FILES[args.framework]
         outputs = {
             model_file: artifacts.write_bytes(
-                artifacts.join(args.output, model_file), (folder / model_file).read_bytes()
+                layout.file_in(args.output, model_file), (folder / model_file).read_bytes()
             ),
-            "model.json": artifacts.write_json(
-                artifacts.join(args.output, "model.json"),
+            layout.MODEL_INFO: artifacts.write_json(
+                layout.file_in(args.output, layout.MODEL_INFO),
                 {"framework": args.framework, "file": model_file, "input_spec": spec.to_dict()},
             ),
-            "metrics.json": artifacts.write_json(artifacts.join(args.output, "metrics.json"), metrics),
-            "curve.png": artifacts.write_bytes(artifacts.join(args.output, "curve.png"), plots.training_curve(history)),
+            layout.METRICS: artifacts.write_json(layout.file_in(args.output, layout.METRICS), metrics),
+            layout.CURVE_PLOT: artifacts.write_bytes(
+                layout.file_in(args.output, layout.CURVE_PLOT), plots.training_curve(history)
+            ),
         }
     log.info("train: best epoch %d, val_accuracy %.4f", best["epoch"], best["val_accuracy"])
     return manifest.write(args.output, "train", key, outputs, metrics={k: v for k, v in metrics.items() if k != "history"})

@@ -1,0 +1,207 @@
+"""Where everything lives in the artifact store and the model registry, and what its files hold.
+
+The one owner of the store's layout: every other module asks it for a path and reads or writes
+the typed records below, so a file name or a field name is written once. Only the standard
+library (and :func:`retrain_steps.artifacts.join`) is used: the Airflow control plane, the steps,
+the KFP components and the model server all import it.
+
+A run's step outputs, under the artifact store (each folder's ``manifest.json`` is written last)::
+
+    runs/<run id>/download/          dataset.npz, dataset.json
+    runs/<run id>/preprocess/        splits.npz, spec.json, stats.json
+    runs/<run id>/train/<i>/         model.pt | model.keras, model.json, metrics.json (TrainMetrics), curve.png
+    runs/<run id>/evaluate/<i>/      metrics.json (Evaluation), confusion.png; <i> = production: the
+                                     production model on this run's test split
+    cache/preprocess/<key>/          a preprocess output any run with the same inputs reuses
+
+The model registry (its own URI)::
+
+    versions/<version>/              the weights and model.json as trained, digits_classifier.bento
+                                     (the bento every backend serves), card.json (written last)
+    promotions/<seq>.json            the promotion history, one create-only entry per change of production
+    runs/<run id>.json               a run's candidates and its gate decision
+    production.json                  the pointer of registries from before the history (read, never written)
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from retrain_steps.artifacts import join, safe_name, sha256
+
+# Step output files
+DATASET = "dataset.npz"  #: download: the canonical dataset (images, target, class_names)
+DATASET_CARD = "dataset.json"  #: download: the dataset's source, version, classes and counts
+SPLITS = "splits.npz"  #: preprocess: x/y of the train, val and test splits
+SPEC = "spec.json"  #: preprocess: the input spec the splits were converted with
+STATS = "stats.json"  #: preprocess: split sizes, seed and dataset digest
+MODEL_INFO = "model.json"  #: train (and a registry version): framework, weights file, input spec
+METRICS = "metrics.json"  #: train: :class:`TrainMetrics`; evaluate: :class:`Evaluation`
+CURVE_PLOT = "curve.png"  #: train: the training curve
+CONFUSION_PLOT = "confusion.png"  #: evaluate: the confusion matrix
+MANIFEST = "manifest.json"  #: every step folder: key and sha256 of each output, written last
+WEIGHTS = {"torch": "model.pt", "tensorflow": "model.keras"}  #: the weights file by framework
+PLOTS = {CURVE_PLOT: "train", CONFUSION_PLOT: "evaluate"}  #: each plot and the step folder that holds it
+
+# Registry files
+CARD = "card.json"
+BENTO = "digits_classifier.bento"
+LEGACY_PRODUCTION = "production.json"
+RECORD_SUFFIX = ".json"  #: promotion entries and run records
+PRODUCTION_EVALUATION = "production"  #: the evaluate folder of the production model in a run
+
+
+class TrainMetrics(TypedDict, total=False):
+    """``train``'s ``metrics.json``: the candidate's params, its best epoch and the per-epoch history."""
+
+    framework: str
+    learning_rate: float
+    epochs: int
+    batch_size: int
+    seed: int
+    best_epoch: int
+    epochs_run: int
+    patience: int
+    augment: bool
+    warm_start_from: str | None
+    val_accuracy: float
+    val_loss: float
+    samples_per_s: float
+    history: list[dict]
+
+
+class Evaluation(TypedDict, total=False):
+    """``evaluate``'s ``metrics.json``, under the names the card, the gate and the Models view use.
+
+    A model that predicts other classes than the test split has is not comparable: ``comparable``
+    is False, ``test_accuracy`` None and ``reason`` says why.
+    """
+
+    test_accuracy: float | None
+    macro_f1: float
+    samples: int
+    per_class: dict[str, dict]
+    confusion_matrix: list[list[int]]
+    class_names: list[str]
+    framework: str
+    comparable: bool
+    reason: str
+
+
+class CardMetrics(TypedDict):
+    """A version card's ``metrics`` (and a run record's candidate metrics)."""
+
+    test_accuracy: float | None
+    macro_f1: float | None
+    val_accuracy: float | None
+
+
+TRAIN_PARAMS = ("framework", "learning_rate", "epochs", "batch_size", "seed", "patience", "augment",
+                "warm_start_from")  #: the :class:`TrainMetrics` fields a card keeps as ``params``
+
+
+def card_metrics(evaluation: Evaluation, train: TrainMetrics) -> CardMetrics:
+    """A card's metrics from its candidate's evaluation and training (``KeyError`` names a missing one)."""
+    return {"test_accuracy": evaluation["test_accuracy"], "macro_f1": evaluation["macro_f1"],
+            "val_accuracy": train["val_accuracy"]}
+
+
+def card_params(train: TrainMetrics) -> dict:
+    """A card's params: what its candidate was trained with."""
+    return {name: train.get(name) for name in TRAIN_PARAMS}
+
+
+def file_in(folder: str, name: str) -> str:
+    """The URI of file ``name`` in a step output folder or a registry version folder."""
+    return join(folder, name)
+
+
+# A run's step outputs
+
+
+def run_folder(artifact_store: str, run_id: str) -> str:
+    """A run's step outputs (the run id made one path segment)."""
+    return join(artifact_store, "runs", safe_name(run_id))
+
+
+def download_folder(artifact_store: str, run_id: str) -> str:
+    return join(run_folder(artifact_store, run_id), "download")
+
+
+def preprocess_folder(artifact_store: str, run_id: str) -> str:
+    return join(run_folder(artifact_store, run_id), "preprocess")
+
+
+def train_folder(artifact_store: str, run_id: str, index: int) -> str:
+    return join(run_folder(artifact_store, run_id), "train", str(index))
+
+
+def evaluate_folder(artifact_store: str, run_id: str, index: int | str) -> str:
+    """Candidate ``index``'s evaluation, or :data:`PRODUCTION_EVALUATION`'s."""
+    return join(run_folder(artifact_store, run_id), "evaluate", str(index))
+
+
+def preprocess_cache(artifact_store: str) -> str:
+    """Preprocess outputs by input key, shared by every run."""
+    return join(artifact_store, "cache", "preprocess")
+
+
+def cache_entry(cache: str, key: str) -> str:
+    return join(cache, key[:24])
+
+
+# The registry
+
+
+def versions_folder(registry: str) -> str:
+    return join(registry, "versions")
+
+
+def version_folder(registry: str, version: str) -> str:
+    """A registered version's folder (a model folder: weights and ``model.json``, like a train output)."""
+    return join(versions_folder(registry), version)
+
+
+def version_file(registry: str, version: str, name: str) -> str:
+    return join(version_folder(registry, version), name)
+
+
+def card(registry: str, version: str) -> str:
+    return version_file(registry, version, CARD)
+
+
+def bento(registry: str, version: str) -> str:
+    return version_file(registry, version, BENTO)
+
+
+def promotions_folder(registry: str) -> str:
+    return join(registry, "promotions")
+
+
+def promotion_entry(registry: str, seq: int) -> str:
+    """Entry ``seq`` of the promotion history (zero-padded: listing order is ``seq`` order)."""
+    return join(promotions_folder(registry), f"{seq:08d}{RECORD_SUFFIX}")
+
+
+def is_record(name: str) -> bool:
+    """Whether a name listed in the promotions or runs folder is a record (not a temporary file)."""
+    return name.endswith(RECORD_SUFFIX)
+
+
+def run_records_folder(registry: str) -> str:
+    return join(registry, "runs")
+
+
+def run_record(registry: str, run_id: str) -> str:
+    """Where a run's record lives. A name longer than 236 characters (which, with the suffix and an
+    atomic write's temporary suffix, would pass the 255-byte limit of a file name) keeps its head and
+    ends in a hash of the id."""
+    name = safe_name(run_id)
+    if len(name) > 236:
+        name = f"{name[:219]}-{sha256(run_id.encode())[:16]}"
+    return join(run_records_folder(registry), f"{name}{RECORD_SUFFIX}")
+
+
+def legacy_production(registry: str) -> str:
+    """``production.json`` of a registry from before the promotion history."""
+    return join(registry, LEGACY_PRODUCTION)
