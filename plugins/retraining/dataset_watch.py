@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,9 +23,9 @@ CLASSPATH = "retraining.dataset_watch.DatasetChangeTrigger"
 
 
 def record_uri(store: str, uri: str) -> str:
-    from retrain_steps import artifacts
+    from retrain_steps import layout
 
-    return artifacts.join(store, "datasets", ".watch", f"{hashlib.sha256(uri.encode()).hexdigest()[:16]}.json")
+    return layout.dataset_watch_record(store, uri)
 
 
 def check_once(uri: str, store: str) -> dict | None:

@@ -5,6 +5,7 @@ and the evaluate step's results carry the card's field names."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 import typing
@@ -25,7 +26,7 @@ NOT_IN_THE_STORE = {  # literals that look like artifact names but name somethin
     ("bench/serve.py", "digit-3.png"): "the file name of an uploaded image",
 }
 PROTOCOL_RESULT = re.compile(r"([a-z-]+-)?result\.json")  #: the step protocol's result file: local, not in the store
-STORE_FOLDERS = {"versions", "promotions", "runs", "cache", "download", "preprocess", "train", "evaluate"}
+STORE_FOLDERS = {"versions", "promotions", "runs", "cache", "datasets", "download", "preprocess", "train", "evaluate"}
 
 
 def sources(root: Path = ROOT):
@@ -94,6 +95,8 @@ def test_paths_are_those_the_previous_code_wrote():
     assert layout.evaluate_folder(store, "r", layout.PRODUCTION_EVALUATION) == (
         "file:///data/artifacts/runs/r/evaluate/production")
     assert layout.preprocess_cache(store) == "file:///data/artifacts/cache/preprocess"
+    assert layout.dataset_watch_record(store, "s3://b/d.npz") == (
+        f"file:///data/artifacts/datasets/.watch/{hashlib.sha256(b's3://b/d.npz').hexdigest()[:16]}.json")
 
 
 def test_a_registry_written_by_the_previous_code_is_read(tmp_path):

@@ -13,6 +13,7 @@ A run's step outputs, under the artifact store (each folder's ``manifest.json`` 
     runs/<run id>/evaluate/<i>/      metrics.json (Evaluation), confusion.png; <i> = production: the
                                      production model on this run's test split
     cache/preprocess/<key>/          a preprocess output any run with the same inputs reuses
+    datasets/.watch/<id>.json        the dataset watcher's last fingerprint of a dataset URI
 
 The model registry (its own URI)::
 
@@ -41,7 +42,6 @@ CURVE_PLOT = "curve.png"  #: train: the training curve
 CONFUSION_PLOT = "confusion.png"  #: evaluate: the confusion matrix
 MANIFEST = "manifest.json"  #: every step folder: key and sha256 of each output, written last
 WEIGHTS = {"torch": "model.pt", "tensorflow": "model.keras"}  #: the weights file by framework
-PLOTS = {CURVE_PLOT: "train", CONFUSION_PLOT: "evaluate"}  #: each plot and the step folder that holds it
 
 # Registry files
 CARD = "card.json"
@@ -148,6 +148,11 @@ def preprocess_cache(artifact_store: str) -> str:
 
 def cache_entry(cache: str, key: str) -> str:
     return join(cache, key[:24])
+
+
+def dataset_watch_record(artifact_store: str, dataset_uri: str) -> str:
+    """Where the dataset watcher records the last fingerprint it saw of ``dataset_uri``."""
+    return join(artifact_store, "datasets", ".watch", f"{sha256(dataset_uri.encode())[:16]}{RECORD_SUFFIX}")
 
 
 # The registry
