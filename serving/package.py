@@ -10,7 +10,6 @@ image; the same model gives the same version, and a version with a card is not r
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -18,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from retrain_steps import artifacts, layout, registry
+from retrain_steps import artifacts, layout, protocol, registry
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ STEPS_DIR = Path(artifacts.__file__).resolve().parent
 # Every module of the serving package but this build tool; of the steps package, what the service imports.
 SERVING_MODULES = tuple(sorted(p.name for p in SERVING_DIR.glob("*.py") if p.name != Path(__file__).name))
 STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "features.py", "images.py", "input_spec.py", "layout.py",
-                 "models.py", "registry.py")
+                 "models.py", "registry.py", "settings.py")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,15 +130,9 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The step protocol of every step CLI (:mod:`retrain_steps.protocol`): exit 0/1/2, the card as the result."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    try:
-        card = run(args)
-    except (artifacts.ArtifactError, FileNotFoundError, KeyError) as err:
-        print(f"serving.package: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps({"step": "package", "result": card}, sort_keys=True))
-    return 0
+    return protocol.run_step("serving.package", lambda: run(args))
 
 
 if __name__ == "__main__":

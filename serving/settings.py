@@ -6,6 +6,7 @@
 - ``DIGITS_WORKERS`` (2): worker processes, one model copy each (about 400 MiB with torch); with
   two, the other answers at once while a worker that died is replaced; 1 where memory is short;
 - ``DIGITS_MAX_REQUEST_BYTES`` (4 MiB): request body cap, 413 above;
+- ``DIGITS_MAX_UPLOAD_PIXELS`` (4096x4096): most pixels in an uploaded image, checked from its header;
 - ``DIGITS_DEVICE`` (auto): ``auto`` (the GPU when torch sees one), ``cpu`` or ``cuda``;
 - ``DIGITS_MAX_BATCH_ROWS`` (64), ``DIGITS_BATCH_WAIT_MS`` (0): adaptive batching, most images per
   forward pass and longest wait for more requests;
@@ -18,6 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from retrain_steps.input_spec import MAX_UPLOAD_PIXELS
 from retrain_steps.models import DEVICES
 
 
@@ -42,6 +44,7 @@ class ServerSettings:
     poll_seconds: float = 2.0
     workers: int = 2
     max_request_bytes: int = 4 * 1024 * 1024
+    max_upload_pixels: int = MAX_UPLOAD_PIXELS
     device: str = "auto"
     max_batch_rows: int = 64
     batch_wait_ms: float = 0.0
@@ -58,6 +61,7 @@ class ServerSettings:
             poll_seconds=_number(environ, "DIGITS_POLL_SECONDS", "2", float, 0.05, 3600),
             workers=_number(environ, "DIGITS_WORKERS", "2", int, 1, 64),
             max_request_bytes=_number(environ, "DIGITS_MAX_REQUEST_BYTES", str(4 * 1024 * 1024), int, 1024, 2**31),
+            max_upload_pixels=_number(environ, "DIGITS_MAX_UPLOAD_PIXELS", str(MAX_UPLOAD_PIXELS), int, 1, 2**40),
             device=device,
             max_batch_rows=_number(environ, "DIGITS_MAX_BATCH_ROWS", "64", int, 1, 1024),
             batch_wait_ms=_number(environ, "DIGITS_BATCH_WAIT_MS", "0", float, 0, 1000),

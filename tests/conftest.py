@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,18 +24,18 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGINS), str(ROOT)
 
 
 def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a project CLI (``python -m ...``) in the project's environment from the project root."""
-    completed = subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
+    """Run a project CLI (``python -m ...``) in the project's environment from the project root.
+
+    ``.result`` is what a step CLI wrote to its result file (the step protocol; None if it wrote none)."""
+    from retrain_steps import protocol
+
+    with tempfile.TemporaryDirectory() as folder:
+        environ = {**os.environ, protocol.RESULT_ENV: f"{folder}/result.json", **(env or {})}
+        completed = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, env=environ)
+        completed.result = protocol.read_result(environ[protocol.RESULT_ENV])
     if check and completed.returncode != 0:
         raise AssertionError(f"{args} exited {completed.returncode}:\n{completed.stdout}\n{completed.stderr}")
     return completed
-
-
-def last_json(stdout: str) -> dict:
-    """The last JSON line a step printed (its result)."""
-    return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
 
 
 @pytest.fixture(scope="session")

@@ -3,25 +3,29 @@
 * ``local``: :class:`LocalStepOperator` runs ``python -m <entry point> <arguments>`` as a
   subprocess in the steps (or serving) environment, streaming its output into the task log;
 * ``kubernetes``: a :class:`retraining.step_pod.StepPodOperator` (KubernetesPodOperator) runs the
-  same command in the step's image (see :mod:`retraining.pods`); exit 2 fails without retry on both.
+  same command in the step's image (see :mod:`retraining.pods`).
+
+Both follow the step protocol (:mod:`retrain_steps.protocol`): the step writes its result to the file
+``$RETRAIN_STEP_RESULT`` names and that document is the task's XCom (here read after the process
+exits; in a pod by KubernetesPodOperator's XCom sidecar); exit 2 (bad input) fails without retry on both.
 
 DAG files call :func:`step_task` / :func:`mapped_step_task` and never see the difference.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from airflow.sdk import BaseOperator
+from retrain_steps import protocol
 
 from retraining.config import Settings
-
-EXIT_BAD_INPUT = 2  # the step CLIs' status for input that a retry cannot fix
 
 
 class LocalStepOperator(BaseOperator):
@@ -34,7 +38,7 @@ class LocalStepOperator(BaseOperator):
     :param env_vars: extra environment variables (templated).
     :param artifact_conn_id: the Airflow connection whose credentials the step gets (``Settings.artifact_conn_id``).
 
-    Returns the ``result`` of the last JSON line the step prints (its manifest) to XCom.
+    Returns the result the step wrote to its result file (``$RETRAIN_STEP_RESULT``) to XCom.
     """
 
     template_fields: Sequence[str] = ("arguments", "env_vars")
@@ -68,28 +72,27 @@ class LocalStepOperator(BaseOperator):
         started = time.monotonic()
         from retraining.store_connection import artifact_store_env
 
-        env = {**os.environ, **artifact_store_env(self.artifact_conn_id), **self.env_vars, "PYTHONUNBUFFERED": "1"}
-        self._process = subprocess.Popen(  # noqa: S603 (argv built from our own step table)
-            argv, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )
-        result, tail = None, []
-        for line in self._process.stdout:
-            line = line.rstrip("\n")
-            self.log.info("%s", line)
-            tail = [*tail[-9:], line]
-            if line.startswith("{"):
-                try:
-                    result = json.loads(line).get("result", result)
-                except (json.JSONDecodeError, AttributeError):
-                    pass
-        code = self._process.wait()
-        self.log.info("step %s exited %d after %.2f s", self.task_id, code, time.monotonic() - started)
-        if code == EXIT_BAD_INPUT:
-            raise AirflowFailException(f"step rejected its input (exit {code}): {tail[-1] if tail else ''}")
-        if code != 0:
-            raise AirflowException(f"step failed with exit code {code}: {tail[-1] if tail else ''}")
-        return result
+        with tempfile.TemporaryDirectory(prefix="retrain-step-") as folder:
+            result_file = Path(folder) / "result.json"
+            env = {**os.environ, **artifact_store_env(self.artifact_conn_id), **self.env_vars,
+                   "PYTHONUNBUFFERED": "1", protocol.RESULT_ENV: str(result_file)}
+            self._process = subprocess.Popen(  # noqa: S603 (argv built from our own step table)
+                argv, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                start_new_session=True,
+            )
+            tail = []
+            for line in self._process.stdout:
+                line = line.rstrip("\n")
+                self.log.info("%s", line)
+                tail = [*tail[-9:], line]
+            code = self._process.wait()
+            self.log.info("step %s exited %d after %.2f s", self.task_id, code, time.monotonic() - started)
+            last = tail[-1] if tail else ""
+            if code == protocol.BAD_INPUT:
+                raise AirflowFailException(f"step rejected its input (exit {code}), not retried: {last}")
+            if code != protocol.OK:
+                raise AirflowException(f"step failed with exit code {code}: {last}")
+            return protocol.read_result(result_file)
 
     def on_kill(self) -> None:
         if self._process and self._process.poll() is None:

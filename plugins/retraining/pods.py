@@ -5,10 +5,13 @@ secrets, service account, GPU node selector), never credentials: those come from
 Secret ``Settings.pods.artifact_secret``, mounted with ``envFrom``.
 
 Pods run as the images' user (uid/gid 10001), non-root, with a read-only root filesystem and a
-writable ``/tmp`` (an ``emptyDir``).
+writable ``/tmp`` (an ``emptyDir``). The step protocol (:mod:`retrain_steps.protocol`): each step writes its
+result to ``/airflow/xcom/return.json``, which the operator's XCom sidecar (as hardened) hands to XCom.
 """
 
 from __future__ import annotations
+
+from retrain_steps import protocol
 
 from retraining.config import Settings
 
@@ -50,6 +53,8 @@ def pod_operator_kwargs(step: str, *, cmds: list[str], settings: Settings) -> di
         kwargs["node_selector"] = {key: value}
         kwargs["tolerations"] = [k8s.V1Toleration(**GPU_TOLERATION)]
         kwargs["startup_timeout_seconds"] = 1800  # room for a GPU node to scale up
+    hardened = k8s.V1SecurityContext(allow_privilege_escalation=False, read_only_root_filesystem=True,
+                                     capabilities=k8s.V1Capabilities(drop=["ALL"]))
     return {
         "namespace": pods.namespace,
         "image": image(role, settings),
@@ -64,16 +69,16 @@ def pod_operator_kwargs(step: str, *, cmds: list[str], settings: Settings) -> di
             run_as_non_root=True, run_as_user=IMAGE_UID, run_as_group=IMAGE_UID, fs_group=IMAGE_UID,
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
-        "container_security_context": k8s.V1SecurityContext(
-            allow_privilege_escalation=False, read_only_root_filesystem=True,
-            capabilities=k8s.V1Capabilities(drop=["ALL"]),
-        ),
+        "container_security_context": hardened,
+        "xcom_sidecar_container_security_context": hardened,
         "volumes": [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())],
         "volume_mounts": [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
-        "env_vars": [k8s.V1EnvVar(name="HOME", value="/tmp")],
+        # the step protocol: the result to the file the XCom sidecar reads (do_xcom_push)
+        "env_vars": [k8s.V1EnvVar(name="HOME", value="/tmp"),
+                     k8s.V1EnvVar(name=protocol.RESULT_ENV, value=protocol.POD_RESULT_FILE)],
         "on_finish_action": "delete_succeeded_pod",
         "get_logs": True,
-        "do_xcom_push": False,
+        "do_xcom_push": True,
         **kwargs,
     }
 

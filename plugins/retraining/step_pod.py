@@ -1,8 +1,10 @@
-"""The step pod: KubernetesPodOperator with the step CLIs' exit-status contract.
+"""The step pod: KubernetesPodOperator with the step protocol (:mod:`retrain_steps.protocol`).
 
-A step exits 2 when its input is bad; a retry cannot fix that, so the task fails at once
-without retrying, as :class:`retraining.launcher.LocalStepOperator` does on the local backend.
-Imported only on the ``kubernetes`` backend (the provider import costs seconds).
+The step writes its result to :data:`~retrain_steps.protocol.POD_RESULT_FILE` (``$RETRAIN_STEP_RESULT``,
+set by :func:`retraining.pods.pod_operator_kwargs`), which the operator's XCom sidecar reads: the task's
+XCom is the same document :class:`retraining.launcher.LocalStepOperator` returns. A step exits 2 when
+its input is bad; a retry cannot fix that, so the task fails at once without retrying, as on the local
+backend. Imported only on the ``kubernetes`` backend (the provider import costs seconds).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from retraining.launcher import EXIT_BAD_INPUT
+from retrain_steps import protocol
 
 
 def base_container_exit_code(remote_pod, container: str) -> int | None:
@@ -31,6 +33,7 @@ class StepPodOperator(KubernetesPodOperator):
         except AirflowSkipException:
             raise
         except AirflowException as err:
-            if base_container_exit_code(remote_pod, self.base_container_name) == EXIT_BAD_INPUT:
-                raise AirflowFailException(f"step rejected its input (exit {EXIT_BAD_INPUT}), not retried: {err}") from err
+            if base_container_exit_code(remote_pod, self.base_container_name) == protocol.BAD_INPUT:
+                message = f"step rejected its input (exit {protocol.BAD_INPUT}), not retried: {err}"
+                raise AirflowFailException(message) from err
             raise

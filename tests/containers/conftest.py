@@ -7,13 +7,15 @@ builds the images (scripts/build-images.sh; podman's layer cache makes rebuilds 
 
 from __future__ import annotations
 
-import json
+import copy
 import os
 import subprocess
 import sys
 import time
+from pathlib import PurePosixPath
 
 import pytest
+from retrain_steps import protocol
 from retraining.config import settings
 from retraining.manifests import default_params, render_pods
 from tests.conftest import ROOT
@@ -71,12 +73,27 @@ PARAMS = default_params(gpus=0, epochs=10, learning_rates=[0.003])
 
 
 def play_pod(manifest: dict, folder, timeout: float = 600):
-    play = KubePlay([manifest], folder, manifest["metadata"]["labels"]["task_id"])
+    """Play one step pod; its ``base`` container, with ``result``: what the step wrote for the XCom sidecar.
+
+    The host plays the sidecar (its image cannot be pulled here): the ``xcom`` volume is a host folder,
+    and the result is read from it as the sidecar reads ``/airflow/xcom/return.json``.
+    """
+    manifest = copy.deepcopy(manifest)
+    spec, task = manifest["spec"], manifest["metadata"]["labels"]["task_id"]
+    xcom = folder / f"{manifest['metadata']['name']}-xcom"
+    xcom.mkdir()
+    xcom.chmod(0o777)  # the pod's user (10001) writes there
+    spec["containers"] = [c for c in spec["containers"] if c["name"] != "airflow-xcom-sidecar"]
+    spec["volumes"] = [{"name": "xcom", "hostPath": {"path": str(xcom), "type": "Directory"}} if v["name"] == "xcom"
+                       else v for v in spec["volumes"]]
+    play = KubePlay([manifest], folder, task)
     play.play()
     try:
-        return play.wait(manifest["metadata"]["name"], ["base"], timeout).containers["base"]
+        container = play.wait(manifest["metadata"]["name"], ["base"], timeout).containers["base"]
     finally:
         play.down()
+    container.result = protocol.read_result(xcom / PurePosixPath(protocol.POD_RESULT_FILE).name)
+    return container
 
 
 def k8s_settings(pod_s3):
@@ -93,6 +110,5 @@ def pod_run(pod_s3, tmp_path_factory):
         container = play_pod(pods[name], folder)
         results[name] = container
         assert container.exit_code == 0, f"{name} pod failed:\n{container.logs[-4000:]}"
-    log = results["package"].logs
-    version = json.loads([line for line in log.splitlines() if line.startswith("{")][-1])["result"]["version"]
+    version = results["package"].result["version"]  # the card, as the XCom sidecar hands it to the next task
     return {"pods": pods, "results": results, "folder": folder, "version": version}

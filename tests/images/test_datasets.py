@@ -12,7 +12,7 @@ import pytest
 
 from retrain_steps import artifacts, datasets
 from retrain_steps.data import DataError, dump_npz
-from tests.conftest import last_json, run_cli
+from tests.conftest import run_cli
 from tests.helpers.datasets import (
     image_files, label_studio_export, png, shape_image, tar_gz_bytes, write_folder, zip_bytes,
 )
@@ -102,7 +102,7 @@ def test_a_label_studio_export_with_images_over_http(tmp_path, files):
         assert result.returncode == 2 and "dataset location not allowed" in result.stderr and base in result.stderr
         allowed = run_cli("retrain_steps", "download", "--source", f"file://{tmp_path}/export.json", "--output",
                           f"file://{tmp_path}/dl", "--allow", f"file://{tmp_path}/", "--allow", f"{base}/")
-        assert last_json(allowed.stdout)["result"]["dataset"]["samples"] == 10
+        assert allowed.result["dataset"]["samples"] == 10
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 
 from retrain_steps import artifacts
 from retrain_steps.preprocess import load_splits, split_indices
-from tests.conftest import last_json, run_cli
+from tests.conftest import run_cli
 
 
 def path_of(uri: str) -> Path:
@@ -210,7 +210,7 @@ def test_keras_path_trains_and_evaluates(trained, tmp_path):
     info = json.loads((tmp_path / "k" / "model.json").read_text())
     assert (info["framework"], info["file"], info["input_spec"]["profile"]) == ("tensorflow", "model.keras", "digits")
     result = run_cli("retrain_steps", "evaluate", "--data", trained["preprocess"], "--model", model, "--output", evaluation)
-    assert last_json(result.stdout)["result"]["metrics"]["test_accuracy"] >= 0.9
+    assert result.result["metrics"]["test_accuracy"] >= 0.9
 
 
 # -- a data path that fails safely: bad input exits 2 at once (no retry), nothing is half-read ---
@@ -278,7 +278,7 @@ def test_an_unchanged_dataset_reuses_the_preprocessing(trained, tmp_path):
     second = run_cli("retrain_steps", "preprocess", "--input", trained["download"], "--output", f"file://{tmp_path}/r2",
                      "--cache", cache)
     assert "unchanged: reusing the preprocessing" in second.stdout
-    assert last_json(second.stdout)["result"]["reused_from"].startswith(cache)
+    assert second.result["reused_from"].startswith(cache)
     assert (tmp_path / "r2" / "splits.npz").read_bytes() == (tmp_path / "r1" / "splits.npz").read_bytes()
     other_seed = run_cli("retrain_steps", "preprocess", "--input", trained["download"], "--output",
                          f"file://{tmp_path}/r3", "--cache", cache, "--seed", "7")
@@ -297,7 +297,7 @@ def test_should_stop_after_patience_epochs_without_a_lower_val_loss():
 def test_early_stopping_ends_training_and_says_so(trained, tmp_path):
     result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/es",
                      "--epochs", "60", "--learning-rate", "0.003", "--patience", "2")
-    metrics = last_json(result.stdout)["result"]["metrics"]
+    metrics = result.result["metrics"]
     assert "early stop after epoch" in result.stdout and metrics["epochs_run"] < 60 and metrics["patience"] == 2
     assert metrics["val_accuracy"] > 0.9
 
@@ -307,7 +307,7 @@ def test_warm_start_fine_tunes_the_given_model(trained, tmp_path, framework):
     def train(out, *extra):
         result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output",
                          f"file://{tmp_path}/{out}", "--framework", framework, "--seed", "3", *extra)
-        return last_json(result.stdout)["result"]["metrics"], result.stdout
+        return result.result["metrics"], result.stdout
 
     start, _ = train("start", "--epochs", "6")
     fresh, _ = train("fresh", "--epochs", "1")
@@ -333,5 +333,5 @@ def test_augmentation_shifts_by_at_most_one_pixel_and_still_learns(trained, tmp_
     assert not np.array_equal(shifted, x) and (shifted[:, 0, 3:5, 3:5].sum(axis=(1, 2)) >= 1).all()
     result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/aug",
                      "--epochs", "12", "--augment")
-    metrics = last_json(result.stdout)["result"]["metrics"]
+    metrics = result.result["metrics"]
     assert metrics["augment"] is True and metrics["val_accuracy"] > 0.9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -27,7 +28,7 @@ def test_success_returns_the_step_result(tmp_path):
 
 
 def test_bad_input_fails_without_retry(tmp_path):
-    with pytest.raises(AirflowFailException, match="artifact not found"):
+    with pytest.raises(AirflowFailException, match="rejected its input .exit 2., not retried: .*artifact not found"):
         operator(["download", "--source", f"file://{tmp_path}/none", "--output", f"file://{tmp_path}/o"]).execute({})
 
 
@@ -61,7 +62,32 @@ def test_artifact_store_connection_becomes_boto3_env(monkeypatch):
 
 def test_local_steps_get_the_connection_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_CONN_ARTIFACT_STORE", '{"conn_type": "aws", "login": "k", "password": "s"}')
-    op = LocalStepOperator(task_id="t", cmds=["python", "-c", "import os, json; print(json.dumps({'result': "
-                           "[os.environ['AWS_ACCESS_KEY_ID'], os.environ['AWS_SECRET_ACCESS_KEY']]}))"],
-                           arguments=[], python_bin=sys.executable)
+    op = python_step("protocol.write_result([os.environ['AWS_ACCESS_KEY_ID'], os.environ['AWS_SECRET_ACCESS_KEY']])")
     assert op.execute({}) == ["k", "s"]
+
+
+def python_step(source: str) -> LocalStepOperator:
+    """A step task running ``source`` (with ``os``, ``json`` and the step protocol imported)."""
+    prelude = "import os, json, sys; from retrain_steps import protocol; "
+    return LocalStepOperator(task_id="t", cmds=["python", "-c", prelude + source], arguments=[],
+                             python_bin=sys.executable)
+
+
+def test_the_result_is_the_result_file_not_a_json_line_of_the_log():
+    printed = "print(json.dumps({'step': 't', 'result': 'from the log'})); "
+    assert python_step(printed + "protocol.write_result({'from': 'the file'})").execute({}) == {"from": "the file"}
+    assert python_step(printed).execute({}) is None, "no result file, no result: the log is not parsed"
+
+
+def test_each_run_gets_its_own_result_file_named_by_the_protocol_variable():
+    op = python_step("protocol.write_result(os.environ[protocol.RESULT_ENV])")
+    first, second = op.execute({}), op.execute({})
+    assert first.endswith("/result.json") and first != second
+    assert not os.path.exists(first), "the launcher's result file goes with its run"
+
+
+def test_the_result_of_a_real_step_is_its_manifest(tmp_path):
+    source, output = f"file://{tmp_path}/d.npz", f"file://{tmp_path}/dl"
+    operator(["export-default", "--output", source]).execute({})
+    manifest = operator(["download", "--source", source, "--output", output]).execute({})
+    assert manifest["step"] == "download" and manifest["dataset"]["samples"] > 0

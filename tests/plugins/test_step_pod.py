@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from types import SimpleNamespace
+
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
@@ -53,3 +57,42 @@ def test_a_crash_stays_retryable(operator):
 def test_success_passes(operator):
     pod = finished_pod(0)
     operator.cleanup(pod, pod)
+
+
+def test_the_pod_writes_its_result_where_the_xcom_sidecar_reads_it():
+    from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
+    from retrain_steps import protocol
+    from retraining.config import settings
+    from retraining.pods import pod_operator_kwargs
+
+    assert protocol.POD_RESULT_FILE == f"{PodDefaults.XCOM_MOUNT_PATH}/return.json"
+    kwargs = pod_operator_kwargs("download", cmds=["python", "-m", "retrain_steps"],
+                                 settings=settings({"RETRAIN_BACKEND": "kubernetes"}))
+    assert kwargs["do_xcom_push"] is True
+    assert (protocol.RESULT_ENV, protocol.POD_RESULT_FILE) in [(e.name, e.value) for e in kwargs["env_vars"]]
+
+
+def test_both_backends_hand_downstream_the_same_result(tmp_path, monkeypatch, operator):
+    """The real step writes its result file; the pod's XCom (read through the sidecar) is what the local run returns."""
+    from retrain_steps import protocol
+    from retraining.launcher import LocalStepOperator
+    from tests.conftest import ROOT, run_cli
+
+    source = f"file://{tmp_path}/d.npz"
+    run_cli("retrain_steps", "export-default", "--output", source)
+    argv = ["download", "--source", source, "--output", f"file://{tmp_path}/dl"]
+    local = LocalStepOperator(task_id="download", cmds=["python", "-m", "retrain_steps"], arguments=argv,
+                              python_bin=sys.executable, cwd=str(ROOT)).execute({})
+    xcom = tmp_path / "xcom" / "return.json"  # the pod's /airflow/xcom, on the host
+    xcom.parent.mkdir()
+    run_cli("retrain_steps", *argv, env={protocol.RESULT_ENV: str(xcom)})
+    sidecar = SimpleNamespace(extract_xcom=lambda pod, **_: xcom.read_text())  # the sidecar's `cat return.json`
+    monkeypatch.setitem(operator.__dict__, "pod_manager", sidecar)
+    assert operator.extract_xcom(finished_pod(0)) == local and local["step"] == "download"
+
+
+def test_the_pod_operator_does_not_import_the_local_launcher():
+    """No cycle: both take the exit codes from the step protocol."""
+    code = "import sys, retraining.step_pod; print('retraining.launcher' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -2,9 +2,10 @@
 (one task per candidate, in parallel) → evaluate.
 
 Each component is a lightweight Python component whose base image is the step's image and
-whose body calls the step CLI's entry function, ``retrain_steps.__main__.main(argv)``, with the
-argument lists the Airflow side builds (``plugins/retraining/commands.py``): the same CLI and
-arguments as the pods and the local backend. Outputs go to the artifact store URIs inside those
+whose body calls the step CLI's entry function, ``retrain_steps.__main__.main(argv)``, through the
+step protocol (``retrain_steps.protocol.call_step``: exit 2, bad input, raises ``StepFailed`` saying
+so), with the argument lists the Airflow side builds (``plugins/retraining/commands.py``): the same CLI
+and arguments as the pods and the local backend. Outputs go to the artifact store URIs inside those
 arguments; the components also emit ``Metrics`` and ``ClassificationMetrics`` so the KFP UI shows
 validation/test accuracy and the confusion matrix.
 
@@ -38,9 +39,9 @@ GPU_NODE_SELECTOR = os.environ.get("RETRAIN_GPU_NODE_SELECTOR", "nvidia.com/gpu.
 def run_step(argv: list) -> str:
     """Run one step CLI (download, preprocess) and return its output folder URI."""
     from retrain_steps.__main__ import main
+    from retrain_steps.protocol import call_step
 
-    if main([str(a) for a in argv]) != 0:
-        raise RuntimeError(f"step {argv[0]} failed; see the log above")
+    call_step(main, argv)  # the step protocol: exit 2 (bad input) and 1 raise StepFailed, which says which
     return argv[argv.index("--output") + 1]
 
 
@@ -49,9 +50,9 @@ def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
     """Train one candidate on ``gpus`` GPUs (0: CPU); log its validation metrics."""
     from retrain_steps import artifacts, layout
     from retrain_steps.__main__ import main
+    from retrain_steps.protocol import call_step
 
-    if main([str(a) for a in argv]) != 0:
-        raise RuntimeError("train failed; see the log above")
+    call_step(main, argv)
     output = argv[argv.index("--output") + 1]
     result = artifacts.read_json(layout.file_in(output, layout.METRICS))
     for key in ("val_accuracy", "val_loss", "learning_rate", "samples_per_s"):
@@ -67,9 +68,9 @@ def evaluate(argv: list, metrics: Output[Metrics], confusion: Output[Classificat
     columns are the dataset's classes, named as the evaluate step's metrics name them)."""
     from retrain_steps import artifacts, layout
     from retrain_steps.__main__ import main
+    from retrain_steps.protocol import call_step
 
-    if main([str(a) for a in argv]) != 0:
-        raise RuntimeError("evaluate failed; see the log above")
+    call_step(main, argv)
     output = argv[argv.index("--output") + 1]
     result = artifacts.read_json(layout.file_in(output, layout.METRICS))
     metrics.log_metric("test_accuracy", float(result["test_accuracy"]))

@@ -1,19 +1,18 @@
 """``python -m retrain_steps <step> [options]``: the one entry point of every step image.
 
 Steps: ``download``, ``preprocess``, ``train``, ``evaluate``, and ``export-default`` (writes
-the embedded digits set to the artifact store). Exit status 0 on success, 2 with a message
-naming the bad value on bad input, 1 on any other failure.
+the embedded digits set to the artifact store). The step protocol (:mod:`retrain_steps.protocol`):
+exit status 0 on success, 2 with a message naming the bad value on bad input, 1 on any other
+failure; the result goes to the file ``$RETRAIN_STEP_RESULT`` names. The settings
+(:mod:`retrain_steps.settings`) are read here, once.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
 
-from retrain_steps import artifacts, data, download, evaluate, preprocess, train
-from retrain_steps.features import InputError
+from retrain_steps import data, download, evaluate, preprocess, protocol, settings, train
 
 STEPS = {"download": download, "preprocess": preprocess, "train": train, "evaluate": evaluate}
 
@@ -30,17 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    try:
+
+    def step():
+        settings.configure(settings.StepSettings.from_environment())
         if args.step == "export-default":
-            result = {"output": args.output, "sha256": data.export_default(args.output)}
-        else:
-            result = STEPS[args.step].run(args)
-    except (artifacts.ArtifactError, data.DataError, InputError, ValueError, FileNotFoundError) as err:
-        print(f"retrain_steps {args.step}: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps({"step": args.step, "result": result}, sort_keys=True))
-    return 0
+            return {"output": args.output, "sha256": data.export_default(args.output)}
+        return STEPS[args.step].run(args)
+
+    return protocol.run_step(f"retrain_steps {args.step}", step)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from retrain_steps import settings
+
 
 class ArtifactError(Exception):
     """An artifact is missing, unreadable or fails verification; the message names it."""
@@ -41,9 +43,6 @@ class ArtifactError(Exception):
 
 class ArtifactExists(ArtifactError):
     """A create-only write found the object already there (another writer was first)."""
-
-
-MAX_READ_BYTES = int(os.environ.get("RETRAIN_MAX_READ_BYTES", str(2 * 1024**3)))
 
 
 def _too_large(uri: str, size: int, limit: int) -> ArtifactError:
@@ -214,7 +213,7 @@ def read_bytes(uri: str | StoreURI, max_bytes: int | None = None) -> bytes:
     Raise :class:`ArtifactError` naming the URI if it does not exist, is not a regular file, or
     is larger than the limit (checked before reading where the store says the size).
     """
-    limit = max_bytes or MAX_READ_BYTES
+    limit = max_bytes or settings.current().max_read_bytes
     target = StoreURI.parse(uri)
     if target.scheme == "file":
         try:

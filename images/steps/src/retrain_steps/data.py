@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 import zlib
 
 import numpy as np
 
-from retrain_steps import artifacts
+from retrain_steps import artifacts, settings
 from retrain_steps.features import MAX_PIXEL
 
 
 class DataError(ValueError):
     """A dataset that does not have the expected format; the message names the problem."""
-
-
-MAX_ARRAY_BYTES = int(os.environ.get("RETRAIN_MAX_DATASET_BYTES", str(4 * 1024**3)))
 
 
 def load_npz(data: bytes, uri: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -29,8 +25,9 @@ def load_npz(data: bytes, uri: str, keys: tuple[str, ...]) -> dict[str, np.ndarr
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
-        if unpacked > MAX_ARRAY_BYTES:
-            raise DataError(f"{uri} unpacks to {unpacked} bytes, over the limit of {MAX_ARRAY_BYTES} "
+        limit = settings.current().max_dataset_bytes
+        if unpacked > limit:
+            raise DataError(f"{uri} unpacks to {unpacked} bytes, over the limit of {limit} "
                             "(RETRAIN_MAX_DATASET_BYTES)")
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

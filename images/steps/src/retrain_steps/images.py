@@ -7,12 +7,11 @@ decoded; a JPEG far larger than needed is reduced while decoding (``reduce_to``)
 from __future__ import annotations
 
 import io
-import os
 import re
 
+from retrain_steps import settings
 from retrain_steps.errors import InputError
 
-MAX_IMAGE_PIXELS = int(os.environ.get("RETRAIN_MAX_IMAGE_PIXELS", str(40_000_000)))
 MAX_ASPECT = 100
 _OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -27,7 +26,7 @@ def open_image(data: bytes, name: str = "the image", *, max_pixels: int | None =
     """
     from PIL import Image, UnidentifiedImageError
 
-    limit = max_pixels or MAX_IMAGE_PIXELS
+    limit = max_pixels or settings.current().max_image_pixels
     if not data:
         raise InputError(f"{name} is empty")
     try:

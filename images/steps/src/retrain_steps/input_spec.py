@@ -17,7 +17,6 @@ after :func:`from_instances`) are ``uint8`` arrays ``(n, H, W, C)`` on 0..255. `
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -27,7 +26,8 @@ from retrain_steps.images import open_image
 
 PROFILES = ("image", "digits")
 # Uploads are decoded under a tighter pixel limit than datasets: a server decodes many at once.
-MAX_UPLOAD_PIXELS = int(os.environ.get("DIGITS_MAX_UPLOAD_PIXELS", str(4096 * 4096)))
+# The server passes its own (serving.settings: DIGITS_MAX_UPLOAD_PIXELS); this is the default.
+MAX_UPLOAD_PIXELS = 4096 * 4096
 
 
 @dataclass(frozen=True)
@@ -150,12 +150,13 @@ def prepare(images: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)), dtype=np.float32)
 
 
-def decode_upload(data: bytes, spec: InputSpec) -> np.ndarray:
-    """An uploaded image file of any size and mode → one raw image ``(1, H, W, C)`` for :func:`prepare`."""
+def decode_upload(data: bytes, spec: InputSpec, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
+    """An uploaded image file of any size and mode (at most ``max_pixels``) → one raw image ``(1, H, W, C)``
+    for :func:`prepare`."""
     if spec.profile == "digits":  # paper detection + crop-and-centre: the digits profile's own decoding
-        pixels = image_to_pixels(data, max_pixels=MAX_UPLOAD_PIXELS)
+        pixels = image_to_pixels(data, max_pixels=max_pixels)
         return np.round(pixels * (255.0 / MAX_PIXEL)).astype(np.uint8)[None, :, :, None]
-    image = open_image(data, "the uploaded image", max_pixels=MAX_UPLOAD_PIXELS, reduce_to=(spec.width, spec.height))
+    image = open_image(data, "the uploaded image", max_pixels=max_pixels, reduce_to=(spec.width, spec.height))
     from PIL import Image
 
     image = image.convert("L" if spec.channels == 1 else "RGB")

@@ -10,18 +10,16 @@ more images than ``RETRAIN_MAX_IMAGES``.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from retrain_steps import settings
 from retrain_steps.data import DataError, dump_npz
 from retrain_steps.errors import InputError
 from retrain_steps.images import open_image
 
-MAX_IMAGES = int(os.environ.get("RETRAIN_MAX_IMAGES", "200000"))
-MAX_STORED_SIDE = int(os.environ.get("RETRAIN_MAX_STORED_SIDE", "128"))
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -86,8 +84,8 @@ class DatasetBuilder:
         self.skipped[reason] += 1
 
     def add(self, name: str, label: str, data: bytes) -> None:
-        if len(self.images) >= MAX_IMAGES:
-            raise DataError(f"{self.source}: more than {MAX_IMAGES} images (RETRAIN_MAX_IMAGES)")
+        if len(self.images) >= settings.current().max_images:
+            raise DataError(f"{self.source}: more than {settings.current().max_images} images (RETRAIN_MAX_IMAGES)")
         try:
             image = open_image(data, name)
         except InputError as err:
@@ -99,8 +97,9 @@ class DatasetBuilder:
             (gray_mode, gray_file), (_, color_file) = sorted(self.modes.items())  # "L" < "RGB"
             raise DataError(f"{self.source}: mixed image modes: {gray_file} is grayscale, {color_file} is colour; "
                             "convert the dataset to one mode")
-        if max(image.size) > MAX_STORED_SIDE:
-            image.thumbnail((MAX_STORED_SIDE, MAX_STORED_SIDE))
+        side = settings.current().max_stored_side
+        if max(image.size) > side:
+            image.thumbnail((side, side))
         self.images.append(np.asarray(image, np.uint8))
         self.labels.append(label)
 

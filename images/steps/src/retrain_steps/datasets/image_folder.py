@@ -18,22 +18,26 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from retrain_steps import artifacts
-from retrain_steps.data import MAX_ARRAY_BYTES, DataError
-from retrain_steps.datasets.canonical import MAX_IMAGES, Canonical, DatasetBuilder, is_image_name
+from retrain_steps import artifacts, settings
+from retrain_steps.data import DataError
+from retrain_steps.datasets.canonical import Canonical, DatasetBuilder, is_image_name
 
 Entry = tuple[str, int, Callable[[], bytes]]  # (path inside the tree, size in bytes, read)
-MAX_ENTRIES = MAX_IMAGES * 2 + 1000
+
+
+def max_entries() -> int:
+    """Most files a folder of images may hold: room for two per image (sidecars) and some more."""
+    return settings.current().max_images * 2 + 1000
 
 
 def _bounded(entries: Iterable[Entry], source: str) -> Iterator[Entry]:
-    total = 0
+    total, most_entries, most_bytes = 0, max_entries(), settings.current().max_dataset_bytes
     for count, (name, size, read) in enumerate(entries, 1):
         total += size
-        if count > MAX_ENTRIES:
-            raise DataError(f"{source}: more than {MAX_ENTRIES} files (RETRAIN_MAX_IMAGES)")
-        if total > MAX_ARRAY_BYTES:
-            raise DataError(f"{source}: more than {MAX_ARRAY_BYTES} bytes of files (RETRAIN_MAX_DATASET_BYTES)")
+        if count > most_entries:
+            raise DataError(f"{source}: more than {most_entries} files (RETRAIN_MAX_IMAGES)")
+        if total > most_bytes:
+            raise DataError(f"{source}: more than {most_bytes} bytes of files (RETRAIN_MAX_DATASET_BYTES)")
         yield name, size, read
 
 
@@ -54,14 +58,14 @@ def s3_entries(folder: artifacts.StoreURI) -> list[Entry]:
     """Objects under an S3 prefix, listed page by page (each read by its key as listed: keys are literal)."""
     bucket, prefix = folder.host, folder.path
     client = artifacts._s3_client()
-    entries = []
+    entries, most_entries = [], max_entries()
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             if not item["Key"].endswith("/"):
                 key = artifacts.StoreURI("s3", bucket, item["Key"])
                 entries.append((item["Key"][len(prefix):], item["Size"], lambda u=key: artifacts.read_bytes(u)))
-            if len(entries) > MAX_ENTRIES:
-                raise DataError(f"{folder}: more than {MAX_ENTRIES} objects (RETRAIN_MAX_IMAGES)")
+            if len(entries) > most_entries:
+                raise DataError(f"{folder}: more than {most_entries} objects (RETRAIN_MAX_IMAGES)")
     return entries
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from retrain_steps import artifacts
+from retrain_steps import artifacts, settings
 from retrain_steps.data import DataError
-from retrain_steps.datasets.canonical import MAX_IMAGES, Canonical, DatasetBuilder
+from retrain_steps.datasets.canonical import Canonical, DatasetBuilder
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
@@ -54,8 +54,9 @@ def read(data: bytes, source: str, check_location: Callable[[str], artifacts.Sto
         raise DataError(f"{source} is not a Label Studio JSON export: {err}") from None
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
         raise DataError(f"{source} is not a Label Studio JSON export (expected a list of tasks)")
-    if len(tasks) > MAX_IMAGES:
-        raise DataError(f"{source}: {len(tasks)} tasks, over the limit of {MAX_IMAGES} (RETRAIN_MAX_IMAGES)")
+    if len(tasks) > settings.current().max_images:
+        raise DataError(f"{source}: {len(tasks)} tasks, over the limit of {settings.current().max_images} "
+                        "(RETRAIN_MAX_IMAGES)")
     builder = DatasetBuilder(source, "label-studio")
     labelled = []
     for position, task in enumerate(tasks):

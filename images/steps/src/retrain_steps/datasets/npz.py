@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from retrain_steps import settings
 from retrain_steps.data import DataError, load_npz, profile_of
-from retrain_steps.datasets.canonical import MAX_IMAGES, Canonical, check_classes
+from retrain_steps.datasets.canonical import Canonical, check_classes
 
 
 def to_uint8(images: np.ndarray, source: str) -> tuple[np.ndarray, str]:
@@ -39,8 +40,9 @@ def read(data: bytes, source: str) -> Canonical:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or min(images.shape[1:3], default=0) < 1:
         raise DataError(f"{source}: 'images' must have shape (n, H, W) or (n, H, W, 1|3), got {arrays['images'].shape}")
-    if len(images) > MAX_IMAGES:
-        raise DataError(f"{source}: {len(images)} images, over the limit of {MAX_IMAGES} (RETRAIN_MAX_IMAGES)")
+    if len(images) > settings.current().max_images:
+        raise DataError(f"{source}: {len(images)} images, over the limit of {settings.current().max_images} "
+                        "(RETRAIN_MAX_IMAGES)")
     if target.shape != (images.shape[0],):
         raise DataError(f"{source}: 'target' must have shape ({images.shape[0]},), got {target.shape}")
     if "class_names" in arrays:
