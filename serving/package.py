@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
     requirements = _requirements(args.requirements)
     evaluation: layout.Evaluation = artifacts.read_json(layout.file_in(args.evaluation, layout.METRICS))
     train_metrics: layout.TrainMetrics = artifacts.read_json(layout.file_in(args.model, layout.METRICS))
-    dataset = artifacts.read_json(layout.file_in(args.dataset, layout.DATASET_CARD))
+    dataset: layout.DatasetCard = artifacts.read_json(layout.file_in(args.dataset, layout.DATASET_CARD))
     card = registry.register(
         args.registry,
         args.model,

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> dict:
                                           f"got {actual}")
     if raw is None:
         key = manifest.input_key("download", content=digest, source=args.source)
-    info = {"source": args.source, "source_sha256": source_digest, **canonical.card(digest)}
+    info: layout.DatasetCard = {"source": args.source, "source_sha256": source_digest, **canonical.card(digest)}
     outputs = {
         layout.DATASET: artifacts.write_bytes(layout.file_in(args.output, layout.DATASET), payload),
         layout.DATASET_CARD: artifacts.write_json(layout.file_in(args.output, layout.DATASET_CARD), info),

@@ -51,6 +51,25 @@ RECORD_SUFFIX = ".json"  #: promotion entries and run records
 PRODUCTION_EVALUATION = "production"  #: the evaluate folder of the production model in a run
 
 
+class DatasetCard(TypedDict, total=False):
+    """``download``'s ``dataset.json``: what a dataset version is (a card's ``dataset`` copies part of it)."""
+
+    source: str
+    source_sha256: str | None
+    sha256: str
+    version: str  #: the first 12 hex digits of the canonical dataset's sha256
+    format: str
+    samples: int
+    class_names: list[str]
+    class_counts: dict[str, int]
+    image_size: list[int]
+    channels: int
+    profile: str
+    skipped: dict[str, int]  #: files skipped, by reason
+    sizes_seen: dict[str, int]
+    modes_seen: dict[str, int]
+
+
 class TrainMetrics(TypedDict, total=False):
     """``train``'s ``metrics.json``: the candidate's params, its best epoch and the per-epoch history."""
 
