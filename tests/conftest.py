@@ -23,16 +23,22 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGINS), str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
-def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a project CLI (``python -m ...``) in the project's environment from the project root.
-
-    ``.result`` is what a step CLI wrote to its result file (the step protocol; None if it wrote none)."""
+def run_step_process(argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    """Run ``argv`` from the project root with a result file of its own (the step protocol, unless ``env`` names
+    one); ``.result`` is what the step wrote there (None if nothing)."""
     from retrain_steps import protocol
 
     with tempfile.TemporaryDirectory() as folder:
-        environ = {**os.environ, protocol.RESULT_ENV: f"{folder}/result.json", **(env or {})}
-        completed = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, env=environ)
+        environ = {protocol.RESULT_ENV: f"{folder}/result.json", **env}
+        completed = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=environ)
         completed.result = protocol.read_result(environ[protocol.RESULT_ENV])
+    return completed
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a project CLI (``python -m ...``) in the project's environment from the project root; ``.result``: see
+    :func:`run_step_process`."""
+    completed = run_step_process([sys.executable, "-m", *args], {**os.environ, **(env or {})})
     if check and completed.returncode != 0:
         raise AssertionError(f"{args} exited {completed.returncode}:\n{completed.stdout}\n{completed.stderr}")
     return completed

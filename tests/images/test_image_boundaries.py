@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_step_process
 
 
 def image_python(env_name: str) -> str:
@@ -22,8 +22,7 @@ def image_python(env_name: str) -> str:
 
 
 def run_in(env_name: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    completed = subprocess.run([image_python(env_name), *args], cwd=ROOT, capture_output=True, text=True,
-                               env={**os.environ, "PYTHONPATH": "", **(env or {})})
+    completed = run_step_process([image_python(env_name), *args], {**os.environ, "PYTHONPATH": "", **(env or {})})
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
     return completed
 
@@ -42,7 +41,7 @@ def test_steps_run_in_the_steps_image_env(tmp_path):
     run_in("steps", "-m", "retrain_steps", "train", "--input", f"{out}/pp", "--output", f"{out}/tr", "--epochs", "2")
     result = run_in("steps", "-m", "retrain_steps", "evaluate", "--data", f"{out}/pp", "--model", f"{out}/tr",
                     "--output", f"{out}/ev")
-    assert json.loads(result.stdout.strip().splitlines()[-1])["step"] == "evaluate"
+    assert result.result["step"] == "evaluate"
 
 
 def test_keras_training_runs_in_the_tf_image_env(trained, tmp_path):
@@ -77,7 +76,7 @@ def test_package_and_service_run_in_the_serving_image_env(trained, tmp_path):
     reg = f"file://{tmp_path}/registry"
     result = run_in("serving", "-m", "serving.package", "--model", trained["train"], "--evaluation",
                     trained["evaluate"], "--dataset", trained["download"], "--registry", reg)
-    version = json.loads(result.stdout.strip().splitlines()[-1])["result"]["version"]
+    version = result.result["version"]
     code = (
         "import numpy as np\n"
         "from retrain_steps import registry\n"
