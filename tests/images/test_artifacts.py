@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import threading
@@ -61,25 +62,11 @@ def test_unsupported_scheme_and_read_only_http():
         artifacts.write_bytes("https://example.invalid/x", b"")
 
 
-def test_http_download(tmp_path):
-    (tmp_path / "d.bin").write_bytes(b"hello")
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(tmp_path), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
+def test_http_download():
+    with http_store({"/d.bin": (200, {}, b"hello"), "/": (404, {}, b"")}) as (base, _):
         assert artifacts.read_bytes(f"{base}/d.bin") == b"hello"
         with pytest.raises(artifacts.ArtifactError, match="HTTP 404"):
             artifacts.read_bytes(f"{base}/missing")
-    finally:
-        server.shutdown()
 
 
 def test_steps_run_against_s3(trained, bucket):
@@ -232,17 +219,20 @@ def test_allowed_uris_come_back_as_the_one_parsed_uri(uri, expected):
     assert artifacts.StoreURI.parse(checked) is checked, "a parsed URI is not parsed again"
 
 
-def test_reads_of_a_normalized_http_uri_ask_for_the_checked_path(tmp_path):
-    """``/sets/a/../x`` is checked as ``/sets/x``; the request asks for ``/sets/x`` too, not the raw path."""
-    seen = []
+@contextlib.contextmanager
+def http_store(routes: dict[str, tuple[int, dict, bytes]]):
+    """An HTTP server on 127.0.0.1 answering ``path prefix -> (status, headers, body)``; yields ``(base URL, paths asked)``."""
+    seen: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             seen.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
+            status, headers, body = next(v for k, v in routes.items() if self.path.startswith(k))
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(b"ok")
+            self.wfile.write(body)
 
         def log_message(self, *args):
             pass
@@ -250,41 +240,23 @@ def test_reads_of_a_normalized_http_uri_ask_for_the_checked_path(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        base = f"http://127.0.0.1:{server.server_port}"
-        checked = artifacts.check_allowed(f"{base}/sets/a/../x.npz?sig=1", [f"{base}/sets/"])
-        assert artifacts.read_bytes(checked) == b"ok" and seen == ["/sets/x.npz?sig=1"]
+        yield f"http://127.0.0.1:{server.server_port}", seen
     finally:
         server.shutdown()
+
+
+def test_reads_of_a_normalized_http_uri_ask_for_the_checked_path():
+    """``/sets/a/../x`` is checked as ``/sets/x``; the request asks for ``/sets/x`` too, not the raw path."""
+    with http_store({"/": (200, {}, b"ok")}) as (base, seen):
+        checked = artifacts.check_allowed(f"{base}/sets/a/../x.npz?sig=1", [f"{base}/sets/"])
+        assert artifacts.read_bytes(checked) == b"ok" and seen == ["/sets/x.npz?sig=1"]
 
 
 def test_an_allowed_http_location_cannot_redirect_the_read_elsewhere():
     """A redirect from an allowed host to one nobody checked (a metadata address, the Airflow API) is not followed."""
-    seen = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.path)
-            if self.path.startswith("/sets/"):
-                self.send_response(302)
-                self.send_header("Location", "/private/secret.npz")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", "6")
-            self.end_headers()
-            self.wfile.write(b"secret")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
+    routes = {"/sets/": (302, {"Location": "/private/secret.npz"}, b""), "/private/": (200, {}, b"secret")}
+    with http_store(routes) as (base, seen):
         checked = artifacts.check_allowed(f"{base}/sets/x.npz", [f"{base}/sets/"])
         with pytest.raises(artifacts.ArtifactError, match="HTTP 302 redirect to '/private/secret.npz'.*not followed"):
             artifacts.read_bytes(checked)
         assert seen == ["/sets/x.npz"], "the redirect target was never requested"
-    finally:
-        server.shutdown()
