@@ -18,21 +18,10 @@ from serving.service import VERSION_HEADER
 from tests.conftest import ROOT
 from tests.helpers.airflow import BIN, dags_test, local_airflow_env
 from tests.helpers.datasets import image_files, label_studio_export, write_folder, zip_bytes
-from tests.helpers.servers import free_port, serve, serve_directory
+from tests.helpers.servers import free_port, serve
 
 pytestmark = pytest.mark.e2e
 TRAIN = {"epochs": 20, "learning_rates": [0.003], "min_accuracy": 0.8, "patience": 6}
-
-
-@pytest.fixture(scope="module")
-def images_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("www")
-
-
-@pytest.fixture(scope="module")
-def images_server(images_root):
-    with serve_directory(images_root) as base:
-        yield base
 
 
 @pytest.fixture(scope="module")

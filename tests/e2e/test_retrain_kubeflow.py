@@ -20,7 +20,7 @@ from tests.conftest import ROOT, run_cli
 from tests.helpers.airflow import local_airflow_env
 from tests.helpers.datasets import image_files, label_studio_export, write_folder, zip_bytes
 from tests.helpers.kfp_server import FakeKfp
-from tests.helpers.servers import free_port, serve, serve_directory
+from tests.helpers.servers import free_port, serve
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -121,17 +121,6 @@ def kfp_local(kfp_runs):
     with FakeKfp() as kfp:
         kfp.executor = kfp_local_executor(kfp_runs)
         yield kfp
-
-
-@pytest.fixture(scope="module")
-def images_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("www")
-
-
-@pytest.fixture(scope="module")
-def images_server(images_root):
-    with serve_directory(images_root) as base:
-        yield base
 
 
 @pytest.fixture(scope="module")
