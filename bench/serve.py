@@ -54,7 +54,7 @@ def step(*args: str, env: dict) -> None:
 def train_model(tmp: Path) -> tuple[str, str]:
     """The digits model (5 epochs) as a train folder, and packaged (``serving.package``: registered with its
     bento) as the production version of a registry, which our server follows as ``make run``'s does."""
-    from retrain_steps import registry
+    from retrain_steps import protocol, registry
 
     store = f"file://{tmp}/store"
     env = {**os.environ}
@@ -65,12 +65,10 @@ def train_model(tmp: Path) -> tuple[str, str]:
     step("evaluate", "--data", f"{store}/pp", "--model", f"{store}/model", "--output", f"{store}/eval", env=env)
     reg = f"{store}/registry"
     result = tmp / "package-result.json"  # where the step protocol writes the step's result (the card)
-    packaged = subprocess.run([sys.executable, "-m", "serving.package", "--model", f"{store}/model", "--evaluation",
-                               f"{store}/eval", "--dataset", f"{store}/dl", "--registry", reg],
-                              env={**env, "RETRAIN_STEP_RESULT": str(result)}, cwd=ROOT, check=True,
-                              capture_output=True, text=True)
-    text = result.read_text() if result.exists() else ""
-    card = json.loads(text) if text.strip() else json.loads(packaged.stdout.strip().splitlines()[-1])["result"]
+    subprocess.run([sys.executable, "-m", "serving.package", "--model", f"{store}/model", "--evaluation",
+                    f"{store}/eval", "--dataset", f"{store}/dl", "--registry", reg],
+                   env={**env, protocol.RESULT_ENV: str(result)}, cwd=ROOT, check=True, capture_output=True, text=True)
+    card = protocol.read_result(result)
     registry.promote(reg, card["version"])
     return f"{tmp}/store/model", reg
 
