@@ -283,7 +283,7 @@ def _images(model: LoadedModel, data: bytes | None, instances: list | None) -> n
     if (data is None) == (instances is None):
         raise InputError("send exactly one of: a multipart field 'file' (an image), or JSON 'instances'")
     if data is not None:
-        return decode_upload(data, model.spec)
+        return decode_upload(data, model.spec, SETTINGS.max_upload_pixels)
     if not 1 <= len(instances) <= MAX_INSTANCES:
         raise InputError(f"'instances' must hold 1 to {MAX_INSTANCES} rows, got {len(instances)}")
     return from_instances(instances, model.spec)

@@ -56,3 +56,15 @@ def test_without_a_registry_or_a_bento_the_server_names_what_to_set():
 
     with pytest.raises(RuntimeError, match="set DIGITS_REGISTRY_URI .* or serve a bento"):
         model_source(ServerSettings(), None)
+
+
+def test_the_upload_pixel_limit_is_the_servers_setting(model, monkeypatch):
+    """``DIGITS_MAX_UPLOAD_PIXELS`` (read once into the server's settings) is the limit an upload is checked against."""
+    import dataclasses
+
+    from serving import service
+
+    monkeypatch.setattr(service, "SETTINGS", dataclasses.replace(service.SETTINGS, max_upload_pixels=100))
+    instance = service.DigitsClassifier.inner(service.FixedModel(model))
+    (refused,) = instance.predict_batch([service.PredictRequest(model, SAMPLE.read_bytes(), None)])
+    assert isinstance(refused, ValueError) and "over the pixel limit of 100" in str(refused)
