@@ -69,6 +69,22 @@ def test_http_download():
             artifacts.read_bytes(f"{base}/missing")
 
 
+@pytest.mark.parametrize(("status", "unavailable"), [(404, False), (403, False), (500, True), (503, True), (429, True)])
+def test_a_server_error_is_unavailable_and_a_client_error_is_not(status, unavailable):
+    """5xx/429: the store's trouble (exit 1, retried); 4xx: the URI is wrong (exit 2, not retried)."""
+    with http_store({"/": (status, {}, b"")}) as (base, _):
+        with pytest.raises(artifacts.ArtifactError, match=f"HTTP {status}") as raised:
+            artifacts.read_bytes(f"{base}/x.npz")
+    assert isinstance(raised.value, artifacts.ArtifactUnavailable) is unavailable
+
+
+def test_an_unreachable_host_is_unavailable():
+    from tests.helpers.servers import free_port
+
+    with pytest.raises(artifacts.ArtifactUnavailable, match="cannot fetch"):
+        artifacts.read_bytes(f"http://127.0.0.1:{free_port()}/x.npz")
+
+
 def test_steps_run_against_s3(trained, bucket):
     """download → preprocess on s3:// URIs through the real S3 protocol."""
     source = f"s3://{bucket}/datasets/digits.npz"

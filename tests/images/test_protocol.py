@@ -8,7 +8,7 @@ import os
 
 import pytest
 from retrain_steps import protocol
-from retrain_steps.artifacts import ArtifactError
+from retrain_steps.artifacts import ArtifactError, ArtifactUnavailable
 from retrain_steps.data import DataError
 from retrain_steps.errors import InputError
 from retrain_steps.settings import SettingError
@@ -49,6 +49,14 @@ def test_any_other_failure_exits_1_with_its_traceback(result_file, capsys):
 
     assert protocol.run_step("s", step) == protocol.FAILED
     assert "Traceback" in capsys.readouterr().err and not result_file.exists()
+
+
+def test_an_unreachable_store_is_exit_1_so_the_launcher_retries(result_file, capsys):
+    def step():
+        raise ArtifactUnavailable("cannot fetch http://h/x: HTTP 503")
+
+    assert protocol.run_step("s", step) == protocol.FAILED
+    assert "HTTP 503" in capsys.readouterr().err and not result_file.exists()
 
 
 def test_without_the_variable_no_file_is_written(monkeypatch, tmp_path):

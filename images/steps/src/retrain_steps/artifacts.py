@@ -41,6 +41,10 @@ class ArtifactError(Exception):
     """An artifact is missing, unreadable or fails verification; the message names it."""
 
 
+class ArtifactUnavailable(ArtifactError):
+    """The store could not be reached or answered with a server error: not the input's fault, a retry may help."""
+
+
 class ArtifactExists(ArtifactError):
     """A create-only write found the object already there (another writer was first)."""
 
@@ -253,9 +257,11 @@ def read_bytes(uri: str | StoreURI, max_bytes: int | None = None) -> bytes:
             raise ArtifactError(f"cannot fetch {uri}: HTTP {err.code} redirect to {err.headers.get('Location')!r} "
                                 "(redirects are not followed: the URI checked is the URI read; give the final URL)"
                                 ) from None
+        if err.code >= 500 or err.code in (408, 429):
+            raise ArtifactUnavailable(f"cannot fetch {uri}: HTTP {err.code} (the server's trouble; retried)") from None
         raise ArtifactError(f"cannot fetch {uri}: HTTP {err.code}") from None
-    except urllib.error.URLError as err:
-        raise ArtifactError(f"cannot fetch {uri}: {err.reason}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise ArtifactUnavailable(f"cannot fetch {uri}: {getattr(err, 'reason', err)}") from None
 
 
 def _temp_copy(target: Path, data: bytes) -> Path:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from retrain_steps.artifacts import ArtifactError
+from retrain_steps.artifacts import ArtifactError, ArtifactUnavailable
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
 RESULT_ENV = "RETRAIN_STEP_RESULT"
@@ -34,7 +34,8 @@ POD_RESULT_FILE = "/airflow/xcom/return.json"  # KubernetesPodOperator's XCom fi
 # Input a retry cannot fix. ValueError: every input check (InputError, DataError, a bad setting, invalid JSON,
 # a bad input spec); KeyError: an input manifest without a field the step needs (metrics without "accuracy");
 # FileNotFoundError: a local file named in the arguments (package's lock file); ArtifactError: a store URI that
-# is malformed, not allowed, missing, too large or fails its sha256.
+# is malformed, not allowed, missing, too large or fails its sha256 -- but not ArtifactUnavailable (a store that
+# could not be reached or answered 5xx): that is exit 1, and retried.
 BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError, ArtifactError)
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ def run_step(name: str, step: Callable[[], Any]) -> int:
     configure_logging()
     try:
         result = step()
+    except ArtifactUnavailable as err:  # the store's trouble, not the input's: a retry may help
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return FAILED
     except BAD_INPUT_ERRORS as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         return BAD_INPUT
