@@ -46,6 +46,7 @@ def retrain_kubeflow():
         experiment="retrain-digits",
         # the deployment's step images (registry and tag, as the pods use), not the compiled placeholders
         images={"steps": pods.image("steps", SETTINGS), "train": pods.image("train", SETTINGS)},
+        node_selector=dict([SETTINGS.pods.gpu_node_selector]),  # GPU nodes as the pods path sends them
         run_name="retrain-{{ run_id }}",
         poll_interval=SETTINGS.kfp.poll_seconds,
         timeout_seconds=SETTINGS.kfp.timeout_seconds,

@@ -48,6 +48,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retrain_steps.accelerators import DEFAULT_GPU_NODE_SELECTOR
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ("local", "kubernetes")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -68,7 +70,7 @@ class PodSettings:
     image_pull_secrets: tuple[str, ...] = ()
     service_account: str = "retrain-steps"
     artifact_secret: str = "artifact-store"
-    gpu_node_selector: tuple[str, str] = ("nvidia.com/gpu.present", "true")
+    gpu_node_selector: tuple[str, str] = DEFAULT_GPU_NODE_SELECTOR
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ result to ``/airflow/xcom/return.json``, which the operator's XCom sidecar (as h
 from __future__ import annotations
 
 from retrain_steps import protocol
+from retrain_steps.accelerators import GPU_RESOURCE, GPU_TOLERATION
 
 from retraining.config import Settings
 
@@ -26,7 +27,6 @@ RESOURCES = {
     "serving": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
 }
 GPUS_FROM_PARAMS = "{{ params.gpus }}"
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
 def image_repository(role: str, settings: Settings) -> str:
@@ -48,7 +48,7 @@ def pod_operator_kwargs(step: str, *, cmds: list[str], settings: Settings) -> di
     kwargs: dict = {}
     if step == "train":
         # The GPU count is the run's "GPUs per train pod" param (limits are templated by the operator).
-        resources["limits"]["nvidia.com/gpu"] = GPUS_FROM_PARAMS
+        resources["limits"][GPU_RESOURCE] = GPUS_FROM_PARAMS
         key, value = pods.gpu_node_selector
         kwargs["node_selector"] = {key: value}
         kwargs["tolerations"] = [k8s.V1Toleration(**GPU_TOLERATION)]

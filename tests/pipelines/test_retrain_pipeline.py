@@ -85,3 +85,28 @@ def test_components_get_credentials_gpu_nodes_and_need_no_package_index():
     assert all("requirements/kfp-runtime.txt" in d for d in dockerfiles)
     runtime = (ROOT / "requirements" / "kfp-runtime.txt").read_text()
     assert "kfp==2.17.0" in runtime and "kfp==2.17.0" in (ROOT / "requirements" / "kfp.in").read_text()
+
+
+def test_the_pipeline_and_the_train_pods_ask_for_gpus_alike():
+    """One definition (retrain_steps.accelerators): the compiled train task and a train pod name the same GPU
+    resource, toleration and (with the deployment's selector applied at submission) nodes."""
+    from retrain_steps import accelerators
+    from retraining.config import settings
+    from retraining.manifests import default_params, render_pods
+
+    from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunOperator
+
+    k8s = settings({"RETRAIN_BACKEND": "kubernetes", "RETRAIN_GPU_NODE_SELECTOR": "pool=a100"})
+    pod = render_pods(k8s, default_params(gpus=1, learning_rates=[0.01]))["train-0"]["spec"]
+    operator = KubeflowPipelinesRunOperator(task_id="k", pipeline_package=str(COMPILED),
+                                            node_selector=dict([k8s.pods.gpu_node_selector]))
+    spec, platform_spec = operator._documents()
+    train_task = next(e for name, e in spec["deploymentSpec"]["executors"].items() if "train" in name)["container"]
+    train_platform = next(c for name, c in platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+                          .items() if "train" in name)
+    assert train_task["resources"]["accelerator"]["resourceType"] == accelerators.GPU_RESOURCE
+    assert accelerators.GPU_RESOURCE in pod["containers"][0]["resources"]["limits"]
+    assert train_platform["tolerations"] == pod["tolerations"] == [accelerators.GPU_TOLERATION]
+    assert train_platform["nodeSelector"] == {"labels": pod["nodeSelector"]} == {"labels": {"pool": "a100"}}
+    untouched = KubeflowPipelinesRunOperator(task_id="k", pipeline_package=str(COMPILED))._documents()[1]
+    assert yaml.safe_dump(untouched) == yaml.safe_dump(list(yaml.safe_load_all(COMPILED.read_text()))[1])

@@ -26,13 +26,13 @@ import sys
 
 from kfp import compiler, dsl, kubernetes
 from kfp.dsl import ClassificationMetrics, Metrics, Output
+from retrain_steps.accelerators import DEFAULT_GPU_NODE_SELECTOR, GPU_RESOURCE, GPU_TOLERATION
 
 REGISTRY = os.environ.get("RETRAIN_IMAGE_REGISTRY", "ghcr.io/example/retrain")
 TAG = os.environ.get("RETRAIN_IMAGE_TAG", "latest")
 STEPS_IMAGE = f"{REGISTRY}/steps:{TAG}"
 TRAIN_IMAGE = f"{REGISTRY}/train:{TAG}"
 ARTIFACT_SECRET = os.environ.get("RETRAIN_ARTIFACT_SECRET", "artifact-store")
-GPU_NODE_SELECTOR = os.environ.get("RETRAIN_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true")
 
 
 @dsl.component(base_image=STEPS_IMAGE, install_kfp_package=False)
@@ -81,9 +81,9 @@ def evaluate(argv: list, metrics: Output[Metrics], confusion: Output[Classificat
 
 def use_gpus(task: dsl.PipelineTask, count) -> dsl.PipelineTask:
     """The one place for GPU settings: accelerator type and limit, GPU taint toleration, GPU nodes."""
-    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(count)
-    kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
-    key, _, value = GPU_NODE_SELECTOR.partition("=")
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(count)
+    kubernetes.add_toleration(task, **GPU_TOLERATION)
+    key, value = DEFAULT_GPU_NODE_SELECTOR  # the deployment's RETRAIN_GPU_NODE_SELECTOR replaces it at submission
     kubernetes.add_node_selector(task, label_key=key, label_value=value)
     return task
 

@@ -31,6 +31,8 @@ class KubeflowPipelinesRunOperator(BaseOperator):
     :param enable_caching: override every task's caching (None keeps the compiled setting).
     :param images: ``{name: image}``: every executor image whose repository ends in ``/<name>`` is
         replaced at submission (the compiled tag is a placeholder; the deployment's images win).
+    :param node_selector: labels that replace the compiled ``nodeSelector`` of every executor that has one
+        (the compiled labels are a placeholder, like the images; the deployment's GPU nodes win).
     :param outputs_uri: artifact-store URI of a JSON the pipeline writes; its content is returned.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param timeout_seconds: fail if the run has not ended by then (and terminate it).
@@ -54,6 +56,7 @@ class KubeflowPipelinesRunOperator(BaseOperator):
         run_name: str | None = None,
         enable_caching: bool | None = None,
         images: dict[str, str] | None = None,
+        node_selector: dict[str, str] | None = None,
         service_account: str | None = None,
         outputs_uri: str | None = None,
         poll_interval: float = 15.0,
@@ -68,7 +71,7 @@ class KubeflowPipelinesRunOperator(BaseOperator):
         self.pipeline_id, self.pipeline_version_id = pipeline_id, pipeline_version_id
         self.pipeline_params, self.experiment, self.run_name = pipeline_params or {}, experiment, run_name
         self.enable_caching, self.service_account, self.outputs_uri = enable_caching, service_account, outputs_uri
-        self.images = images or {}
+        self.images, self.node_selector = images or {}, node_selector or {}
         self.poll_interval, self.timeout_seconds, self.deferrable = poll_interval, timeout_seconds, deferrable
         self.kfp_run_id: str | None = None
 
@@ -92,6 +95,12 @@ class KubeflowPipelinesRunOperator(BaseOperator):
             for name, image in self.images.items():
                 if repository.endswith(f"/{name}"):
                     container["image"] = image
+        if self.node_selector:
+            for platform in documents[1:]:
+                executors = platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
+                for executor in executors.get("executors", {}).values():
+                    if "nodeSelector" in executor:
+                        executor["nodeSelector"] = {"labels": dict(self.node_selector)}
         return documents
 
     def _pipeline_spec(self) -> dict:
