@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunOperator
-from retraining import config, pods
+from retraining import config
 from retraining.dag_defaults import dag_kwargs
 from retraining.planning import planning_head
 from retraining.release import release_tasks
@@ -45,7 +45,7 @@ def retrain_kubeflow():
         pipeline_params=pipeline_arguments(data, candidates),
         experiment="retrain-digits",
         # the deployment's step images (registry and tag, as the pods use), not the compiled placeholders
-        images={"steps": pods.image("steps", SETTINGS), "train": pods.image("train", SETTINGS)},
+        images={"steps": SETTINGS.pods.image("steps"), "train": SETTINGS.pods.image("train")},
         node_selector=dict([SETTINGS.pods.gpu_node_selector]),  # GPU nodes as the pods path sends them
         run_name="retrain-{{ run_id }}",
         poll_interval=SETTINGS.kfp.poll_seconds,

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from retraining.config import settings  # noqa: E402
-from retraining.manifests import default_params, render_pods  # noqa: E402
+from retraining.pod_manifests import default_params, render_pods  # noqa: E402
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ SERVING_DIR = Path(__file__).resolve().parent
 STEPS_DIR = Path(artifacts.__file__).resolve().parent
 # Every module of the serving package but this build tool; of the steps package, what the service imports.
 SERVING_MODULES = tuple(sorted(p.name for p in SERVING_DIR.glob("*.py") if p.name != Path(__file__).name))
-STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "features.py", "images.py", "input_spec.py", "layout.py",
+STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "digits_profile.py", "images.py", "input_spec.py", "layout.py",
                  "models.py", "registry.py", "settings.py")
 
 

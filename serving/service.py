@@ -42,7 +42,7 @@ import numpy as np
 from bentoml.exceptions import BentoMLException
 
 from retrain_steps import artifacts, registry
-from retrain_steps.features import InputError
+from retrain_steps.errors import InputError
 from retrain_steps.input_spec import InputSpec, decode_upload, from_instances, prepare
 from retrain_steps.models import Predictor, load_predictor, read_model_info
 from serving import fetch, metrics

@@ -72,6 +72,14 @@ class PodSettings:
     artifact_secret: str = "artifact-store"
     gpu_node_selector: tuple[str, str] = DEFAULT_GPU_NODE_SELECTOR
 
+    def image_repository(self, role: str) -> str:
+        """The repository of ``role``'s image (steps, train, serving) in this deployment's registry."""
+        return f"{self.image_registry}/{role}"
+
+    def image(self, role: str) -> str:
+        """The image of ``role`` for this deployment: registry, role, tag (pods, KFP tasks, the serving release)."""
+        return f"{self.image_repository(role)}:{self.image_tag}"
+
 
 @dataclass(frozen=True)
 class ServingRelease:

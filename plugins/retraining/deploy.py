@@ -70,12 +70,10 @@ def roll_out(settings: Settings, card: dict) -> dict:
     """Make the serving backend run ``card``'s version; return where it went."""
     if settings.backend != "kubernetes":
         return {"backend": "local"}
-    from retraining.pods import image_repository
-
     target = settings.serving
     run_helm(
         helm_upgrade_command(
-            chart=target.chart, card=card, image_repository=image_repository("serving", settings),
+            chart=target.chart, card=card, image_repository=settings.pods.image_repository("serving"),
             image_tag=settings.pods.image_tag, namespace=target.namespace, release=target.release, helm=target.helm,
         )
     )

@@ -29,15 +29,6 @@ RESOURCES = {
 GPUS_FROM_PARAMS = "{{ params.gpus }}"
 
 
-def image_repository(role: str, settings: Settings) -> str:
-    return f"{settings.pods.image_registry}/{role}"
-
-
-def image(role: str, settings: Settings) -> str:
-    """The image of ``role`` (steps, train, serving) for this deployment: registry, role, tag."""
-    return f"{image_repository(role, settings)}:{settings.pods.image_tag}"
-
-
 def pod_operator_kwargs(step: str, *, cmds: list[str], settings: Settings) -> dict:
     """Keyword arguments of the KubernetesPodOperator that runs ``step``."""
     from kubernetes.client import models as k8s
@@ -57,7 +48,7 @@ def pod_operator_kwargs(step: str, *, cmds: list[str], settings: Settings) -> di
                                      capabilities=k8s.V1Capabilities(drop=["ALL"]))
     return {
         "namespace": pods.namespace,
-        "image": image(role, settings),
+        "image": pods.image(role),
         "cmds": cmds,
         "image_pull_policy": pods.image_pull_policy,
         "image_pull_secrets": [k8s.V1LocalObjectReference(name=s) for s in pods.image_pull_secrets] or None,

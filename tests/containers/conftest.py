@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 import pytest
 from retrain_steps import protocol
 from retraining.config import settings
-from retraining.manifests import default_params, render_pods
+from retraining.pod_manifests import default_params, render_pods
 from tests.conftest import ROOT
 from tests.helpers.environ import patched_environ
 from tests.helpers.podman import KubePlay, create_secret, podman, unavailable_reason

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 import yaml
 from retrain_steps import registry
-from retraining import deploy, pods
+from retraining import deploy
 from retraining.config import settings
 from tests.conftest import ROOT
 from tests.helpers.kube import helm
@@ -25,7 +25,7 @@ SAMPLE = ROOT / "serving" / "samples" / "digit-3.png"
 def rendered_release(card: dict) -> list[dict]:
     """`helm template` with the --set-string values of deploy's `helm upgrade` command."""
     command = deploy.helm_upgrade_command(
-        chart="charts/serving", card=card, image_repository=pods.image_repository("serving", settings({})),
+        chart="charts/serving", card=card, image_repository=settings({}).pods.image_repository("serving"),
         image_tag=settings({}).pods.image_tag, namespace="serving",
     )
     sets = [a for i, a in enumerate(command) if i and command[i - 1] == "--set-string"]

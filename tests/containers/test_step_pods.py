@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from retrain_steps import artifacts, registry
-from retraining.manifests import render_pods
+from retraining.pod_manifests import render_pods
 
 from tests.conftest import ROOT
 from tests.containers.conftest import PARAMS, RUN_ID, k8s_settings, play_pod

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrain_steps.features import InputError
+from retrain_steps.errors import InputError
 from retrain_steps.input_spec import DIGITS, InputSpec, convert, decode_upload, from_instances, prepare, spec_of_model
 from tests.conftest import run_cli
 from tests.helpers.datasets import image_files, png, shape_image, write_folder

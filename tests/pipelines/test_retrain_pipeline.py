@@ -92,7 +92,7 @@ def test_the_pipeline_and_the_train_pods_ask_for_gpus_alike():
     resource, toleration and (with the deployment's selector applied at submission) nodes."""
     from retrain_steps import accelerators
     from retraining.config import settings
-    from retraining.manifests import default_params, render_pods
+    from retraining.pod_manifests import default_params, render_pods
 
     from kubeflow_pipelines.operators.kubeflow import KubeflowPipelinesRunOperator
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 from retraining.config import settings
 from retraining.deploy import helm_upgrade_command
-from retraining.manifests import default_params, render_pods
+from retraining.pod_manifests import default_params, render_pods
 from tests.conftest import PLUGINS, ROOT
 from tests.helpers.kube import helm, validate
 
@@ -133,9 +133,9 @@ def test_deploy_sets_the_serving_image_the_step_pods_use(monkeypatch):
     monkeypatch.setattr(deploy, "run_helm", seen.append)
     deploy.roll_out(conf, CARD)
     command = seen[0]
-    assert f"image.repository={pods.image_repository('serving', conf)}" in command
-    assert "image.tag=abc1234" in command and pods.image("serving", conf) == "reg.example/team/serving:abc1234"
-    assert pods.pod_operator_kwargs("package", cmds=["x"], settings=conf)["image"] == pods.image("serving", conf)
+    assert f"image.repository={conf.pods.image_repository('serving')}" in command
+    assert "image.tag=abc1234" in command and conf.pods.image("serving") == "reg.example/team/serving:abc1234"
+    assert pods.pod_operator_kwargs("package", cmds=["x"], settings=conf)["image"] == conf.pods.image("serving")
 
 
 def test_pod_settings_come_from_the_settings_object():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from retrain_steps.artifacts import local_path
-from retrain_steps.features import InputError, pixels_to_png
+from retrain_steps.digits_profile import InputError, pixels_to_png
 from retrain_steps.preprocess import load_spec, load_splits
 from serving.batching import AdaptiveBatcher
 

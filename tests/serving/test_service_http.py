@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from retrain_steps import registry
-from retrain_steps.features import pixels_to_png
+from retrain_steps.digits_profile import pixels_to_png
 from retrain_steps.preprocess import load_spec, load_splits
 from serving.service import EXAMPLE_INPUT, MAX_REQUEST_BYTES, VERSION_HEADER
 from tests.conftest import ROOT, run_cli

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 
 from retrain_steps import artifacts, settings
-from retrain_steps.features import MAX_PIXEL
+from retrain_steps.digits_profile import MAX_PIXEL
 
 
 class DataError(ValueError):

@@ -7,7 +7,7 @@ it predicts, the normalisation statistics measured on the train split, and a pre
 * ``image``: resize to the spec's size, convert to its channels, scale to 0..1, normalise with
   the train split's per-channel mean and std (any image-classification dataset);
 * ``digits``: the crop-and-centre canonicalisation of handwritten digits
-  (:func:`retrain_steps.features.canonicalize`), the embedded default's profile.
+  (:func:`retrain_steps.digits_profile.canonicalize`), the embedded default's profile.
 
 Raw images everywhere (datasets, splits, uploads after :func:`decode_upload`, JSON instances
 after :func:`from_instances`) are ``uint8`` arrays ``(n, H, W, C)`` on 0..255. ``preprocess``,
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from retrain_steps.features import MAX_PIXEL, SIDE, InputError, canonicalize, image_to_pixels
+from retrain_steps.digits_profile import MAX_PIXEL, SIDE, InputError, canonicalize, image_to_pixels
 from retrain_steps.images import open_image
 
 PROFILES = ("image", "digits")

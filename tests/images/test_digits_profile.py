@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrain_steps.features import InputError, image_to_pixels, pixels_to_png
+from retrain_steps.digits_profile import InputError, image_to_pixels, pixels_to_png
 from retrain_steps.input_spec import DIGITS, from_instances, prepare
 
 
