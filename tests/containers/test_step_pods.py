@@ -36,7 +36,7 @@ def test_production_is_evaluated_on_the_same_split(pod_run, pod_s3):
     pods = render_pods(k8s_settings(pod_s3), PARAMS, run_id=RUN_ID, production_version=version)
     container = play_pod(pods["evaluate-production"], pod_run["folder"])
     assert container.exit_code == 0, container.logs[-3000:]
-    root = f"{pod_s3['store']}/runs/{RUN_ID.replace(':', '-')}"
+    root = f"{pod_s3['store']}/step-outputs/{RUN_ID.replace(':', '-')}"
     production = artifacts.read_json(f"{root}/evaluate/production/metrics.json")
     candidate = artifacts.read_json(f"{root}/evaluate/0/metrics.json")
     assert production["test_accuracy"] == candidate["test_accuracy"], "same model, same split: the same accuracy"

@@ -26,7 +26,8 @@ NOT_IN_THE_STORE = {  # literals that look like artifact names but name somethin
     ("bench/serve.py", "digit-3.png"): "the file name of an uploaded image",
 }
 PROTOCOL_RESULT = re.compile(r"([a-z-]+-)?result\.json")  #: the step protocol's result file: local, not in the store
-STORE_FOLDERS = {"versions", "promotions", "runs", "cache", "datasets", "download", "preprocess", "train", "evaluate"}
+STORE_FOLDERS = {"versions", "promotions", "runs", "step-outputs", "cache", "datasets", "download", "preprocess", "train",
+                 "evaluate"}
 
 
 def sources(root: Path = ROOT):
@@ -82,7 +83,8 @@ def test_the_guards_see_what_they_look_for(tmp_path):
 
 
 def test_paths_are_those_the_previous_code_wrote():
-    """Registries and run folders written before the layout module are read at the same places."""
+    """Registries written before the layout module are read at the same places; step outputs moved from runs/ to
+    step-outputs/ (the registry's runs/ holds run records; only a run still going reads its outputs)."""
     reg, store = "s3://b/registry", "file:///data/artifacts"
     assert layout.version_folder(reg, "0123456789ab") == "s3://b/registry/versions/0123456789ab"
     assert layout.card(reg, "0123456789ab") == "s3://b/registry/versions/0123456789ab/card.json"
@@ -91,9 +93,9 @@ def test_paths_are_those_the_previous_code_wrote():
     assert layout.run_record(reg, "manual__2026-01-01T00:00:00+00:00") == (
         "s3://b/registry/runs/manual__2026-01-01T00-00-00-00-00.json")
     assert layout.legacy_production(reg) == "s3://b/registry/production.json"
-    assert layout.train_folder(store, "r:1", 2) == "file:///data/artifacts/runs/r-1/train/2"
+    assert layout.train_folder(store, "r:1", 2) == "file:///data/artifacts/step-outputs/r-1/train/2"
     assert layout.evaluate_folder(store, "r", layout.PRODUCTION_EVALUATION) == (
-        "file:///data/artifacts/runs/r/evaluate/production")
+        "file:///data/artifacts/step-outputs/r/evaluate/production")
     assert layout.preprocess_cache(store) == "file:///data/artifacts/cache/preprocess"
     assert layout.dataset_watch_record(store, "s3://b/d.npz") == (
         f"file:///data/artifacts/datasets/.watch/{hashlib.sha256(b's3://b/d.npz').hexdigest()[:16]}.json")

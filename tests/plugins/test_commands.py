@@ -16,9 +16,9 @@ def test_run_ids_become_one_path_segment():
 
 def test_data_steps():
     data = commands.data_steps(params=PARAMS, run_id="r1", artifact_store=STORE, default_dataset="s3://b/d.npz")
-    assert data["download"] == ["download", "--source", "s3://b/d.npz", "--output", f"{STORE}/runs/r1/download"]
-    assert data["preprocess"] == ["preprocess", "--input", f"{STORE}/runs/r1/download",
-                                  "--output", f"{STORE}/runs/r1/preprocess", "--seed", "5",
+    assert data["download"] == ["download", "--source", "s3://b/d.npz", "--output", f"{STORE}/step-outputs/r1/download"]
+    assert data["preprocess"] == ["preprocess", "--input", f"{STORE}/step-outputs/r1/download",
+                                  "--output", f"{STORE}/step-outputs/r1/preprocess", "--seed", "5",
                                   "--cache", f"{STORE}/cache/preprocess",
                                   "--image-size", "0", "--channels", "auto", "--profile", "auto"]
     spec = commands.data_steps(params={**PARAMS, "image_size": 32, "channels": "3", "preprocessing": "image"},
@@ -36,14 +36,14 @@ def test_one_candidate_per_learning_rate():
                                 artifact_store=STORE)  # as the trigger form's text area sends them
     assert [c["train"] for c in typed] == [c["train"] for c in cands]
     train = commands.train_arguments(cands[1])
-    assert train[:5] == ["train", "--input", f"{STORE}/runs/r1/preprocess", "--output", f"{STORE}/runs/r1/train/1"]
+    assert train[:5] == ["train", "--input", f"{STORE}/step-outputs/r1/preprocess", "--output", f"{STORE}/step-outputs/r1/train/1"]
     assert dict(zip(train[5::2], train[6::2])) == {
         "--framework": "torch", "--learning-rate": "0.01", "--epochs": "3", "--batch-size": "32", "--seed": "5",
         "--device": "auto",
     }
     assert commands.evaluate_arguments(cands[0]) == [
-        "evaluate", "--data", f"{STORE}/runs/r1/preprocess", "--model", f"{STORE}/runs/r1/train/0",
-        "--output", f"{STORE}/runs/r1/evaluate/0",
+        "evaluate", "--data", f"{STORE}/step-outputs/r1/preprocess", "--model", f"{STORE}/step-outputs/r1/train/0",
+        "--output", f"{STORE}/step-outputs/r1/evaluate/0",
     ]
 
 

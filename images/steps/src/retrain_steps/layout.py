@@ -7,10 +7,10 @@ the KFP components and the model server all import it.
 
 A run's step outputs, under the artifact store (each folder's ``manifest.json`` is written last)::
 
-    runs/<run id>/download/          dataset.npz, dataset.json
-    runs/<run id>/preprocess/        splits.npz, spec.json, stats.json
-    runs/<run id>/train/<i>/         model.pt | model.keras, model.json, metrics.json (TrainMetrics), curve.png
-    runs/<run id>/evaluate/<i>/      metrics.json (Evaluation), confusion.png; <i> = production: the
+    step-outputs/<run id>/download/    dataset.npz, dataset.json
+    step-outputs/<run id>/preprocess/  splits.npz, spec.json, stats.json
+    step-outputs/<run id>/train/<i>/   model.pt | model.keras, model.json, metrics.json (TrainMetrics), curve.png
+    step-outputs/<run id>/evaluate/<i>/ metrics.json (Evaluation), confusion.png; <i> = production: the
                                      production model on this run's test split
     cache/preprocess/<key>/          a preprocess output any run with the same inputs reuses
     datasets/.watch/<id>.json        the dataset watcher's last fingerprint of a dataset URI
@@ -42,6 +42,9 @@ CURVE_PLOT = "curve.png"  #: train: the training curve
 CONFUSION_PLOT = "confusion.png"  #: evaluate: the confusion matrix
 MANIFEST = "manifest.json"  #: every step folder: key and sha256 of each output, written last
 WEIGHTS = {"torch": "model.pt", "tensorflow": "model.keras"}  #: the weights file by framework
+
+STEP_OUTPUTS = "step-outputs"  #: the store's folder of runs' step outputs (``runs`` is the registry's run records;
+#: runs from before 2026-11-30 wrote their outputs under ``runs/``, which only their cards' lineage names)
 
 # Registry files
 CARD = "card.json"
@@ -140,7 +143,7 @@ def file_in(folder: str, name: str) -> str:
 
 def run_folder(artifact_store: str, run_id: str) -> str:
     """A run's step outputs (the run id made one path segment)."""
-    return join(artifact_store, "runs", safe_name(run_id))
+    return join(artifact_store, STEP_OUTPUTS, safe_name(run_id))
 
 
 def download_folder(artifact_store: str, run_id: str) -> str:
