@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from retrain_steps import registry
 from retraining import catalog, models_cli
 from tests.conftest import ROOT
@@ -53,13 +55,20 @@ def test_every_version_once_with_its_status_and_why(tmp_path):
     assert catalog.training_history(catalog.version(reg, "b" * 12)) == [], "a run's files may be gone"
 
 
-def test_the_cli_lists_shows_and_refuses_bad_values(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def two_versions(tmp_path, monkeypatch) -> str:
+    """A registry (the CLI's, by the environment) with versions aaaa… (run r1) and cccc… (run r2); nothing promoted."""
     store = f"file://{tmp_path}"
     reg = f"{store}/registry"
     monkeypatch.setenv("RETRAIN_ARTIFACT_STORE", store)
     monkeypatch.setenv("RETRAIN_REGISTRY", reg)
     packaged(reg, "a" * 12, "r1", "2026-01-01T00:00:02+00:00")
     packaged(reg, "c" * 12, "r2", "2026-01-02T00:00:02+00:00")
+    return reg
+
+
+def test_the_cli_lists_shows_and_refuses_bad_values(two_versions, capsys):
+    reg = two_versions
     assert models_cli.main(["promote", "a" * 12, "--reason", "first"]) == 0
     assert models_cli.main(["promote", "c" * 12]) == 0
     capsys.readouterr()
@@ -88,13 +97,8 @@ def test_the_wrapper_script_runs_the_cli(tmp_path):
     assert done.returncode == 2 and "unknown version" in done.stderr, done.stderr
 
 
-def test_an_unreadable_newest_promotion_leaves_production_unknown_and_is_named(tmp_path, monkeypatch, capsys):
-    store = f"file://{tmp_path}"
-    reg = f"{store}/registry"
-    monkeypatch.setenv("RETRAIN_ARTIFACT_STORE", store)
-    monkeypatch.setenv("RETRAIN_REGISTRY", reg)
-    packaged(reg, "a" * 12, "r1", "2026-01-01T00:00:02+00:00")
-    packaged(reg, "c" * 12, "r2", "2026-01-02T00:00:02+00:00")
+def test_an_unreadable_newest_promotion_leaves_production_unknown_and_is_named(two_versions, tmp_path, capsys):
+    reg = two_versions
     registry.promote(reg, "a" * 12, expected=None, reason="first")
     registry.promote(reg, "c" * 12, expected="a" * 12, reason="second")
     broken = tmp_path / "registry" / "promotions" / "00000003.json"
@@ -122,13 +126,8 @@ def test_an_unreadable_newest_promotion_leaves_production_unknown_and_is_named(t
     assert catalog.models(reg)["problems"] == [] and catalog.models(reg)["production"]["version"] == "a" * 12
 
 
-def test_the_cli_refuses_over_long_reasons_and_impossible_versions_before_deploying(tmp_path, monkeypatch, capsys):
-    store = f"file://{tmp_path}"
-    reg = f"{store}/registry"
-    monkeypatch.setenv("RETRAIN_ARTIFACT_STORE", store)
-    monkeypatch.setenv("RETRAIN_REGISTRY", reg)
-    packaged(reg, "a" * 12, "r1", "2026-01-01T00:00:02+00:00")
-    packaged(reg, "c" * 12, "r2", "2026-01-02T00:00:02+00:00")
+def test_the_cli_refuses_over_long_reasons_and_impossible_versions_before_deploying(two_versions, capsys):
+    reg = two_versions
     assert models_cli.main(["promote", "a" * 12]) == 0
     too_long = "x" * (registry.MAX_REASON_CHARS + 1)
     for argv in (["promote", "c" * 12, "--reason", too_long], ["rollback", "--reason", too_long]):
