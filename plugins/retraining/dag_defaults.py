@@ -1,7 +1,9 @@
 """What every retraining DAG shares: schedule, retries, run limits, tags and the Params form.
 
-No ``start_date`` and ``run_immediately=False``: unpausing a DAG (the UI's Trigger does) starts
-no run for a cron tick that passed; the first scheduled run is the next tick.
+No ``start_date`` and ``run_immediately=timedelta(0)``: unpausing a DAG (the UI's Trigger does)
+starts no run for a cron tick that passed; the first scheduled run is the next tick. (Airflow 3.3
+reads ``run_immediately=False`` like ``None``: a tick less than a tenth of the interval ago, 2.4 h
+for a daily cron, would run at once.)
 
 A DAG built from settings with problems (:func:`retraining.config.parse_safe`) still loads: it is
 tagged ``misconfigured`` and its docs start with the problems, which its first task fails with.
@@ -29,7 +31,7 @@ def schedule(settings: Settings, *, watch_dataset: bool):
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
     cron = None if settings.schedule is None else CronTriggerTimetable(settings.schedule, timezone="UTC",
-                                                                      run_immediately=False)
+                                                                      run_immediately=dt.timedelta(0))
     if not watch_dataset or not settings.watch_seconds:
         return cron
     from retraining.dataset_watch import dataset_asset
