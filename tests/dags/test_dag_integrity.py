@@ -78,8 +78,8 @@ def test_retrain_schedule_and_shape(dagbag):
 @pytest.mark.parametrize("now", ["2026-11-30T03:00:30", "2026-11-30T03:01:00", "2026-11-30T05:00:00",
                                  "2026-11-30T12:00:00", "2026-11-30T02:59:00"])
 def test_unpausing_starts_no_run_for_a_tick_that_passed(dagbag, dag_id, now, monkeypatch):
-    """What the scheduler plans for a DAG that never ran (the UI's Trigger unpauses it): the next tick, not the last,
-    also minutes after a tick (the 03:00 cron; Airflow runs a tick up to a tenth of the interval late unless told not to)."""
+    """What the scheduler plans for a DAG that never ran (the UI's Trigger unpauses it): the next tick, not the
+    last, also minutes after a tick (Airflow runs a tick up to a tenth of the interval late unless told not to)."""
     import pendulum
     from airflow.serialization.serialized_objects import DagSerialization
     from airflow.timetables import trigger
