@@ -24,6 +24,9 @@ NOT_IN_THE_STORE = {  # literals that look like artifact names but name somethin
     ("serving/fetch.py", "model.bento"): "a temporary file the fetched bento is written to",
     ("scripts/make-example-datasets.py", "export.json"): "a file of an example dataset it makes",
     ("bench/serve.py", "digit-3.png"): "the file name of an uploaded image",
+    ("bench/gpu/drive.py", "digit-3.png"): "the sample image it uploads",
+    ("bench/gpu/drive.py", "instances.json"): "the device check's own input, carried beside it",
+    ("bench/gpu/drive.py", "results.json"): "the device check's own output",
 }
 PROTOCOL_RESULT = re.compile(r"([a-z-]+-)?result\.json")  #: the step protocol's result file: local, not in the store
 STORE_FOLDERS = {"versions", "promotions", "runs", "step-outputs", "cache", "datasets", "download", "preprocess", "train",
