@@ -16,11 +16,32 @@ for path in (ROOT, PLUGINS):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 # Airflow reads its configuration on first import: point it at this project before any test imports it.
+# Under `pytest -n N` (make test) each worker has its own Airflow database and BentoML store.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "build" / "airflow-test"))
+os.environ.setdefault("BENTOML_HOME", str(ROOT / "build" / "bentoml-test"))
+if WORKER:
+    for name in ("AIRFLOW_HOME", "BENTOML_HOME"):
+        os.environ[name] = f"{os.environ[name]}-{WORKER}"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PLUGINS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGINS), str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
+# The suites that run whole stacks (minutes per module): scheduled first, so short tests fill the end.
+STACK_SUITES = ("containers", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Groups for ``--dist loadgroup`` (make test): a module's tests run in one worker, in order, sharing its
+    fixtures; the containers suite runs in one worker (one image build, one podman). Stack suites first."""
+    suite = {item: Path(str(item.fspath)).relative_to(ROOT).parts[1] for item in items}
+    items.sort(key=lambda item: suite[item] not in STACK_SUITES)
+    for item in items:
+        group = "containers" if suite[item] == "containers" else Path(str(item.fspath)).relative_to(ROOT).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def run_step_process(argv: list[str], env: dict) -> subprocess.CompletedProcess:

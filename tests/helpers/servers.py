@@ -20,8 +20,14 @@ def free_port() -> int:
     below that range are only ever taken by an explicit bind.
     """
     low = _ephemeral_low()
+    start, stop = max(1024, low - 12000), low
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # each pytest-xdist worker draws from its own slice: no two workers pick the same port
+        share = (stop - start) // workers
+        start += share * int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
+        stop = start + share
     for _ in range(200):
-        port = random.randrange(max(1024, low - 12000), low)
+        port = random.randrange(start, stop)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))

@@ -203,13 +203,20 @@ def test_unknown_step_and_missing_argument_are_usage_errors():
     assert missing.returncode == 2 and "--input" in missing.stderr
 
 
-def test_keras_path_trains_and_evaluates(trained, tmp_path):
-    model, evaluation = f"file://{tmp_path}/k", f"file://{tmp_path}/ke"
+@pytest.fixture(scope="module")
+def keras_model(trained, tmp_path_factory) -> str:
+    """A Keras candidate trained on the ``trained`` split (8 epochs)."""
+    model = f"file://{tmp_path_factory.mktemp('keras')}/k"
     run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", model, "--framework", "tensorflow",
             "--epochs", "8")
-    info = json.loads((tmp_path / "k" / "model.json").read_text())
+    return model
+
+
+def test_keras_path_trains_and_evaluates(trained, keras_model, tmp_path):
+    info = json.loads((path_of(keras_model) / "model.json").read_text())
     assert (info["framework"], info["file"], info["input_spec"]["profile"]) == ("tensorflow", "model.keras", "digits")
-    result = run_cli("retrain_steps", "evaluate", "--data", trained["preprocess"], "--model", model, "--output", evaluation)
+    result = run_cli("retrain_steps", "evaluate", "--data", trained["preprocess"], "--model", keras_model, "--output",
+                     f"file://{tmp_path}/ke")
     assert result.result["metrics"]["test_accuracy"] >= 0.9
 
 
@@ -303,16 +310,17 @@ def test_early_stopping_ends_training_and_says_so(trained, tmp_path):
 
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
-def test_warm_start_fine_tunes_the_given_model(trained, tmp_path, framework):
+def test_warm_start_fine_tunes_the_given_model(trained, request, tmp_path, framework):
     def train(out, *extra):
         result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output",
                          f"file://{tmp_path}/{out}", "--framework", framework, "--seed", "3", *extra)
         return result.result["metrics"], result.stdout
 
-    start, _ = train("start", "--epochs", "6")
+    origin = trained["train"] if framework == "torch" else request.getfixturevalue("keras_model")
+    start = json.loads((path_of(origin) / "metrics.json").read_text())
     fresh, _ = train("fresh", "--epochs", "1")
-    warm, log = train("warm", "--epochs", "1", "--init-from", f"file://{tmp_path}/start")
-    assert "warm start from" in log and warm["warm_start_from"].endswith("/start")
+    warm, log = train("warm", "--epochs", "1", "--init-from", origin)
+    assert "warm start from" in log and warm["warm_start_from"] == origin
     assert warm["val_accuracy"] > fresh["val_accuracy"], (warm, fresh)
     assert warm["val_accuracy"] >= start["val_accuracy"] - 0.05
 
