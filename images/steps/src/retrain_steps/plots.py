@@ -39,13 +39,25 @@ def training_curve(history: list[dict]) -> bytes:
     return _png(fig)
 
 
+DARK_TEXT, LIGHT_TEXT = "black", "white"
+
+
+def text_colour(cell_rgba) -> str:
+    """The colour of a count written on a cell: white on a dark cell, black on a light one (by the
+    cell's relative luminance, ITU-R BT.709 weights)."""
+    red, green, blue = cell_rgba[:3]
+    return LIGHT_TEXT if 0.2126 * red + 0.7152 * green + 0.0722 * blue < 0.5 else DARK_TEXT
+
+
 def confusion_matrix(matrix: np.ndarray, class_names: list[str] | None = None) -> bytes:
-    """A labelled confusion-matrix heat map (rows: true class, columns: predicted)."""
+    """A labelled confusion-matrix heat map (rows: true class, columns: predicted); each count in
+    the colour that reads on its cell."""
     plt = _figure()
     fig, axis = plt.subplots(figsize=(5, 5))
-    axis.imshow(matrix, cmap="Blues")
+    image = axis.imshow(matrix, cmap="Blues")
     for (row, col), count in np.ndenumerate(matrix):
-        axis.text(col, row, str(count), ha="center", va="center", fontsize=8)
+        colour = text_colour(image.cmap(image.norm(count)))
+        axis.text(col, row, str(count), ha="center", va="center", fontsize=8, color=colour)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     names = class_names or [str(i) for i in range(matrix.shape[0])]
