@@ -16,6 +16,7 @@ import datetime as dt
 from retraining.config import Settings
 from retraining.notify import RetrainNotifier
 from retraining.params import retrain_params
+from retraining.run_outcome import FAILED, SUCCESS, RecordOutcome
 
 MISCONFIGURED = "misconfigured"
 DEFAULT_ARGS = {
@@ -53,12 +54,15 @@ def described(settings: Settings, *, doc_md: str, tags: list[str]) -> dict:
 
 
 def dag_kwargs(settings: Settings, *, doc_md: str, tags: list[str], watch_dataset: bool = False) -> dict:
-    """Keyword arguments of ``@dag`` for a retraining DAG."""
+    """Keyword arguments of ``@dag`` for a retraining DAG (how each run ends is recorded in the registry)."""
+    description = described(settings, doc_md=doc_md, tags=["retraining", "digits", *tags])
     return {
         "schedule": schedule(settings, watch_dataset=watch_dataset),
         "catchup": False,
         "max_active_runs": 1,
         "default_args": DEFAULT_ARGS,
         "params": retrain_params(),
-        **described(settings, doc_md=doc_md, tags=["retraining", "digits", *tags]),
+        **description,
+        "on_failure_callback": [description["on_failure_callback"], RecordOutcome(FAILED, settings)],
+        "on_success_callback": RecordOutcome(SUCCESS, settings),
     }
