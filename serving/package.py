@@ -4,7 +4,8 @@ Copies the model into the registry (:mod:`retrain_steps.registry`), builds a ben
 :class:`serving.service.DigitsClassifier` with the model inside, exports it to
 ``versions/<version>/digits_classifier.bento`` in the registry, and writes the version's card
 (dataset, params, metrics, code commit, sha256 of every file) last. Runs in the serving
-image; the same model gives the same version, and a version with a card is not rebuilt.
+image; the same model gives the same version, and a version with a card is not rebuilt: its card
+is written once, and a later run that trained the same weights is recorded as a reproduction of it.
 """
 
 from __future__ import annotations
@@ -108,13 +109,8 @@ def run(args: argparse.Namespace) -> dict:
             "source": {"model": args.model, "evaluation": args.evaluation},
         },
     )
-    card_uri = layout.card(args.registry, card["version"])
-    if artifacts.exists(card_uri):
-        existing = artifacts.read_json(card_uri)
-        bento_uri = existing.get("bento", {}).get("uri", "")
-        if bento_uri and artifacts.exists(bento_uri):
-            log.info("package: version %s is already registered with its bento", card["version"])
-            return existing
+    if artifacts.exists(layout.card(args.registry, card["version"])):
+        return _already_registered(args.registry, card)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model_dir = work / "model"
@@ -123,10 +119,25 @@ def run(args: argparse.Namespace) -> dict:
             (model_dir / name).write_bytes(artifacts.read_bytes(layout.version_file(args.registry, card["version"], name)))
         bento_file = build_bento(model_dir, card, requirements, work)
         bento_uri = layout.bento(args.registry, card["version"])
-        card["bento"] = {"uri": bento_uri, "sha256": artifacts.write_bytes(bento_uri, bento_file.read_bytes())}
-    registry.write_card(args.registry, card)
+        card["bento"] = {"uri": bento_uri, "sha256": registry.keep_first(bento_uri, bento_file.read_bytes())}
+    try:
+        registry.write_card(args.registry, card)
+    except registry.VersionRegistered:  # another run registered the same weights meanwhile
+        return _already_registered(args.registry, card)
     log.info("package: registered version %s (test accuracy %.4f)", card["version"], card["metrics"]["test_accuracy"])
     return card
+
+
+def _already_registered(registry_uri: str, card: dict) -> dict:
+    """The version's card as its first run wrote it; this run is recorded as a reproduction of it."""
+    existing = registry.reproduced(registry_uri, card)
+    bento_uri = existing.get("bento", {}).get("uri", "")
+    if not bento_uri or not artifacts.exists(bento_uri):
+        raise artifacts.ArtifactError(f"version {card['version']} is registered, but its bento {bento_uri or '(none)'} "
+                                      "is missing: restore it, or remove the version's folder to register it again")
+    log.info("package: version %s is already registered with its bento by run %s; run %s reproduced it",
+             card["version"], existing.get("run_id") or "(none)", card.get("run_id") or "(none)")
+    return existing
 
 
 def main(argv: list[str] | None = None) -> int:

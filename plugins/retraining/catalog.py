@@ -2,7 +2,10 @@
 
 One row per model version, from three records of the registry: the version cards (registered
 by ``package``), the run records (every candidate of a run and the gate's decision, written by
-``gate``) and the promotion history. Status, newest evidence first:
+``gate``; how the run ended, written when it ends, failed runs too) and the promotion history.
+A version's row is the run that registered it (its card's), or else the first run that trained
+it: later runs that trained the same weights are its reproductions (:func:`version`). Status,
+newest evidence first:
 
 - ``production``: the version the newest promotion names;
 - ``previous``: the version production replaced (what a rollback deploys);
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 from retrain_steps import artifacts, layout, registry
 
+from retraining import selection
+
 
 def _candidate_row(run: dict, candidate: dict) -> dict:
     best = candidate.get("index") == run.get("best")
@@ -30,7 +35,8 @@ def _candidate_row(run: dict, candidate: dict) -> dict:
     elif best:
         status, why = "registered", f"gate: {gate.get('reason', '')}"
     else:
-        status, why = "candidate", "not the best candidate of its run (validation accuracy)"
+        winner = next((c for c in run.get("candidates", []) if c.get("index") == run.get("best")), {})
+        status, why = "candidate", f"not the best candidate of its run: {selection.why_not_best(candidate, winner)}"
     return {
         "version": candidate["version"], "status": status, "why": why, "run_id": run["run_id"],
         "dag_id": run.get("dag_id", ""), "created_at": run.get("recorded_at", ""),
@@ -67,15 +73,18 @@ def models(registry_uri: str) -> dict:
     except registry.UnreadableEntry:
         production_known = False
     rows: dict[str, dict] = {}
-    for run in reversed(runs):  # oldest first, so a newer run's record of the same version wins
+    trained: dict[tuple[str, str], dict] = {}  # (run, version): that run's row of the version
+    for run in reversed(runs):  # oldest first: a version's row is the first run that trained it
         for candidate in run.get("candidates", []):
             if candidate.get("version"):
-                rows[candidate["version"]] = _candidate_row(run, candidate)
+                trained[run["run_id"], candidate["version"]] = _candidate_row(run, candidate)
+                rows.setdefault(candidate["version"], trained[run["run_id"], candidate["version"]])
     for card in cards:
-        row, seen = _card_row(card), rows.get(card["version"])
-        if seen:  # packaged after its run's gate: keep the run's view, add the card's
-            row = {**seen, "card": card, "status": "registered", "metrics": {**seen["metrics"], **row["metrics"]},
-                   "params": {**seen["params"], **row["params"]}}
+        row = _card_row(card)
+        seen = trained.get((card.get("run_id", ""), card["version"])) or rows.get(card["version"])
+        if seen:  # packaged after its run's gate: keep the run's view, add the card's (its run registered it)
+            row = {**seen, "card": card, "status": "registered", "run_id": card.get("run_id") or seen["run_id"],
+                   "metrics": {**seen["metrics"], **row["metrics"]}, "params": {**seen["params"], **row["params"]}}
         rows[card["version"]] = row
     for run in runs:
         refused = run.get("deploy", {}).get("refused")
@@ -106,10 +115,20 @@ def _promotion_why(entry: dict) -> str:
 
 
 def version(registry_uri: str, version_id: str) -> dict:
-    """One version's row; :class:`registry.InvalidId` (a ``ValueError``) for what is not a version id,
-    ``KeyError`` when the registry has never seen it."""
+    """One version's row with its reproductions; :class:`registry.InvalidId` (a ``ValueError``) for what
+    is not a version id, ``KeyError`` when the registry has never seen it."""
     registry.check_version(version_id)
-    return find(models(registry_uri), version_id)
+    catalog = models(registry_uri)
+    return with_reproductions(registry_uri, find(catalog, version_id), catalog["problems"])
+
+
+def with_reproductions(registry_uri: str, row: dict, problems: list[dict]) -> dict:
+    """``row`` with ``reproduced_by``: the later runs that trained its weights again, oldest first
+    (an unreadable record is left out and appended to ``problems``)."""
+    unreadable: list[registry.UnreadableEntry] = []
+    found = registry.reproductions(registry_uri, row["version"], unreadable) if row.get("card") else []
+    problems.extend({"uri": err.uri, "error": str(err)} for err in unreadable)
+    return {**row, "reproduced_by": found}
 
 
 def find(catalog: dict, version_id: str) -> dict:
@@ -121,13 +140,16 @@ def find(catalog: dict, version_id: str) -> dict:
 
 
 def lineage(row: dict) -> dict:
-    """Where a version comes from: dataset, params, code commit, metrics, the run that made it."""
+    """Where a version comes from: dataset, params, code commit, metrics, the run that made it, and the
+    later runs that reproduced it (each with its own dataset URI and metrics)."""
     card = row.get("card") or {}
     return {
         "version": row["version"], "status": row["status"], "why": row["why"],
         "dataset": card.get("dataset", {}), "params": row["params"], "code_commit": card.get("code_commit", ""),
         "metrics": row["metrics"], "run_id": row["run_id"], "framework": card.get("framework", ""),
         "input_spec": card.get("input_spec"), "model_uri": row["model_uri"], "evaluation_uri": row["evaluation_uri"],
+        "reproduced_by": [{key: record.get(key) for key in ("run_id", "at", "dataset", "metrics", "code_commit")}
+                          for record in row.get("reproduced_by", [])],
     }
 
 

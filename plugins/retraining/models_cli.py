@@ -1,9 +1,10 @@
 """``scripts/models <command>``: the model registry from a shell (the Models view's twin).
 
-    scripts/models list                     every version: status, accuracy, dataset, run
-    scripts/models show VERSION             the version's row as JSON (card, metrics, promotions)
-    scripts/models lineage VERSION          what ``X-Model-Version`` names: dataset, params, commit, metrics, run
-    scripts/models history                  the promotion history, newest first
+    scripts/models list                     every version: status, accuracy, dataset, run (a table)
+    scripts/models show VERSION             the version's row as JSON (card, metrics, promotions, reproductions)
+    scripts/models lineage VERSION          what ``X-Model-Version`` names: dataset, params, commit, metrics, the
+                                            run that registered it and the later runs that reproduced it (JSON)
+    scripts/models history                  the promotion history, newest first (a table)
     scripts/models promote VERSION --reason "…"
     scripts/models rollback --reason "…"
 
@@ -29,15 +30,18 @@ from retraining import catalog, config, deploy, store_connection
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="models", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="every version with its status")
-    sub.add_parser("history", help="the promotion history, newest first")
-    for name in ("show", "lineage"):
-        sub.add_parser(name, help=f"{name} one version").add_argument("version")
-    promote = sub.add_parser("promote", help="deploy a registered version (compare-and-swap)")
+    sub.add_parser("list", help="every version with its status, accuracy, dataset and run (a table)")
+    sub.add_parser("history", help="every promotion and rollback, newest first (a table)")
+    helps = {"show": "one version's row as JSON: card, metrics, status, promotions, reproductions",
+             "lineage": "where one version comes from: dataset, params, commit, metrics, the run that registered it "
+                        "and the runs that reproduced it (JSON)"}
+    for name, text in helps.items():
+        sub.add_parser(name, help=text).add_argument("version", help="a version id (12 hex digits)")
+    promote = sub.add_parser("promote", help="deploy a registered version (refused if production changes meanwhile)")
     promote.add_argument("version")
     reason_help = f"recorded in the promotion history (at most {registry.MAX_REASON_CHARS} characters)"
     promote.add_argument("--reason", default="", help=reason_help)
-    rollback = sub.add_parser("rollback", help="deploy the version production replaced")
+    rollback = sub.add_parser("rollback", help="deploy again the version production replaced")
     rollback.add_argument("--reason", default="", help=reason_help)
     return parser
 
@@ -49,6 +53,16 @@ def format_table(rows: list[dict]) -> str:
         dataset = ((row.get("card") or {}).get("dataset") or {}).get("version", "")
         lines.append(f"{row['version']:12}  {row['status']:10}  {accuracy if accuracy is None else f'{accuracy:.4f}':>8}  "
                      f"{dataset:12}  {row['created_at']:25}  {row['run_id']}")
+    return "\n".join(lines)
+
+
+def format_history(entries: list[dict]) -> str:
+    """The promotion history (newest first) as a table, one entry a line."""
+    lines = [f"{'#':>4}  {'version':12}  {'replaced':12}  {'action':8}  {'by':20}  {'at':25}  {'run':30}  reason"]
+    for entry in entries:
+        lines.append(f"{entry['seq']:>4}  {entry['version']:12}  {entry.get('previous') or '-':12}  "
+                     f"{entry.get('action', ''):8}  {entry.get('actor') or '-':20}  {entry.get('at', ''):25}  "
+                     f"{entry.get('run_id') or '-':30}  {entry.get('reason', '')}")
     return "\n".join(lines)
 
 
@@ -67,7 +81,7 @@ def run(args: argparse.Namespace, settings: config.Settings) -> str:
         unreadable: list = []
         entries = registry.promotions(reg, unreadable)
         _warn(args.command, unreadable)
-        return json.dumps(entries[::-1], indent=2)
+        return format_history(entries[::-1])
     if args.command in ("show", "lineage", "promote"):
         registry.check_version(args.version)
     if args.command in ("promote", "rollback"):

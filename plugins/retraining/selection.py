@@ -16,14 +16,37 @@ def select_best(candidates: list[dict]) -> dict:
     missing ``val_accuracy`` are skipped; if none is left, :class:`SelectionError` is raised.
     Selection uses validation metrics only, so the test set stays an unbiased estimate.
     """
-    usable = [c for c in candidates if isinstance(c.get("val_accuracy"), (int, float))]
+    usable = [c for c in candidates if _measured(c.get("val_accuracy"))]
     if not usable:
         raise SelectionError(f"no candidate has a val_accuracy metric ({len(candidates)} candidates)")
-    order = sorted(
-        range(len(usable)),
-        key=lambda i: (-usable[i]["val_accuracy"], usable[i].get("val_loss", float("inf")), i),
-    )
+    order = sorted(range(len(usable)), key=lambda i: (-usable[i]["val_accuracy"], _loss(usable[i]), i))
     return usable[order[0]]
+
+
+def _measured(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _loss(candidate: dict) -> float:
+    loss = candidate.get("val_loss")
+    return loss if _measured(loss) else float("inf")
+
+
+def why_not_best(candidate: dict, best: dict) -> str:
+    """Why :func:`select_best` preferred ``best`` to ``candidate``, naming what decided: the validation
+    accuracy, the validation loss (a tie on accuracy), or the order (a tie on both)."""
+    winner = f"candidate #{best.get('index', '?')}"
+    accuracy, best_accuracy = candidate.get("val_accuracy"), best.get("val_accuracy")
+    if not _measured(accuracy):
+        return "it has no validation accuracy"
+    if accuracy != best_accuracy:
+        return f"lower validation accuracy ({accuracy:.4f} < {best_accuracy:.4f} of {winner})"
+    loss, best_loss = _loss(candidate), _loss(best)
+    if loss != best_loss:
+        shown = "none" if loss == float("inf") else f"{loss:.4f}"
+        return (f"same validation accuracy ({accuracy:.4f}) as {winner}, which has the lower validation loss "
+                f"({best_loss:.4f} < {shown})")
+    return f"same validation accuracy and loss as {winner}, which comes first"
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def test_steps_run_against_s3(trained, bucket):
     assert "up to date" in again.stdout
 
 
-def test_registry_register_promote_and_verify(trained, tmp_path, bucket):
+def test_registry_register_and_promote(trained, tmp_path, bucket):
     for reg in (f"file://{tmp_path}/registry", f"s3://{bucket}/registry"):
         assert registry.production(reg) is None
         card = registry.write_card(reg, registry.register(reg, trained["train"], {"metrics": {"test_accuracy": 0.9}}))
@@ -107,10 +107,6 @@ def test_registry_register_promote_and_verify(trained, tmp_path, bucket):
         assert pointer["previous"] is None and registry.production(reg)["version"] == card["version"]
         with pytest.raises(artifacts.ArtifactError):
             registry.promote(reg, "unknown")
-        folder = tmp_path / ("f" if reg.startswith("file") else "s")
-        folder.mkdir()
-        registry.fetch_model(reg, card["version"], folder)
-        assert (folder / "model.pt").stat().st_size > 0
 
 
 def test_a_model_version_is_read_from_the_train_manifest_not_rehashed(trained, tmp_path):
@@ -126,14 +122,6 @@ def test_a_model_version_is_read_from_the_train_manifest_not_rehashed(trained, t
     assert registry.model_version(f"file://{folder}") == "ab" * 6
     (folder / "manifest.json").unlink()  # a folder without a manifest: the weights are hashed
     assert registry.model_version(f"file://{folder}") == expected
-
-
-def test_registry_detects_a_tampered_model(trained, tmp_path):
-    reg = f"file://{tmp_path}/registry"
-    card = registry.write_card(reg, registry.register(reg, trained["train"], {}))
-    (tmp_path / "registry" / "versions" / card["version"] / "model.pt").write_bytes(b"tampered")
-    with pytest.raises(artifacts.ArtifactError, match="checksum mismatch"):
-        registry.fetch_model(reg, card["version"], tmp_path)
 
 
 # One parse of a store URI, shared by the allow-list check and the read (issue 19, defect 6).

@@ -178,3 +178,48 @@ def test_version_ids_are_12_hex_digits(version):
 def test_anything_else_is_not_a_version_id(version):
     with pytest.raises(registry.InvalidId, match="not a version id"):
         registry.check_version(version)
+
+
+# A version's lineage is written once (issue 17, item 2): a later run that trains the same weights is recorded beside it.
+
+FIRST = {"version": "a" * 12, "run_id": "scheduled__00:14:28", "created_at": "2026-11-30T00:14:28+00:00",
+         "dataset": {"uri": "file:///store/step-outputs/scheduled__00:14:28/download", "version": "d" * 12},
+         "metrics": {"test_accuracy": 0.97, "macro_f1": 0.97, "val_accuracy": 0.98}}
+LATER = {**FIRST, "run_id": "manual__00:31:37", "created_at": "2026-11-30T00:31:37+00:00",
+         "dataset": {"uri": "file:///store/step-outputs/manual__00:31:37/download", "version": "d" * 12},
+         "metrics": {"test_accuracy": 0.96, "macro_f1": 0.96, "val_accuracy": 0.97}}
+
+
+def test_a_version_card_is_written_once_and_a_later_run_is_recorded_beside_it(reg):
+    from retrain_steps import layout
+
+    registry.write_card(reg, FIRST)
+    written = artifacts.read_bytes(layout.card(reg, FIRST["version"]))
+    with pytest.raises(registry.VersionRegistered, match=f"{'a' * 12} is registered already.*manual__00:31:37"):
+        registry.write_card(reg, LATER)
+    assert registry.reproduced(reg, LATER) == FIRST, "the later run gets the first run's card"
+    assert registry.reproduced(reg, LATER) == FIRST, "a retry of that run records nothing more"
+    assert registry.reproduced(reg, FIRST) == FIRST and registry.reproduced(reg, {**LATER, "run_id": ""}) == FIRST
+    assert artifacts.read_bytes(layout.card(reg, FIRST["version"])) == written, "the card, byte for byte"
+    [record] = registry.reproductions(reg, FIRST["version"])
+    assert record == {"version": "a" * 12, "run_id": LATER["run_id"], "at": LATER["created_at"], "code_commit": "",
+                      "dataset": LATER["dataset"], "metrics": LATER["metrics"], "params": {}, "source": {}}
+    folder = layout.reproductions_folder(reg, FIRST["version"])
+    assert artifacts.list_names(folder) == [layout.run_file_name(LATER["run_id"])], "one file per reproducing run"
+    assert [c["run_id"] for c in registry.versions(reg)] == [FIRST["run_id"]]
+
+
+def test_reproductions_are_oldest_first_and_an_unreadable_one_is_named(tmp_path):
+    from retrain_steps import layout
+
+    reg = f"file://{tmp_path}/registry"
+    registry.write_card(reg, FIRST)
+    for run, at in (("r3", "2026-12-03"), ("r2", "2026-12-02")):
+        registry.record_reproduction(reg, {**LATER, "run_id": run, "created_at": at})
+    broken = artifacts.local_path(layout.reproduction(reg, FIRST["version"], "r4"))
+    broken.write_text("{")
+    problems: list = []
+    assert [r["run_id"] for r in registry.reproductions(reg, FIRST["version"], problems)] == ["r2", "r3"]
+    assert [p.uri for p in problems] == [f"file://{broken}"]
+    with pytest.raises(registry.InvalidId):
+        registry.reproductions(reg, "../../etc")

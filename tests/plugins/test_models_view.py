@@ -139,6 +139,42 @@ def test_reasons_are_bounded_with_a_clear_400(view):
     assert client.triggered[-1]["reason"] == "x" * limit
 
 
+def test_a_reproduced_version_shows_its_first_run_and_the_runs_that_reproduced_it(view):
+    client, reg = view
+    version = packaged(reg, "a" * 12, run_id="scheduled__first", dataset={"version": "d" * 12, "source": "digits"})
+    registry.reproduced(reg, {"version": version, "run_id": "manual__later", "created_at": "2026-01-02T00:00:00+00:00",
+                              "dataset": {"uri": "file:///store/step-outputs/manual__later/download"},
+                              "metrics": {"test_accuracy": 0.91, "val_accuracy": 0.93}})
+    page = client().get(f"/versions/{version}", headers={"accept": "text/html"})
+    assert page.status_code == 200, page.text
+    lineage, reproductions = page.text.split('<table id="reproduced-by">')
+    assert "Reproduced by" in lineage and 'runs/scheduled__first"' in lineage and "manual__later" not in lineage
+    row = reproductions.split("</table>")[0]
+    for shown in ('runs/manual__later"', "2026-01-02T00:00:00+00:00", "/step-outputs/manual__later/download",
+                  "0.9100", "0.9300"):
+        assert shown in row, shown
+    plain = client().get(f"/versions/{packaged(reg, 'b' * 12)}", headers={"accept": "text/html"}).text
+    assert "Reproduced by" not in plain, "a version nobody reproduced has no such list"
+
+
+def test_the_runs_table_lists_failed_runs(view):
+    from retraining import run_outcome
+
+    client, reg = view
+    run_outcome.record_outcome(reg, "manual__broken", dag_id="retrain", state="failed", failed_task="train[1]",
+                               reason="task_failure")
+    registry.record_run(reg, "manual__fine", {"dag_id": "retrain", "recorded_at": "2026-01-01", "best": 0,
+                                              "candidates": [], "gate": {"deploy": False, "reason": "kept"}})
+    run_outcome.record_outcome(reg, "manual__fine", dag_id="retrain", state="success")
+    page = client().get("/", headers={"accept": "text/html"}).text
+    failed = page.split('<tr data-run="manual__broken">')[1].split("</tr>")[0]
+    assert ">failed<" in failed and "train[1]" in failed and "not reached" in failed
+    fine = page.split('<tr data-run="manual__fine">')[1].split("</tr>")[0]
+    assert ">success<" in fine and "keep production: kept" in fine
+    run = client().get("/runs/manual__broken", headers={"accept": "text/html"})
+    assert run.status_code == 200 and "ended before the gate" in run.text and "train[1]" in run.text
+
+
 @pytest.mark.parametrize("length", [250, 251, 255, 256, 4096, 60_000])
 def test_a_long_run_id_is_a_404(view, length):
     client, reg = view

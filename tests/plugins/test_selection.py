@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from retraining.selection import SelectionError, gate, select_best
+from retraining.selection import SelectionError, gate, select_best, why_not_best
 
 
 def cand(index, val, loss=0.1, test=0.97, version=None):
@@ -17,6 +17,22 @@ def test_highest_validation_accuracy_wins():
 def test_ties_go_to_lower_loss_then_earlier_candidate():
     assert select_best([cand(0, 0.98, loss=0.2), cand(1, 0.98, loss=0.1)])["index"] == 1
     assert select_best([cand(0, 0.98), cand(1, 0.98)])["index"] == 0
+
+
+def test_the_reason_names_what_decided():
+    """Validation accuracy when it differs; validation loss when it broke the tie; the order when both tie."""
+    lower = [cand(0, 0.97), cand(1, 0.98)]
+    assert why_not_best(lower[0], select_best(lower)) == "lower validation accuracy (0.9700 < 0.9800 of candidate #1)"
+    tied = [cand(0, 0.98, loss=0.2), cand(1, 0.98, loss=0.1)]
+    reason = why_not_best(tied[0], select_best(tied))
+    assert reason == ("same validation accuracy (0.9800) as candidate #1, which has the lower validation loss "
+                      "(0.1000 < 0.2000)") and "lower validation accuracy" not in reason
+    both = [cand(0, 0.98), cand(1, 0.98)]
+    assert why_not_best(both[1], select_best(both)) == "same validation accuracy and loss as candidate #0, which comes first"
+    assert why_not_best({"index": 2}, both[0]) == "it has no validation accuracy"
+    no_loss = [cand(0, 0.98, loss=None), cand(1, 0.98)]
+    assert select_best(no_loss)["index"] == 1, "a candidate without a loss loses a tie"
+    assert "lower validation loss (0.1000 < none)" in why_not_best(no_loss[0], select_best(no_loss))
 
 
 def test_selection_ignores_test_accuracy():

@@ -156,7 +156,9 @@ def create_app() -> FastAPI:
     def version_page(version: str) -> HTMLResponse:
         from retraining import catalog
 
-        row, models = _catalog_row(_settings().registry, version)
+        settings = _settings()
+        row, models = _catalog_row(settings.registry, version)
+        row = catalog.with_reproductions(settings.registry, row, models["problems"])
         return _page("version.html", root="../", row=row, lineage=catalog.lineage(row), production=models["production"],
                      evaluation=catalog.evaluation(row), dag_id=DAG_ID, problems=models["problems"])
 

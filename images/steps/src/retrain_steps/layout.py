@@ -18,7 +18,8 @@ A run's step outputs, under the artifact store (each folder's ``manifest.json`` 
 The model registry (its own URI)::
 
     versions/<version>/              the weights and model.json as trained, digits_classifier.bento
-                                     (the bento every backend serves), card.json (written last)
+                                     (the bento every backend serves), card.json (written last, once)
+    versions/<version>/reproduced-by/<run id>.json  a later run that trained the same weights again (create-only)
     promotions/<seq>.json            the promotion history, one create-only entry per change of production
     runs/<run id>.json               a run's candidates and its gate decision
     production.json                  the pointer of registries from before the history (read, never written)
@@ -50,7 +51,8 @@ STEP_OUTPUTS = "step-outputs"  #: the store's folder of runs' step outputs (``ru
 CARD = "card.json"
 BENTO = "digits_classifier.bento"
 LEGACY_PRODUCTION = "production.json"
-RECORD_SUFFIX = ".json"  #: promotion entries and run records
+RECORD_SUFFIX = ".json"  #: promotion entries, run records and reproductions
+REPRODUCED_BY = "reproduced-by"  #: a version's folder of the later runs that trained the same weights
 PRODUCTION_EVALUATION = "production"  #: the evaluate folder of the production model in a run
 
 
@@ -220,13 +222,28 @@ def run_records_folder(registry: str) -> str:
 
 
 def run_record(registry: str, run_id: str) -> str:
-    """Where a run's record lives. A name longer than 236 characters (which, with the suffix and an
+    """Where a run's record lives (:func:`run_file_name`)."""
+    return join(run_records_folder(registry), run_file_name(run_id))
+
+
+def run_file_name(run_id: str) -> str:
+    """A record named after a run. A name longer than 236 characters (which, with the suffix and an
     atomic write's temporary suffix, would pass the 255-byte limit of a file name) keeps its head and
     ends in a hash of the id."""
     name = safe_name(run_id)
     if len(name) > 236:
         name = f"{name[:219]}-{sha256(run_id.encode())[:16]}"
-    return join(run_records_folder(registry), f"{name}{RECORD_SUFFIX}")
+    return f"{name}{RECORD_SUFFIX}"
+
+
+def reproductions_folder(registry: str, version: str) -> str:
+    """The records of later runs that trained a version's weights again (its card keeps the first run)."""
+    return version_file(registry, version, REPRODUCED_BY)
+
+
+def reproduction(registry: str, version: str, run_id: str) -> str:
+    """Where run ``run_id``'s reproduction of ``version`` is recorded (one create-only file per run)."""
+    return join(reproductions_folder(registry, version), run_file_name(run_id))
 
 
 def legacy_production(registry: str) -> str:

@@ -2,14 +2,18 @@
 
 Where its files live is :mod:`retrain_steps.layout`'s (versions with their weights, model info,
 bento and card; promotion entries ``{"seq", "version", "previous", "action", "actor", "run_id",
-"reason", "at"}``; run records; the legacy ``production.json``, read as entry 0, never written).
+"reason", "at"}``; run records; reproductions ``{"version", "run_id", "at", "dataset", "metrics",
+"params", "code_commit", "source"}``; the legacy ``production.json``, read as entry 0, never written).
 
 The production version is the newest promotion entry. A promotion is a compare-and-swap: it
 names the production it expects to replace and creates entry ``seq + 1`` only if nobody else
 did (``artifacts.create_bytes``: ``link(2)`` on disk, ``If-None-Match: *`` on S3), so of two
 writers promoting against the same production exactly one wins and the other gets
 :class:`StalePromotion`. A version id is the first 12 hex digits of the weights' sha256, so
-registering the same model twice gives the same version. Only the standard library and
+registering the same model twice gives the same version. A version's files and its card are
+written once (the same create-only write): the card names the run that registered the version
+first, and a later run that trains the same weights again (a deterministic retrain) is recorded
+beside it as a reproduction, so the lineage of a version cannot be rewritten. Only the standard library and
 :mod:`retrain_steps.artifacts` / :mod:`retrain_steps.layout` are used, so the Airflow control plane, the steps and the model
 server all read it.
 """
@@ -18,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from pathlib import Path
 
 from retrain_steps import artifacts, layout
 
@@ -126,23 +129,81 @@ def model_version(model_uri: str) -> str:
 def register(registry: str, model_uri: str, card: dict) -> dict:
     """Copy a trained model folder into the registry; return the card (without writing it).
 
-    The caller adds what it knows (metrics, bento) and calls :func:`write_card`.
+    The caller adds what it knows (metrics, bento) and calls :func:`write_card`. A file the
+    version has already (the same weights registered before) is kept, not rewritten.
     """
     info = artifacts.read_json(layout.file_in(model_uri, layout.MODEL_INFO))
     weights = artifacts.read_bytes(layout.file_in(model_uri, info["file"]))
     version = version_id(artifacts.sha256(weights))
     files = {
-        info["file"]: artifacts.write_bytes(layout.version_file(registry, version, info["file"]), weights),
-        layout.MODEL_INFO: artifacts.write_json(layout.version_file(registry, version, layout.MODEL_INFO), info),
+        info["file"]: keep_first(layout.version_file(registry, version, info["file"]), weights),
+        layout.MODEL_INFO: keep_first(layout.version_file(registry, version, layout.MODEL_INFO),
+                                      artifacts.json_bytes(info)),
     }
     return {**card, "version": version, "framework": info["framework"], "file": info["file"],
             "input_spec": info.get("input_spec"), "files": files}
 
 
+def keep_first(uri: str, data: bytes) -> str:
+    """Create a version's file, or keep the one there (written by an earlier registration); its sha256."""
+    try:
+        return artifacts.create_bytes(uri, data)
+    except artifacts.ArtifactExists:
+        return artifacts.sha256(artifacts.read_bytes(uri))
+
+
+class VersionRegistered(artifacts.ArtifactExists):
+    """The version has a card already: its lineage is written once (see :func:`record_reproduction`)."""
+
+
 def write_card(registry: str, card: dict) -> dict:
-    """Write the card of a registered version (the last write of a registration)."""
-    artifacts.write_json(layout.card(registry, card["version"]), card)
+    """Create the card of a registered version (the last write of a registration), once.
+
+    Create-only, like a promotion entry: when the version has a card already (another run
+    registered the same weights first) :class:`VersionRegistered` is raised and the card is
+    left as it is; :func:`reproduced` records the later run instead.
+    """
+    try:
+        artifacts.create_bytes(layout.card(registry, card["version"]), artifacts.json_bytes(card))
+    except artifacts.ArtifactExists:
+        raise VersionRegistered(f"version {card['version']} is registered already (its card is written once); "
+                                f"run {card.get('run_id') or '(none)'} reproduced it") from None
     return card
+
+
+def reproduced(registry: str, later: dict) -> dict:
+    """The card of version ``later["version"]``, registered already by an earlier run; ``later``
+    (the card a later run would have written) is recorded as a reproduction when it names a run
+    other than the card's."""
+    existing = card(registry, later["version"])
+    if later.get("run_id") and later["run_id"] != existing.get("run_id"):
+        record_reproduction(registry, later)
+    return existing
+
+
+def record_reproduction(registry: str, later: dict) -> dict:
+    """Record that run ``later["run_id"]`` trained version ``later["version"]`` again (``later``: the card
+    it would have written): its own create-only file beside the version (a retry of the same run keeps
+    the first record); return the record."""
+    run_id = check_run_id(later.get("run_id"))
+    record = {"version": check_version(later["version"]), "run_id": run_id, "at": later.get("created_at") or now(),
+              "dataset": later.get("dataset", {}), "metrics": later.get("metrics", {}),
+              "params": later.get("params", {}), "code_commit": later.get("code_commit", ""),
+              "source": later.get("source", {})}
+    uri = layout.reproduction(registry, record["version"], run_id)
+    try:
+        artifacts.create_bytes(uri, artifacts.json_bytes(record))
+    except artifacts.ArtifactExists:
+        return _read_record(uri, "reproduction", {"run_id": str}, None)
+    return record
+
+
+def reproductions(registry: str, version: str, problems: list | None = None) -> list[dict]:
+    """The later runs that trained ``version`` again, oldest first (``problems``: as :func:`promotions`)."""
+    folder = layout.reproductions_folder(registry, check_version(version))
+    records = [_read_record(artifacts.join(folder, name), "reproduction", {"run_id": str}, problems)
+               for name in artifacts.list_names(folder) if layout.is_record(name)]
+    return sorted(filter(None, records), key=lambda r: str(r.get("at", "")))
 
 
 def card(registry: str, version: str) -> dict:
@@ -288,14 +349,3 @@ def versions(registry: str, problems: list | None = None) -> list[dict]:
         if artifacts.exists(uri):
             cards.append(_read_record(uri, "version card", {"version": str}, problems))
     return sorted(filter(None, cards), key=lambda c: c.get("created_at", ""), reverse=True)
-
-
-def fetch_model(registry: str, version: str, folder: Path) -> dict:
-    """Copy a version's weights and model info into ``folder``, verifying their sha256."""
-    version_card = card(registry, version)
-    for name in (version_card["file"], layout.MODEL_INFO):
-        uri = layout.version_file(registry, version, name)
-        data = artifacts.read_bytes(uri)
-        artifacts.verify_sha256(uri, data, version_card["files"][name])
-        (folder / name).write_bytes(data)
-    return version_card
