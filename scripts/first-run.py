@@ -1,8 +1,10 @@
 """`make run`'s first retrain run, through the running Airflow (so the UI shows it with its logs).
 
-Unpauses ``retrain`` and triggers it with ``RETRAIN_CONF`` over the REST API (as the UI's Trigger
-does), prints where to watch it, waits for it to finish and prints the gate's decision.
-Exit 0 when the run succeeded, 1 otherwise. ``python scripts/first-run.py AIRFLOW_URL``.
+Unpauses ``retrain`` over the REST API (as the UI's Trigger does). Triggers it only when the registry
+has no production model, or when asked (``RETRAIN=1``, or a ``RETRAIN_CONF``), with ``RETRAIN_CONF``;
+then prints where to watch it, waits for it to finish and prints the gate's decision. Otherwise the
+server already serves production and nothing runs. Exit 0 when no run was needed or the run
+succeeded, 1 otherwise. ``python scripts/first-run.py AIRFLOW_URL``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,20 @@ def call(base: str, method: str, path: str, token: str | None = None, body: dict
         return json.loads(response.read() or b"{}")
 
 
+def why_retrain(production: str | None, environ: dict) -> str | None:
+    """Why ``make run`` retrains at start (None: it does not): nothing in production, or the user asked."""
+    if environ.get("RETRAIN", "") not in ("", "0"):
+        return f"RETRAIN={environ['RETRAIN']}"
+    if environ.get("RETRAIN_CONF", "").strip() not in ("", "{}"):
+        return "RETRAIN_CONF is given"
+    return None if production else "no model in production"
+
+
 def main(base: str) -> int:
+    from retrain_steps import registry
+
+    production = registry.production_version(os.environ["RETRAIN_REGISTRY"])
+    reason = why_retrain(production, os.environ)
     home = Path(os.environ["AIRFLOW_HOME"])
     password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
     token = call(base, "POST", "/auth/token", body={"username": "admin", "password": password})["access_token"]
@@ -38,6 +53,10 @@ def main(base: str) -> int:
         except urllib.error.HTTPError:
             time.sleep(2)
     call(base, "PATCH", f"/api/v2/dags/{DAG_ID}", token, {"is_paused": False})
+    if reason is None:
+        print(f"==> {production} is in production and serves: no run at start (`make run RETRAIN=1` retrains)")
+        return 0
+    print(f"==> first retrain run ({reason}), through Airflow: the UI shows it and its task logs")
     conf = json.loads(os.environ.get("RETRAIN_CONF") or "{}")
     run = call(base, "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", token, {"logical_date": None, "conf": conf})
     run_id = run["dag_run_id"]
@@ -48,7 +67,7 @@ def main(base: str) -> int:
         time.sleep(5)
         state = call(base, "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}", token)["state"]
     print(f"    {state} in {time.monotonic() - started:.0f} s")
-    from retrain_steps import artifacts, registry
+    from retrain_steps import artifacts
 
     try:
         record = artifacts.read_json(registry.run_uri(os.environ["RETRAIN_REGISTRY"], run_id))
