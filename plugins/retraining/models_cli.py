@@ -27,22 +27,26 @@ from retrain_steps import artifacts, registry
 from retraining import catalog, config, deploy, store_connection
 
 
+SUBCOMMANDS = {  #: what each subcommand prints or does (its help, and its description under ``--help``)
+    "list": "every version with its status, accuracy, dataset and run (a table)",
+    "history": "every promotion and rollback, newest first (a table)",
+    "show": "one version's row as JSON: card, metrics, status, promotions, reproductions",
+    "lineage": "where one version comes from: dataset, params, commit, metrics, the run that registered it and the "
+               "runs that reproduced it (JSON)",
+    "promote": "deploy a registered version (refused if production changes meanwhile)",
+    "rollback": "deploy again the version production replaced (refused if production changes meanwhile)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="models", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="every version with its status, accuracy, dataset and run (a table)")
-    sub.add_parser("history", help="every promotion and rollback, newest first (a table)")
-    helps = {"show": "one version's row as JSON: card, metrics, status, promotions, reproductions",
-             "lineage": "where one version comes from: dataset, params, commit, metrics, the run that registered it "
-                        "and the runs that reproduced it (JSON)"}
-    for name, text in helps.items():
-        sub.add_parser(name, help=text).add_argument("version", help="a version id (12 hex digits)")
-    promote = sub.add_parser("promote", help="deploy a registered version (refused if production changes meanwhile)")
-    promote.add_argument("version")
+    commands = {name: sub.add_parser(name, help=text, description=text) for name, text in SUBCOMMANDS.items()}
+    for name in ("show", "lineage", "promote"):
+        commands[name].add_argument("version", help="a version id (12 hex digits)")
     reason_help = f"recorded in the promotion history (at most {registry.MAX_REASON_CHARS} characters)"
-    promote.add_argument("--reason", default="", help=reason_help)
-    rollback = sub.add_parser("rollback", help="deploy again the version production replaced")
-    rollback.add_argument("--reason", default="", help=reason_help)
+    for name in ("promote", "rollback"):
+        commands[name].add_argument("--reason", default="", help=reason_help)
     return parser
 
 

@@ -85,3 +85,6 @@ def test_every_subcommand_says_what_it_prints(capsys):
     for phrase in ("where one version comes from", "runs that reproduced it", "one version's row as JSON",
                    "every promotion and rollback, newest first (a table)", "every version with its status"):
         assert phrase in text
+    with pytest.raises(SystemExit):
+        parser.parse_args(["lineage", "--help"])
+    assert "the runs that reproduced it" in " ".join(capsys.readouterr().out.split()), "its own help says it too"
