@@ -1,10 +1,13 @@
-"""The Airflow UI as users meet it, in a real browser (Debian's Chromium, Playwright) on a real ``airflow standalone``.
+"""The Airflow UI and REST API as users meet them: a real browser (Debian's Chromium, Playwright) and HTTP clients on
+one real ``airflow standalone``.
 
 Two real runs of the ``retrain`` DAG fill the registry (the second deploys a better model), the
 model server follows the registry; then, as a user: log in, open *Models* from Airflow's
 navigation, read which model serves and why, open a version (its plots load) and a run (its
 candidates side by side), roll back, and see ``/predict`` answer with the previous version; type
-into the trigger form; find the Kubeflow Pipelines connection type.
+into the trigger form; find the Kubeflow Pipelines connection type. Through the REST API,
+``promote_model`` runs on the scheduler: its failure notification (the DAG processor runs the callback), the
+history's actor (the user who triggered the run, never the conf) and the refusal of a no-op promotion.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pytest
 from retrain_steps import registry
 from tests.conftest import ROOT
 from tests.helpers.airflow import BIN, dags_test, local_airflow_env
-from tests.helpers.servers import free_port, serve
+from tests.helpers.servers import free_port, serve, webhook_receiver
 
 CHROMIUM = shutil.which("chromium")
 PASSWORD = "models-view-test"
@@ -32,15 +35,24 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is n
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def notifications():
+    """The receiving end of the ``retrain_notifications`` connection: ``(url, bodies)``."""
+    with webhook_receiver() as (url, bodies):
+        yield url, bodies
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, notifications):
     """Registry with two deployed versions, ``airflow standalone`` and the model server; yields URLs and env."""
     base = tmp_path_factory.mktemp("models-view")
     port = free_port()
     (base / "passwords.json").write_text(json.dumps({"admin": PASSWORD, "viewer": VIEWER_PASSWORD}))
+    hook = json.dumps({"conn_type": "http", "host": notifications[0], "password": "hook-token"})
     env = local_airflow_env(
         base, AIRFLOW__API__PORT=str(port), AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,viewer:viewer",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(base / "passwords.json"),
+        AIRFLOW_CONN_RETRAIN_NOTIFICATIONS=hook,
     )
     dataset = f"{env['RETRAIN_ARTIFACT_STORE']}/datasets/digits.npz"
     subprocess.run([sys.executable, "-m", "retrain_steps", "export-default", "--output", dataset], env=env, check=True,
@@ -57,7 +69,8 @@ def stack(tmp_path_factory):
                 "--port", str(serving_port)], env={"DIGITS_REGISTRY_URI": env["RETRAIN_REGISTRY"]}, cwd=ROOT,
                log_path=base / "serving.log", ready_url=f"http://127.0.0.1:{serving_port}/readyz"):
         yield {"airflow": f"http://127.0.0.1:{port}", "serving": f"http://127.0.0.1:{serving_port}",
-               "registry": env["RETRAIN_REGISTRY"], "production": history[0], "previous": history[1]}
+               "registry": env["RETRAIN_REGISTRY"], "production": history[0], "previous": history[1],
+               "log": base / "airflow.log"}
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +298,74 @@ def test_the_kubeflow_connection_type_is_offered_with_its_labels(page, stack):
     labels.filter(has_text="KFP endpoint").wait_for()
     assert {"KFP endpoint", "Token or session cookie", "Namespace"} <= {t.strip() for t in labels.all_inner_texts()}
     screenshot(page, "kubeflow-connection")
+
+
+# -- promote_model on the scheduler, through the REST API ---------------------------------------------------------
+
+def wait_for(bodies: list, event: str, dag_id: str, seconds: float = 120) -> list:
+    """The notifications of ``event`` for ``dag_id`` once at least one has arrived (or ``seconds`` passed)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [b for b in bodies if b["event"] == event and b.get("dag_id", dag_id) == dag_id]
+        if found:
+            return found
+        time.sleep(0.5)
+    return []
+
+
+def run_promote_model(stack, conf: dict) -> tuple[dict, str]:
+    """Trigger ``promote_model`` as admin and wait for it to end; return (its task instance, its task log)."""
+    deadline = time.monotonic() + 240
+    while True:  # the DAG processor may not have parsed the file yet
+        try:
+            run = api_call(stack, "POST", "/api/v2/dags/promote_model/dagRuns", {"logical_date": None, "conf": conf})
+            break
+        except urllib.error.HTTPError as err:
+            if err.code != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+    path = f"/api/v2/dags/promote_model/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
+    while api_get(stack, path)["state"] not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"run {run['dag_run_id']} did not end"
+        time.sleep(1)
+    ti = api_get(stack, f"{path}/taskInstances/deploy_version")
+    request = urllib.request.Request(f"{stack['airflow']}{path}/taskInstances/deploy_version/logs/{ti['try_number']}",
+                                     headers={"Authorization": f"Bearer {api_token(stack)}", "Accept": "application/json"})
+    return ti, urllib.request.urlopen(request, timeout=30).read().decode()
+
+
+def test_a_scheduler_run_of_promote_model_delivers_the_failure_notification(stack, notifications):
+    bodies = notifications[1]
+    bodies.clear()
+    ti, log = run_promote_model(stack, {"action": "promote"})
+    assert ti["state"] == "failed" and "promote needs a Version" in log
+    (body,) = wait_for(bodies, "run_failed", "promote_model")
+    assert body["run_id"] == ti["dag_run_id"] and body["_authorization"] == "Bearer hook-token"
+    assert body["text"] == f"promote_model run {ti['dag_run_id']} failed: task_failure"
+    assert "Callback failed" not in stack["log"].read_text()
+
+
+def test_the_history_names_the_user_who_triggered_never_the_conf(stack, notifications):
+    current = registry.production_version(stack["registry"])
+    other = stack["previous"] if current == stack["production"] else stack["production"]
+    notifications[1].clear()
+    forged = {"action": "promote", "version": other, "expected": current, "reason": "forged", "actor": "ui:ceo-forged"}
+    ti, log = run_promote_model(stack, forged)
+    assert ti["state"] == "failed" and ti["try_number"] == 1 and "may not name an actor" in log
+    assert registry.production_version(stack["registry"]) == current, "the forged request changed nothing"
+
+    ti, _ = run_promote_model(stack, {k: v for k, v in forged.items() if k != "actor"} | {"reason": "by hand"})
+    assert ti["state"] == "success"
+    latest = registry.latest_promotion(stack["registry"])
+    assert (latest["version"], latest["previous"], latest["actor"]) == (other, current, "user:admin")
+    (deployed,) = wait_for(notifications[1], "deployed", "promote_model")
+    assert deployed["actor"] == "user:admin" and f"promote of {other} by user:admin" in deployed["text"]
+
+
+def test_promoting_production_onto_itself_fails_without_retry(stack):
+    before = registry.promotions(stack["registry"])
+    production = before[-1]["version"]
+    ti, log = run_promote_model(stack, {"action": "promote", "version": production, "expected": production})
+    assert ti["state"] == "failed" and ti["try_number"] == 1
+    assert f"{production} is in production already: nothing to promote" in log
+    assert registry.promotions(stack["registry"]) == before, "no entry recording production replacing itself"
