@@ -8,7 +8,7 @@
 | ``RETRAIN_REGISTRY`` | ``<store>/registry`` | model registry URI |
 | ``RETRAIN_DATASET_URI`` | ``<store>/datasets/digits/digits.npz`` | default dataset |
 | ``RETRAIN_WATCH_SECONDS`` | ``60`` | poll interval of the dataset watcher that triggers ``retrain`` on a content change; ``0``: off |
-| ``RETRAIN_DATASET_ALLOWED`` | ``<store>/`` | comma-separated URI prefixes a run's dataset may come from (plus the default dataset) |
+| ``RETRAIN_DATASET_ALLOWED`` | ``<store>/`` | comma-separated URI prefixes a run's dataset may come from (plus the default dataset and the Variable ``retrain_dataset_allowed``) |
 | ``RETRAIN_STEPS_PYTHON`` | this interpreter | Python of the steps environment (local backend) |
 | ``RETRAIN_SERVING_PYTHON`` | this interpreter | Python of the serving environment (local backend) |
 | ``RETRAIN_ARTIFACT_CONN_ID`` | ``artifact_store`` | Airflow connection holding the store's S3 credentials |
@@ -146,7 +146,7 @@ def parse_safe(environ: Mapping[str, str] | None = None, *, kubeflow: bool = Fal
         artifact_store=store,
         registry=env.text("RETRAIN_REGISTRY") or f"{store}/registry",
         dataset_uri=env.text("RETRAIN_DATASET_URI") or f"{store}/datasets/digits/digits.npz",
-        dataset_allowed=(f"{store}/", *env.names("RETRAIN_DATASET_ALLOWED")),
+        dataset_allowed=(f"{store}/", *env.prefixes("RETRAIN_DATASET_ALLOWED")),
         watch_seconds=env.seconds("RETRAIN_WATCH_SECONDS", 60.0, zero_is="off"),
         steps_python=env.text("RETRAIN_STEPS_PYTHON") or sys.executable,
         serving_python=env.text("RETRAIN_SERVING_PYTHON") or sys.executable,
@@ -179,6 +179,41 @@ def parse_safe(environ: Mapping[str, str] | None = None, *, kubeflow: bool = Fal
     )
 
 
+PREFIX_FORMS = "file:///<absolute folder>/, s3://<bucket>/<prefix>/ or http(s)://<host>/<path>/"
+
+
+def uri_prefixes(text: str, source: str) -> tuple[str, ...]:
+    """The URI prefixes in ``text`` (a JSON list of strings, or a comma-separated list), each one checked as
+    the allow-list parses it (:class:`retrain_steps.artifacts.StoreURI`): a store URI, a local path absolute,
+    no query. Raise :class:`SettingsError` naming ``source`` (the variable) and the first bad entry."""
+    import json
+
+    from retrain_steps.artifacts import ArtifactError, StoreURI
+
+    def bad(what: str) -> SettingsError:
+        return SettingsError(f"{source}: {what}\neach entry is a URI prefix: {PREFIX_FORMS}")
+
+    text = text.strip()
+    entries = [part.strip() for part in text.split(",") if part.strip()]
+    if text[:1] in ("[", "{", '"'):
+        try:
+            entries = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise bad(f"not a JSON list\n  {err}") from None
+    if not isinstance(entries, list):
+        raise bad(f"not a JSON list\n  got {text}")
+    for entry in entries:
+        try:
+            target = StoreURI.parse(entry.strip() if isinstance(entry, str) else "")
+            if target.scheme == "file" and not target.path.startswith("/"):
+                raise ArtifactError("a relative path")
+            if target.query:
+                raise ArtifactError("a prefix has no query")
+        except ArtifactError as err:
+            raise bad(f"bad entry {entry!r}\n  {err}") from None
+    return tuple(entry.strip() for entry in entries)
+
+
 def _message(problems: tuple[str, ...]) -> str:
     return "bad configuration of the Airflow deployment: " + "; ".join(problems)
 
@@ -191,6 +226,13 @@ class _Reader:
 
     def text(self, name: str) -> str:
         return (self.environ.get(name) or "").strip()
+
+    def prefixes(self, name: str) -> tuple[str, ...]:
+        try:
+            return uri_prefixes(self.text(name), name)
+        except SettingsError as err:
+            self.problems.append(str(err).replace("\n", "; "))  # one line, as the other problems
+            return ()
 
     def names(self, name: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.text(name).split(",") if part.strip())

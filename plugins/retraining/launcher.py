@@ -7,7 +7,8 @@
 
 Both follow the step protocol (:mod:`retrain_steps.protocol`): the step writes its result to the file
 ``$RETRAIN_STEP_RESULT`` names and that document is the task's XCom (here read after the process
-exits; in a pod by KubernetesPodOperator's XCom sidecar); exit 2 (bad input) fails without retry on both.
+exits; in a pod by KubernetesPodOperator's XCom sidecar); exit 2 (bad input) fails without retry on both,
+with the step's error as one message and no traceback (:mod:`retraining.bad_input`).
 
 DAG files call :func:`step_task` / :func:`mapped_step_task` and never see the difference.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 from airflow.sdk import BaseOperator
 from retrain_steps import protocol
 
+from retraining import bad_input
 from retraining.config import Settings
 
 
@@ -37,6 +39,9 @@ class LocalStepOperator(BaseOperator):
     :param cwd: working directory (the project root, where ``serving`` is importable).
     :param env_vars: extra environment variables (templated).
     :param artifact_conn_id: the Airflow connection whose credentials the step gets (``Settings.artifact_conn_id``).
+
+    Exit 2 (bad input) raises :class:`retraining.bad_input.BadInput`, which ``retry_policy`` (default
+    :data:`retraining.bad_input.RETRY_POLICY`) does not retry; any other failure may be retried.
 
     Returns the result the step wrote to its result file (``$RETRAIN_STEP_RESULT``) to XCom.
     """
@@ -55,7 +60,7 @@ class LocalStepOperator(BaseOperator):
         artifact_conn_id: str = Settings.artifact_conn_id,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**{"retry_policy": bad_input.RETRY_POLICY, **kwargs})
         self.cmds, self.arguments, self.python_bin = cmds, arguments, python_bin
         self.cwd, self.env_vars, self.artifact_conn_id = cwd, env_vars or {}, artifact_conn_id
         self._process: subprocess.Popen | None = None
@@ -65,7 +70,7 @@ class LocalStepOperator(BaseOperator):
         return [*cmds, *map(str, self.arguments)]
 
     def execute(self, context):
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+        from airflow.sdk.exceptions import AirflowException
 
         argv = self.command()
         self.log.info("Running: %s", " ".join(argv))
@@ -84,14 +89,13 @@ class LocalStepOperator(BaseOperator):
             for line in self._process.stdout:
                 line = line.rstrip("\n")
                 self.log.info("%s", line)
-                tail = [*tail[-9:], line]
+                tail = [*tail[-19:], line]
             code = self._process.wait()
             self.log.info("step %s exited %d after %.2f s", self.task_id, code, time.monotonic() - started)
-            last = tail[-1] if tail else ""
             if code == protocol.BAD_INPUT:
-                raise AirflowFailException(f"step rejected its input (exit {code}), not retried: {last}")
+                bad_input.fail(bad_input.step_rejected(bad_input.step_error(tail)), self.log)
             if code != protocol.OK:
-                raise AirflowException(f"step failed with exit code {code}: {last}")
+                raise AirflowException(f"step failed with exit code {code}: {tail[-1] if tail else ''}")
             return protocol.read_result(result_file)
 
     def on_kill(self) -> None:
@@ -100,13 +104,15 @@ class LocalStepOperator(BaseOperator):
 
 
 def _operator(step: str, cmds: list[str], settings: Settings, python_bin: str):
+    """The operator class of ``step`` on this backend and its keyword arguments (bad input never retried)."""
     if settings.backend == "kubernetes":
         from retraining.pods import pod_operator_kwargs
         from retraining.step_pod import StepPodOperator
 
-        return StepPodOperator, pod_operator_kwargs(step, cmds=cmds, settings=settings)
+        return StepPodOperator, {**pod_operator_kwargs(step, cmds=cmds, settings=settings),
+                                 "retry_policy": bad_input.RETRY_POLICY}
     return LocalStepOperator, {"cmds": cmds, "python_bin": python_bin, "cwd": str(settings.project_root),
-                               "artifact_conn_id": settings.artifact_conn_id}
+                               "artifact_conn_id": settings.artifact_conn_id, "retry_policy": bad_input.RETRY_POLICY}
 
 
 def step_task(step: str, *, arguments, cmds: list[str], settings: Settings, python_bin: str, **kwargs):

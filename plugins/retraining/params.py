@@ -29,7 +29,10 @@ def retrain_params() -> dict[str, Param]:
             title="Dataset URI",
             description="An image folder (<class>/<images>: a file:// folder or an s3://bucket/prefix/ ending in /), "
             "a .zip or .tar.gz of one, an .npz with 'images' and 'target', or a Label Studio JSON export "
-            "(file://, s3:// or https://). Empty: the configured default dataset.",
+            "(file://, s3:// or https://). Empty: the configured default dataset. A run reads only the artifact "
+            "store and the locations allowed (a Label Studio export's images too); to allow another, with no "
+            "restart, set the Airflow Variable retrain_dataset_allowed to a JSON list of URI prefixes "
+            "(Admin → Variables, or: airflow variables set retrain_dataset_allowed '[\"http://127.0.0.1:8000/\"]').",
             pattern=r"^(file|s3|https?)://\S+$",
             section="Data",
         ),

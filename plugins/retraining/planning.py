@@ -1,46 +1,58 @@
 """What every retraining DAG shares before its steps: ``plan`` (the data steps' arguments) and
 ``plan_candidates`` (one candidate per learning rate, warm-started from production on request).
 Bad requests, and a bad deployment setting (``Settings.problems``: the DAG still parsed), fail these
-tasks at once, without retries, with a message that says what to change."""
+tasks at once, without retries, with a message that says what to change and no traceback
+(:mod:`retraining.bad_input`).
+
+A run's dataset may come from the store, the deployment's ``RETRAIN_DATASET_ALLOWED`` and the URI
+prefixes of the Airflow Variable ``retrain_dataset_allowed`` (:func:`dataset_allowed`), which ``plan``
+reads when it runs: setting it needs no restart, and DAG parsing never reads it."""
 
 from __future__ import annotations
 
 from airflow.sdk import task
+from retrain_steps.artifacts import ALLOW_VARIABLE
 
-from retraining import commands, store_connection
-from retraining.config import Settings
+from retraining import bad_input, commands, store_connection
+from retraining.config import Settings, uri_prefixes
 
 
 def planning_head(settings: Settings):
     """Add ``plan`` and ``plan_candidates`` to the current DAG (its first tasks); return their XComArgs."""
 
-    @task(multiple_outputs=True)
+    @task(multiple_outputs=True, retry_policy=bad_input.RETRY_POLICY)
     def plan(params: dict | None = None, run_id: str | None = None) -> dict:
         """Arguments and output folders of the data steps for this run."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         try:
             settings.check()
             return commands.data_steps(
                 params=params, run_id=run_id, artifact_store=settings.artifact_store,
-                default_dataset=settings.dataset_uri, allowed=settings.dataset_allowed,
+                default_dataset=settings.dataset_uri, allowed=dataset_allowed(settings),
             )
-        except ValueError as err:  # a bad dataset location is not retried
-            raise AirflowFailException(str(err)) from None
+        except ValueError as err:  # a bad dataset location or allow-list entry is not retried
+            bad_input.fail(str(err))
 
-    @task
+    @task(retry_policy=bad_input.RETRY_POLICY)
     def plan_candidates(params: dict | None = None, run_id: str | None = None) -> list[dict]:
         """One candidate per learning rate, with its train and evaluate arguments."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         try:
             settings.check()
             return commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store,
                                        init_from=warm_start_model(settings, params))
         except ValueError as err:  # e.g. more GPUs than a candidate uses: not retried
-            raise AirflowFailException(str(err)) from None
+            bad_input.fail(str(err))
 
     return plan(), plan_candidates()
+
+
+def dataset_allowed(settings: Settings) -> tuple[str, ...]:
+    """Where this run's dataset may come from: the deployment's prefixes (the store, ``RETRAIN_DATASET_ALLOWED``)
+    and those of the Airflow Variable ``retrain_dataset_allowed`` as it is now (a JSON list or a comma-separated
+    list; unset: none). A bad entry raises ``ValueError`` naming the Variable and the entry."""
+    from airflow.sdk import Variable
+
+    return (*settings.dataset_allowed, *uri_prefixes(Variable.get(ALLOW_VARIABLE, default=None) or "",
+                                                     f"Airflow Variable {ALLOW_VARIABLE}"))
 
 
 def warm_start_model(settings: Settings, params: dict) -> str | None:

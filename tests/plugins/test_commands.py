@@ -102,7 +102,7 @@ def test_the_download_step_refuses_an_outside_source_without_reading_it(tmp_path
 
 def test_a_refused_dataset_fails_the_plan_task_without_retry(monkeypatch):
     import pytest
-    from airflow.sdk.exceptions import AirflowFailException
+    from retraining.bad_input import BadInput
     from retraining.config import settings
     from retraining.planning import planning_head
 
@@ -110,13 +110,13 @@ def test_a_refused_dataset_fails_the_plan_task_without_retry(monkeypatch):
 
     with DAG("t", schedule=None):
         plan, _ = planning_head(settings({"RETRAIN_ARTIFACT_STORE": "file:///srv/store"}))
-    with pytest.raises(AirflowFailException, match="dataset location not allowed: file:///etc/shadow"):
+    with pytest.raises(BadInput, match="dataset location not allowed: file:///etc/shadow"):
         plan.operator.python_callable(params={**PARAMS, "dataset_uri": "file:///etc/shadow"}, run_id="r")
 
 
 def test_more_gpus_than_a_candidate_uses_fail_plan_candidates_without_retry():
     import pytest
-    from airflow.sdk.exceptions import AirflowFailException
+    from retraining.bad_input import BadInput
     from retraining.config import settings
     from retraining.planning import planning_head
 
@@ -124,7 +124,7 @@ def test_more_gpus_than_a_candidate_uses_fail_plan_candidates_without_retry():
 
     with DAG("t2", schedule=None):
         _, plan_candidates = planning_head(settings({"RETRAIN_ARTIFACT_STORE": "file:///srv/store"}))
-    with pytest.raises(AirflowFailException, match="gpus=2: a candidate trains on one GPU"):
+    with pytest.raises(BadInput, match="gpus=2: a candidate trains on one GPU"):
         plan_candidates.operator.python_callable(params={**PARAMS, "gpus": 2}, run_id="r")
 
 

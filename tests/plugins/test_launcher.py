@@ -7,6 +7,8 @@ import sys
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk import RetryAction
+from retraining.bad_input import BadInput
 from retraining.config import settings
 from retraining.launcher import LocalStepOperator
 from tests.conftest import ROOT
@@ -27,9 +29,30 @@ def test_success_returns_the_step_result(tmp_path):
     assert result["output"] == out and len(result["sha256"]) == 64
 
 
+def not_retried(op: LocalStepOperator, err: BaseException) -> bool:
+    return op.retry_policy.evaluate(err, try_number=1, max_tries=3).action == RetryAction.FAIL
+
+
 def test_bad_input_fails_without_retry(tmp_path):
-    with pytest.raises(AirflowFailException, match="rejected its input .exit 2., not retried: .*artifact not found"):
-        operator(["download", "--source", f"file://{tmp_path}/none", "--output", f"file://{tmp_path}/o"]).execute({})
+    op = operator(["download", "--source", f"file://{tmp_path}/none", "--output", f"file://{tmp_path}/o"])
+    with pytest.raises(BadInput) as info:
+        op.execute({})
+    first, error = str(info.value).splitlines()
+    assert first == "step rejected its input (exit 2), not retried:"
+    assert error.startswith("  retrain_steps download: error: artifact not found: ") and error.endswith("/none")
+
+
+def test_bad_input_is_one_short_message_that_airflow_logs_without_a_traceback():
+    """Airflow 3.3 logs an Exception (AirflowFailException too) with its traceback, a SystemExit as one line and
+    asks the retry policy: BadInput is a SystemExit with exit code 2 that the step tasks' policy never retries."""
+    refused = "retrain_steps download: error: dataset location not allowed: http://127.0.0.1:9/x.zip"
+    error = f"{refused}\nallowed: file:///s/\n  hint"
+    op = python_step(f"print('working'); print({error!r}, file=sys.stderr); sys.exit(2)")
+    with pytest.raises(BadInput) as info:
+        op.execute({})
+    assert str(info.value).splitlines() == ["step rejected its input (exit 2), not retried:", f"  {refused}",
+                                            "  allowed: file:///s/", "    hint"], "the step's whole error, no more"
+    assert info.value.code == 2 and not isinstance(info.value, Exception) and not_retried(op, info.value)
 
 
 def test_a_crash_is_a_retryable_failure():
@@ -37,7 +60,7 @@ def test_a_crash_is_a_retryable_failure():
                            arguments=[], python_bin=sys.executable)
     with pytest.raises(AirflowException, match="exit code 3: boom") as info:
         op.execute({})
-    assert not isinstance(info.value, AirflowFailException)
+    assert not isinstance(info.value, AirflowFailException) and not not_retried(op, info.value)
 
 
 def test_settings_validate_the_backend():

@@ -85,6 +85,21 @@ def test_every_field_is_titled_described_and_in_a_section():
     assert {p.schema.get("section") for p in params.values()} == {"Data", "Training", "Deployment"}
 
 
+def test_the_dataset_uri_help_says_how_to_allow_a_location_the_plan_accepts():
+    """The form tells how to allow a location outside the store, with the command the plan then honours."""
+    import json
+    import re
+    import shlex
+
+    from retraining.config import uri_prefixes
+
+    help_text = retrain_params()["dataset_uri"].description
+    command = re.search(r"airflow variables set retrain_dataset_allowed '[^']*'", help_text)
+    assert command and "no restart" in help_text, help_text
+    prefixes = json.loads(shlex.split(command[0])[-1])
+    assert uri_prefixes(json.dumps(prefixes), "Variable") == ("http://127.0.0.1:8000/",)
+
+
 def test_learning_rates_are_a_text_area_one_per_line():
     """No "type" in items: the UI renders a one-per-line text area, not the JSON editor that garbles typing."""
     assert "type" not in retrain_params()["learning_rates"].schema["items"]

@@ -8,12 +8,16 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk import RetryAction
 from kubernetes.client import models as k8s
+from retraining.bad_input import BadInput
 from retraining.step_pod import StepPodOperator, base_container_exit_code
 
 
-def finished_pod(exit_code: int) -> k8s.V1Pod:
-    terminated = k8s.V1ContainerStateTerminated(exit_code=exit_code, reason="Error" if exit_code else "Completed")
+def finished_pod(exit_code: int, message: str | None = None) -> k8s.V1Pod:
+    """A finished pod; ``message``: its container's termination message (the last log lines, on failure)."""
+    terminated = k8s.V1ContainerStateTerminated(exit_code=exit_code, reason="Error" if exit_code else "Completed",
+                                                message=message)
     status = k8s.V1PodStatus(
         phase="Failed" if exit_code else "Succeeded",
         container_statuses=[k8s.V1ContainerStatus(
@@ -41,17 +45,34 @@ def test_exit_code_is_read_from_the_base_container():
     assert base_container_exit_code(finished_pod(2), "other") is None
 
 
-def test_bad_input_fails_without_retry(operator):
-    pod = finished_pod(2)
-    with pytest.raises(AirflowFailException, match="rejected its input"):
+def not_retried(op, err: BaseException) -> bool:
+    return op.retry_policy.evaluate(err, try_number=1, max_tries=3).action == RetryAction.FAIL
+
+
+def test_bad_input_fails_without_retry_naming_the_step_error_without_the_pod_dump(operator):
+    """The step's error (from the termination message: the log's last lines) and nothing else: not the pod's
+    status, which KubernetesPodOperator's failure message carries; a SystemExit, which Airflow logs untraced."""
+    pod = finished_pod(2, "12:00:01 INFO reading\nretrain_steps download: error: dataset location not allowed: "
+                          "http://127.0.0.1:9/x.zip\nallowed: s3://store/\n")
+    with pytest.raises(BadInput) as info:
         operator.cleanup(pod, pod)
+    assert str(info.value).splitlines() == [
+        "step rejected its input (exit 2), not retried:",
+        "  retrain_steps download: error: dataset location not allowed: http://127.0.0.1:9/x.zip",
+        "  allowed: s3://store/"]
+    assert info.value.code == 2 and not isinstance(info.value, Exception) and not_retried(operator, info.value)
+
+
+def test_the_container_keeps_its_last_log_lines_as_termination_message(operator):
+    assert operator.termination_message_policy == "FallbackToLogsOnError"
+    assert StepPodOperator(task_id="t", image="i", termination_message_policy="File").termination_message_policy == "File"
 
 
 def test_a_crash_stays_retryable(operator):
     pod = finished_pod(1)
     with pytest.raises(AirflowException, match="returned a failure") as info:
         operator.cleanup(pod, pod)
-    assert not isinstance(info.value, AirflowFailException)
+    assert not isinstance(info.value, AirflowFailException) and not not_retried(operator, info.value)
 
 
 def test_success_passes(operator):

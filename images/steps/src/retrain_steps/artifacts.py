@@ -409,16 +409,35 @@ def verify_sha256(uri: str, data: bytes, expected: str | None) -> str:
     return digest
 
 
+# The Airflow Variable that allows more dataset locations at once (read by each run's plan task), beside
+# the deployment's RETRAIN_DATASET_ALLOWED: named here because the refusal below tells how to use it.
+ALLOW_VARIABLE = "retrain_dataset_allowed"
+
+
 def check_allowed(uri: str | StoreURI, prefixes: list[str] | tuple[str, ...]) -> StoreURI:
     """Return ``uri`` parsed if it lies under one of ``prefixes`` (folder prefixes), else raise.
 
-    Read what this returns: it is the path that was checked. The message names the URI and the
-    allowed locations only: nothing about what exists there.
+    Read what this returns: it is the path that was checked. The message names the URI, the
+    allowed locations and how to allow it (a few short lines); nothing about what exists there.
     """
     target = StoreURI.parse(uri)
     if target.scheme == "file" and not target.path.startswith("/"):
         raise ArtifactError(f"dataset location not allowed: {uri} is a relative path (give file:///<absolute path>)")
     if any(target.is_under(StoreURI.parse(prefix)) for prefix in prefixes):
         return target
-    raise ArtifactError(f"dataset location not allowed: {uri} (allowed: {', '.join(prefixes) or 'none'}; "
-                        "the deployment sets RETRAIN_DATASET_ALLOWED)")
+    import shlex
+
+    folder = _folder_of(target)
+    raise ArtifactError(
+        f"dataset location not allowed: {uri}\n"
+        f"allowed: {', '.join(prefixes) or 'none'}\n"
+        f"to allow {folder} (no restart; keep the entries the Variable already holds):\n"
+        f"  airflow variables set {ALLOW_VARIABLE} {shlex.quote(json.dumps([folder]))}\n"
+        "or add it to RETRAIN_DATASET_ALLOWED (comma-separated) in the deployment's environment")
+
+
+def _folder_of(target: StoreURI) -> str:
+    """The prefix to suggest allowing: the server or bucket of a remote URI, the folder of a local one."""
+    if target.scheme != "file":
+        return f"{target.scheme}://{target.host}/"
+    return f"file://{target.path if target.path.endswith('/') else target.path.rsplit('/', 1)[0] + '/'}"
