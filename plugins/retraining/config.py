@@ -231,7 +231,7 @@ class _Reader:
         try:
             return uri_prefixes(self.text(name), name)
         except SettingsError as err:
-            self.problems.append(str(err).replace("\n", "; "))  # one line, as the other problems
+            self.problems.append("; ".join(line.strip() for line in str(err).splitlines()))  # one line, as the others
             return ()
 
     def names(self, name: str) -> tuple[str, ...]:
