@@ -5,6 +5,9 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import json
+import os
+import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -38,6 +41,48 @@ def test_the_shipped_sample_is_a_three(server, live_registry):
     assert len(top) == 5 and top[0] == {"class_name": "3", "class_index": 3, "probability": body["probabilities"][3]}
     assert [t["probability"] for t in top] == sorted((t["probability"] for t in top), reverse=True)
     assert response.headers[VERSION_HEADER] == live_registry["version"] == body["model_version"]
+
+
+def top_level_keys(sample: str) -> set[str]:
+    """The keys of the outermost object in a JSON-like ``sample`` whose values may be elided (``[...]``, ``…``)."""
+    keys, depth, quoted, start = set(), 0, False, 0
+    for index, char in enumerate(sample):
+        if char == '"':
+            quoted = not quoted
+            if quoted:
+                start = index + 1
+            elif depth == 1 and sample[index + 1:].lstrip().startswith(":"):
+                keys.add(sample[start:index])
+        elif not quoted and char in "{[":
+            depth += 1
+        elif not quoted and char in "}]":
+            depth -= 1
+    return keys
+
+
+def test_the_readme_curl_lines_as_written(server, tmp_path):
+    """README.md's ``curl ... 127.0.0.1:3000/predict`` lines, run as written (tests/test_readme.py) against this server:
+    a curlrc sends :3000 here, ``file=@`` a file that is not in the project is a photo of the reader's; each answers
+    200 with the documented answer's fields."""
+    from tests.helpers.readme import commands
+    from tests.test_readme import RUN_ELSEWHERE
+
+    prefix = next(p for p, test in RUN_ELSEWHERE.items() if test.endswith(test_the_readme_curl_lines_as_written.__name__))
+    lines = [c for c in commands() if c.text.startswith(prefix)]
+    assert lines, "the README shows curl lines"
+    (tmp_path / "serving").symlink_to(ROOT / "serving")
+    (tmp_path / ".curlrc").write_text(f"connect-to = 127.0.0.1:3000:{server.removeprefix('http://')}\nsilent\nshow-error\n")
+    for name in {m for c in lines for m in re.findall(r"file=@(\S+)", c.text)} - {"serving/samples/digit-3.png"}:
+        from PIL import Image
+
+        Image.effect_mandelbrot((1024, 768), (-2, -1.2, 1, 1.2), 64).convert("RGB").save(tmp_path / name, "JPEG")
+    for line in lines:
+        done = subprocess.run(["bash", "-c", f"{line.text} --fail-with-body"], cwd=tmp_path, capture_output=True, text=True,
+                              env={"PATH": os.environ["PATH"], "CURL_HOME": str(tmp_path)}, timeout=60)
+        assert done.returncode == 0, f"README.md:{line.line}: {line.text}\n{done.stdout}{done.stderr}"
+        answer = json.loads(done.stdout)
+        if line.answer:  # the documented answer (values elided with ... or …) names every field of the real one
+            assert top_level_keys(line.answer) == set(answer), f"README.md:{line.line}: {line.answer}\nanswered: {answer}"
 
 
 def test_pngs_of_both_polarities_and_sizes_are_classified(server, trained):
