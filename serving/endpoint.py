@@ -11,7 +11,8 @@ OpenAPI contract and the Python API, runs too), batched with the requests that q
 (:class:`serving.batching.AdaptiveBatcher`). Every error is a JSON ``{"error": ...}`` 4xx:
 413 over the size cap, 415 for another content type, 400 for a malformed body, a field other
 than ``file``/``instances``, a ``file`` field that is not an upload, or bad pixels; 503 before a
-model is loaded. It also serves the service's own ``GET`` pages (``pages``: ``/readyz`` with the
+model is loaded. Each answer's images are counted by their OOD and confidence verdicts. It also serves the
+service's own ``GET`` pages (``pages``: ``/readyz`` with the
 version served and any fallback, the OpenAPI document and its ``/docs`` page) and ``/metrics``
 (:mod:`serving.metrics`), and counts every request it sees by route.
 """
@@ -249,6 +250,7 @@ class PredictEndpoint:
             else:
                 data, instances = None, parse_instances(body)
             payload = await self.batcher.submit((model, data, instances), 1 if data is not None else len(instances))
+            self.metrics.count_answers(payload)
             if self.capture is not None:
                 self.capture.submit(model.version, data, instances, payload)
         except RequestError as err:

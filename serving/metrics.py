@@ -3,8 +3,9 @@
 BentoML's own traffic metrics label every request with its path, so random unknown paths grow
 the series without bound; they are turned off (``metrics={"enabled": False}`` on the service)
 and these take their place: requests and latency by route (known routes, else ``other``), the
-images and requests per forward pass (adaptive batching), the model version in service, whether it is a fallback, and the
-feedback capture's writes and drops. Worker
+images and requests per forward pass (adaptive batching), the images answered by whether they are in
+distribution and confident (``digits_predictions_total``: the answers a client should not trust),
+the model version in service, whether it is a fallback, and the feedback capture's writes and drops. Worker
 processes write to BentoML's per-server multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``), which
 :func:`isolate` makes private to each server so two servers on a machine never mix counts.
 """
@@ -15,6 +16,9 @@ import os
 import tempfile
 
 ROUTES = ("/predict", "/readyz", "/livez", "/healthz", "/metrics", "/docs", "/docs.json", "/")
+
+
+VERDICT = {True: "true", False: "false", None: "unknown"}
 
 
 def isolate() -> None:
@@ -53,12 +57,26 @@ class ServiceMetrics:
         self.captured = prom.Counter("digits_capture_written", "served requests stored for relabelling")
         self.capture_dropped = prom.Counter("digits_capture_dropped", "served requests not stored (queue full or "
                                             "the store failed)", ["reason"])
+        self.predictions = prom.Counter("digits_predictions", "images answered by /predict, by whether they are like "
+                                        "the training images (unknown: the model has no OOD statistics) and whether "
+                                        "the top probability reaches DIGITS_CONFIDENCE_FLOOR",
+                                        ["in_distribution", "confident"])
         self._version: str | None = None
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         route = route_of(path)
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
+
+    def count_answers(self, payload: dict) -> None:
+        """Count the images of one ``/predict`` answer (an upload's or JSON instances') by their verdicts."""
+        if "confident" not in payload:
+            return  # not an answer of serving.service (the endpoint's tests serve stand-ins)
+        verdicts, confident = payload["in_distribution"], payload["confident"]
+        if not isinstance(confident, list):
+            verdicts, confident = [verdicts], [confident]
+        for label in zip(map(VERDICT.get, verdicts), map(VERDICT.get, confident), strict=True):
+            self.predictions.labels(*label).inc()
 
     def model_state(self, version: str | None, fallback: bool) -> None:
         if version != self._version:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from retrain_steps import artifacts, layout, protocol, registry
+from retrain_steps import artifacts, layout, manifest, protocol, registry
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ STEPS_DIR = Path(artifacts.__file__).resolve().parent
 # Every module of the serving package but this build tool; of the steps package, what the service imports.
 SERVING_MODULES = tuple(sorted(p.name for p in SERVING_DIR.glob("*.py") if p.name != Path(__file__).name))
 STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "digits_profile.py", "images.py", "input_spec.py", "layout.py",
-                 "models.py", "registry.py", "settings.py")
+                 "models.py", "ood.py", "registry.py", "settings.py")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +73,7 @@ def build_bento(model_dir: Path, card: dict, requirements: Path, work: Path) -> 
         labels={"framework": card["framework"]},
         metadata={"version": card["version"], "framework": card["framework"]},
     ) as model:
-        for name in (card["file"], layout.MODEL_INFO):
+        for name in model_files(card):
             shutil.copy2(model_dir / name, Path(model.path) / name)
     sys.path.insert(0, str(context))
     bento = bentoml.bentos.build(
@@ -87,6 +87,23 @@ def build_bento(model_dir: Path, card: dict, requirements: Path, work: Path) -> 
         build_ctx=str(context),
     )
     return Path(bentoml.bentos.export_bento(bento.tag, str(work / BENTO_FILE)))
+
+
+def model_files(card: dict) -> tuple[str, ...]:
+    """The registered files a bento's model holds: weights, ``model.json`` and, when trained with them, the OOD
+    statistics (a model trained before them serves without: its answers say ``in_distribution: null``)."""
+    return (card["file"], layout.MODEL_INFO, *([layout.OOD_STATS] if layout.OOD_STATS in card["files"] else []))
+
+
+def register_ood_statistics(args: argparse.Namespace, card: dict) -> None:
+    """Copy the train output's OOD statistics, verified against its manifest, into the version's folder."""
+    if not artifacts.exists(layout.file_in(args.model, layout.OOD_STATS)):
+        log.warning("package: %s has no %s (trained before them): served without an OOD score", args.model,
+                    layout.OOD_STATS)
+        return
+    data = manifest.read_verified(args.model, layout.OOD_STATS)
+    card["files"][layout.OOD_STATS] = registry.keep_first(
+        layout.version_file(args.registry, card["version"], layout.OOD_STATS), data)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -111,11 +128,12 @@ def run(args: argparse.Namespace) -> dict:
     )
     if artifacts.exists(layout.card(args.registry, card["version"])):
         return _already_registered(args.registry, card)
+    register_ood_statistics(args, card)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model_dir = work / "model"
         model_dir.mkdir()
-        for name in (card["file"], layout.MODEL_INFO):
+        for name in model_files(card):
             (model_dir / name).write_bytes(artifacts.read_bytes(layout.version_file(args.registry, card["version"], name)))
         bento_file = build_bento(model_dir, card, requirements, work)
         bento_uri = layout.bento(args.registry, card["version"])

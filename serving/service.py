@@ -13,6 +13,12 @@ An upload may have any size and mode; JSON ``instances`` have the model's own sh
 (``prediction``, ``probabilities``, ``model_version``); the ``X-Model-Version`` response
 header names the model version. Bad input gets a 4xx JSON ``{"error": ...}``.
 
+Every answer also says whether to trust it: ``confident`` (the top probability reaches
+``DIGITS_CONFIDENCE_FLOOR``), ``ood_score`` (how unlike the model's training images the image is,
+:mod:`retrain_steps.ood`; above 1: out of distribution) and ``in_distribution``. A model packed
+without OOD statistics (trained before them) answers ``ood_score`` and ``in_distribution`` null.
+JSON ``instances`` get the lists ``confident``, ``ood_scores`` and ``in_distribution``.
+
 The model is always a bento's, the one :mod:`serving.package` built and registered:
 
 * following a registry (``DIGITS_REGISTRY_URI``: ``make run``, the compose stack, the
@@ -41,10 +47,11 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException
 
-from retrain_steps import artifacts, registry
+from retrain_steps import artifacts, layout, registry
 from retrain_steps.errors import InputError
 from retrain_steps.input_spec import InputSpec, decode_upload, from_instances, prepare
 from retrain_steps.models import Predictor, load_predictor, read_model_info
+from retrain_steps.ood import Scorer
 from serving import fetch, metrics
 from serving.endpoint import PredictEndpoint
 from serving.settings import ServerSettings
@@ -70,26 +77,37 @@ class LoadedModel(NamedTuple):
     framework: str
     spec: InputSpec
     predict: Predictor
+    ood: Scorer | None = None  #: None: the model was packed without OOD statistics
 
 
 def load_folder(folder: Path, version: str) -> LoadedModel:
-    """Load a model folder (``model.json`` with the input spec + weights)."""
+    """Load a model folder (``model.json`` with the input spec + weights, and ``ood.json`` when it has one)."""
     framework, spec = read_model_info(folder)
-    return LoadedModel(version, framework, spec, load_predictor(folder, framework, spec, SETTINGS.device))
+    stats = folder / layout.OOD_STATS
+    return LoadedModel(version, framework, spec, load_predictor(folder, framework, spec, SETTINGS.device),
+                       Scorer(json.loads(stats.read_text())) if stats.is_file() else None)
 
 
-def answer(probabilities: np.ndarray, spec: InputSpec) -> list[dict]:
-    """Per row: class index and name, the top-k classes by name, and every class probability (6 decimals)."""
+def answer(probabilities: np.ndarray, spec: InputSpec, ood_scores: np.ndarray | None = None,
+           confidence_floor: float | None = None) -> list[dict]:
+    """Per row: class index and name, the top-k classes by name, every class probability (6 decimals), whether
+    the top one reaches ``confidence_floor`` (default: the setting), and the OOD score and verdict (None without
+    ``ood_scores``)."""
+    floor = SETTINGS.confidence_floor if confidence_floor is None else confidence_floor
     k = min(TOP_K, len(spec.class_names))
     orders = np.argsort(-probabilities, axis=1, kind="stable")[:, :k].tolist()
     names = spec.class_names
+    scores = [None] * len(probabilities) if ood_scores is None else np.round(ood_scores, 4).tolist()
     rows = []
-    for row, order in zip(np.round(probabilities.astype(np.float64), 6).tolist(), orders, strict=True):
+    for row, order, score in zip(np.round(probabilities.astype(np.float64), 6).tolist(), orders, scores, strict=True):
         rows.append({
             "class_index": order[0],
             "class_name": names[order[0]],
             "top_k": [{"class_name": names[i], "class_index": i, "probability": row[i]} for i in order],
             "probabilities": row,
+            "confident": row[order[0]] >= floor,
+            "ood_score": score,
+            "in_distribution": None if score is None else score <= 1.0,
         })
     return rows
 
@@ -297,6 +315,9 @@ def _payload(model: LoadedModel, rows: list[dict], *, upload: bool) -> dict:
         "class_names": [row["class_name"] for row in rows],
         "top_k": [row["top_k"] for row in rows],
         "probabilities": [row["probabilities"] for row in rows],
+        "confident": [row["confident"] for row in rows],
+        "ood_scores": [row["ood_score"] for row in rows],
+        "in_distribution": [row["in_distribution"] for row in rows],
         "model_version": model.version,
     }
 
@@ -353,7 +374,8 @@ class DigitsClassifier:
             prepared.setdefault(id(model), []).append((index, rows))
         for group in prepared.values():
             model = requests[group[0][0]][0]
-            answers = answer(model.predict(np.concatenate([rows for _, rows in group])), model.spec)
+            batch = np.concatenate([rows for _, rows in group])
+            answers = answer(model.predict(batch), model.spec, model.ood(batch) if model.ood else None)
             start = 0
             for index, rows in group:
                 upload = requests[index][1] is not None

@@ -10,7 +10,8 @@
 - ``DIGITS_DEVICE`` (auto): ``auto`` (the GPU when torch sees one), ``cpu`` or ``cuda``;
 - ``DIGITS_MAX_BATCH_ROWS`` (64), ``DIGITS_BATCH_WAIT_MS`` (0): adaptive batching, most images per
   forward pass and longest wait for more requests;
-- ``DIGITS_CAPTURE_URI`` (unset), ``DIGITS_CAPTURE_QUEUE`` (4096): feedback capture's store and queue.
+- ``DIGITS_CAPTURE_URI`` (unset), ``DIGITS_CAPTURE_QUEUE`` (4096): feedback capture's store and queue;
+- ``DIGITS_CONFIDENCE_FLOOR`` (0.5): an answer whose top probability is below it says ``confident: false``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ServerSettings:
     batch_wait_ms: float = 0.0
     capture_uri: str | None = None
     capture_queue: int = 4096
+    confidence_floor: float = 0.5
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
@@ -67,4 +69,5 @@ class ServerSettings:
             batch_wait_ms=_number(environ, "DIGITS_BATCH_WAIT_MS", "0", float, 0, 1000),
             capture_uri=environ.get("DIGITS_CAPTURE_URI") or None,
             capture_queue=_number(environ, "DIGITS_CAPTURE_QUEUE", "4096", int, 1, 1_000_000),
+            confidence_floor=_number(environ, "DIGITS_CONFIDENCE_FLOOR", "0.5", float, 0, 1),
         )

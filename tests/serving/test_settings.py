@@ -14,6 +14,7 @@ def test_defaults_and_values_from_the_environment():
                                                 "DIGITS_REGISTRY_URI": "s3://b/registry"})
     assert (settings.max_batch_rows, settings.batch_wait_ms, settings.device, settings.workers) == (8, 2.5, "cpu", 2)
     assert settings.registry_uri == "s3://b/registry"
+    assert ServerSettings.from_environment({"DIGITS_CONFIDENCE_FLOOR": "0.9"}).confidence_floor == 0.9
 
 
 @pytest.mark.parametrize(("environ", "message"), [
@@ -24,6 +25,8 @@ def test_defaults_and_values_from_the_environment():
     ({"DIGITS_MAX_REQUEST_BYTES": "10"}, "DIGITS_MAX_REQUEST_BYTES='10' is out of range"),
     ({"DIGITS_CAPTURE_QUEUE": "0"}, "DIGITS_CAPTURE_QUEUE='0' is out of range"),
     ({"DIGITS_DEVICE": "gpu"}, "DIGITS_DEVICE='gpu': expected one of auto, cpu, cuda"),
+    ({"DIGITS_CONFIDENCE_FLOOR": "1.5"}, "DIGITS_CONFIDENCE_FLOOR='1.5' is out of range"),
+    ({"DIGITS_CONFIDENCE_FLOOR": "high"}, "DIGITS_CONFIDENCE_FLOOR='high' is not a number"),
 ])
 def test_a_bad_value_names_its_variable(environ, message):
     with pytest.raises(SettingError, match=message.replace("(", r"\(").replace(".", r"\.")):

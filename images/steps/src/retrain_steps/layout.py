@@ -9,7 +9,8 @@ A run's step outputs, under the artifact store (each folder's ``manifest.json`` 
 
     step-outputs/<run id>/download/    dataset.npz, dataset.json
     step-outputs/<run id>/preprocess/  splits.npz, spec.json, stats.json
-    step-outputs/<run id>/train/<i>/   model.pt | model.keras, model.json, metrics.json (TrainMetrics), curve.png
+    step-outputs/<run id>/train/<i>/   model.pt | model.keras, model.json, metrics.json (TrainMetrics), curve.png,
+                                     ood.json (OodStatistics)
     step-outputs/<run id>/evaluate/<i>/ metrics.json (Evaluation), confusion.png; <i> = production: the
                                      production model on this run's test split
     cache/preprocess/<key>/          a preprocess output any run with the same inputs reuses
@@ -17,7 +18,7 @@ A run's step outputs, under the artifact store (each folder's ``manifest.json`` 
 
 The model registry (its own URI)::
 
-    versions/<version>/              the weights and model.json as trained, digits_classifier.bento
+    versions/<version>/              the weights, model.json and ood.json as trained, digits_classifier.bento
                                      (the bento every backend serves), card.json (written last, once)
     versions/<version>/reproduced-by/<run id>.json  a later run that trained the same weights again (create-only)
     promotions/<seq>.json            the promotion history, one create-only entry per change of production
@@ -39,6 +40,7 @@ SPEC = "spec.json"  #: preprocess: the input spec the splits were converted with
 STATS = "stats.json"  #: preprocess: split sizes, seed and dataset digest
 MODEL_INFO = "model.json"  #: train (and a registry version): framework, weights file, input spec
 METRICS = "metrics.json"  #: train: :class:`TrainMetrics`; evaluate: :class:`Evaluation`
+OOD_STATS = "ood.json"  #: train (and a registry version, and its bento's model): :class:`OodStatistics`
 CURVE_PLOT = "curve.png"  #: train: the training curve
 CONFUSION_PLOT = "confusion.png"  #: evaluate: the confusion matrix
 MANIFEST = "manifest.json"  #: every step folder: key and sha256 of each output, written last
@@ -92,6 +94,19 @@ class TrainMetrics(TypedDict, total=False):
     val_loss: float
     samples_per_s: float
     history: list[dict]
+
+
+class OodStatistics(TypedDict):
+    """``train``'s ``ood.json``: what :mod:`retrain_steps.ood` scores served images against."""
+
+    score: str  #: the score's name (:data:`retrain_steps.ood.SCORE`)
+    threshold_quantile: float  #: the quantile of the held-out errors taken as the threshold
+    threshold: float  #: the reconstruction error a score of 1 stands for
+    held_out_samples: int  #: validation images measured
+    held_out_quantiles: dict[str, float]  #: their scores at a few quantiles
+    explained_variance: float  #: the training variance the subspace explains
+    mean: list[float]  #: the mean prepared training image, flattened
+    components: list[list[float]]  #: the subspace's unit basis, one flattened image a row
 
 
 class Evaluation(TypedDict, total=False):

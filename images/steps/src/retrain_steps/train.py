@@ -2,7 +2,8 @@
 
 Logs one progress line per epoch (epoch, loss, val accuracy, samples/s). Writes under
 ``--output``: the model (``model.pt`` or ``model.keras``), ``model.json``, ``metrics.json``
-(the best epoch's validation accuracy, whose weights are kept) and ``curve.png``.
+(the best epoch's validation accuracy, whose weights are kept), ``curve.png`` and ``ood.json``
+(:mod:`retrain_steps.ood`: how unlike the training images a served image may be).
 ``--device auto`` trains on CUDA when present, else on the CPU. ``--patience N`` stops after N
 epochs without a lower validation loss; ``--init-from`` fine-tunes a model folder of the same
 framework and shape (a registry version: warm start from production) instead of starting fresh;
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain_steps import artifacts, layout, manifest, plots
+from retrain_steps import artifacts, layout, manifest, ood, plots
 from retrain_steps.input_spec import InputSpec, prepare, spec_of_model
 from retrain_steps.models import DEVICES, FRAMEWORKS, MODEL_FILES, resolve_device
 from retrain_steps.preprocess import load_spec, load_splits
@@ -281,6 +282,8 @@ def run(args: argparse.Namespace) -> dict:
                 {"framework": args.framework, "file": model_file, "input_spec": spec.to_dict()},
             ),
             layout.METRICS: artifacts.write_json(layout.file_in(args.output, layout.METRICS), metrics),
+            layout.OOD_STATS: artifacts.write_json(layout.file_in(args.output, layout.OOD_STATS),
+                                                   ood.fit(splits["x_train"], splits["x_val"])),
             layout.CURVE_PLOT: artifacts.write_bytes(
                 layout.file_in(args.output, layout.CURVE_PLOT), plots.training_curve(history)
             ),
