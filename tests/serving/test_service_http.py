@@ -22,6 +22,7 @@ from serving.service import EXAMPLE_INPUT, MAX_REQUEST_BYTES, VERSION_HEADER
 from tests.conftest import ROOT, run_cli
 from tests.helpers.servers import wait_http
 from tests.serving.conftest import package, serve_bento, serve_source
+from tests.serving.test_ood import colourful_photo
 
 SAMPLE = ROOT / "serving" / "samples" / "digit-3.png"
 
@@ -218,6 +219,22 @@ def test_client_matches_the_service_example():
     from serving import client
 
     assert client.EXAMPLE_INSTANCE == EXAMPLE_INPUT["instances"][0]
+
+
+def test_a_served_photo_is_answered_out_of_distribution_and_counted(server):
+    """Over HTTP from the packaged bento (its model carries the statistics): the fields, and ``/metrics``' count."""
+    def count() -> float:
+        metrics = httpx.get(f"{server}/metrics").text
+        line = 'digits_predictions_total{confident="true",in_distribution="false"} '
+        return sum(float(row.removeprefix(line)) for row in metrics.splitlines() if row.startswith(line))
+
+    before = count()
+    response = httpx.post(f"{server}/predict", files={"file": ("photo.jpg", colourful_photo(1), "image/jpeg")},
+                          timeout=30)
+    body = response.json()
+    assert response.status_code == 200 and body["in_distribution"] is False and body["ood_score"] > 1, body
+    assert body["confident"] is True, body  # the floor alone (0.5) lets this photo through: the OOD score does not
+    assert count() == before + 1
 
 
 def test_health_and_metrics_endpoints(server):
