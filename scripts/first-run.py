@@ -65,7 +65,8 @@ def main(base: str) -> int:
     started, state = time.monotonic(), run["state"]
     while state not in ("success", "failed"):
         time.sleep(5)
-        state = call(base, "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}", token)["state"]
+        run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+        state = call(base, "GET", run_path, token)["state"]
     print(f"    {state} in {time.monotonic() - started:.0f} s")
     from retrain_steps import artifacts
 

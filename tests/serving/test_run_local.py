@@ -48,7 +48,8 @@ def scheduler_environ(airflow_port: int) -> dict:
         try:
             args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[:-1]
             if args[-2:-1] and args[-1] == b"scheduler" and args[-2].endswith(b"/airflow"):
-                environ = dict(item.split("=", 1) for item in open(f"/proc/{pid}/environ").read().split("\0") if "=" in item)
+                items = open(f"/proc/{pid}/environ").read().split("\0")
+                environ = dict(item.split("=", 1) for item in items if "=" in item)
                 if environ.get("AIRFLOW_PORT") == str(airflow_port):
                     return environ
         except OSError:  # gone meanwhile
@@ -88,10 +89,10 @@ def test_run_local_serves_production_without_training_and_stops_cleanly(packaged
         # The lines the banner says to paste give another shell the same Airflow, ports and store.
         pasted = re.search(r"paste:\n((?:    .*\n){3})", output).group(1)
         check = pasted + 'echo "$AIRFLOW_HOME|$AIRFLOW_PORT|$SERVING_PORT|$RETRAIN_REGISTRY|$PWD"\n'
-        shell = subprocess.run(["bash"], input=check, cwd=tmp_path, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
-                               capture_output=True, text=True, timeout=60)
-        assert shell.stdout.strip().splitlines()[-1] == \
-            f"{project}/airflow-home|{airflow_port}|{serving_port}|{packaged['uri']}|{project}", shell.stdout + shell.stderr
+        shell = subprocess.run(["bash"], input=check, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                               env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+        expected = f"{project}/airflow-home|{airflow_port}|{serving_port}|{packaged['uri']}|{project}"
+        assert shell.stdout.strip().splitlines()[-1] == expected, shell.stdout + shell.stderr
     finally:
         os.killpg(make.pid, signal.SIGTERM)  # what Ctrl-C or `kill -- -PGID` does: make and the script both get it
         stopped = time.monotonic()

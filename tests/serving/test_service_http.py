@@ -68,22 +68,25 @@ def test_the_readme_curl_lines_as_written(server, tmp_path):
     from tests.helpers.readme import commands
     from tests.test_readme import RUN_ELSEWHERE
 
-    prefix = next(p for p, test in RUN_ELSEWHERE.items() if test.endswith(test_the_readme_curl_lines_as_written.__name__))
+    me = test_the_readme_curl_lines_as_written.__name__
+    prefix = next(p for p, test in RUN_ELSEWHERE.items() if test.endswith(me))
     lines = [c for c in commands() if c.text.startswith(prefix)]
     assert lines, "the README shows curl lines"
     (tmp_path / "serving").symlink_to(ROOT / "serving")
-    (tmp_path / ".curlrc").write_text(f"connect-to = 127.0.0.1:3000:{server.removeprefix('http://')}\nsilent\nshow-error\n")
+    here = server.removeprefix("http://")
+    (tmp_path / ".curlrc").write_text(f"connect-to = 127.0.0.1:3000:{here}\nsilent\nshow-error\n")
     for name in {m for c in lines for m in re.findall(r"file=@(\S+)", c.text)} - {"serving/samples/digit-3.png"}:
         from PIL import Image
 
         Image.effect_mandelbrot((1024, 768), (-2, -1.2, 1, 1.2), 64).convert("RGB").save(tmp_path / name, "JPEG")
     for line in lines:
-        done = subprocess.run(["bash", "-c", f"{line.text} --fail-with-body"], cwd=tmp_path, capture_output=True, text=True,
-                              env={"PATH": os.environ["PATH"], "CURL_HOME": str(tmp_path)}, timeout=60)
+        done = subprocess.run(["bash", "-c", f"{line.text} --fail-with-body"], cwd=tmp_path, capture_output=True,
+                              text=True, env={"PATH": os.environ["PATH"], "CURL_HOME": str(tmp_path)}, timeout=60)
         assert done.returncode == 0, f"README.md:{line.line}: {line.text}\n{done.stdout}{done.stderr}"
         answer = json.loads(done.stdout)
         if line.answer:  # the documented answer (values elided with ... or …) names every field of the real one
-            assert top_level_keys(line.answer) == set(answer), f"README.md:{line.line}: {line.answer}\nanswered: {answer}"
+            documented = top_level_keys(line.answer)
+            assert documented == set(answer), f"README.md:{line.line}: {line.answer}\nanswered: {answer}"
 
 
 def test_pngs_of_both_polarities_and_sizes_are_classified(server, trained):
