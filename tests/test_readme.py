@@ -201,12 +201,14 @@ def scratch_project(base: Path) -> Path:
 @pytest.mark.e2e
 def test_the_blocks_for_another_shell_run_as_written(tmp_path):
     """Each block that starts ``source scripts/airflow-env.sh`` runs as one pasted bash session (``set -e``), in the
-    project root of a scratch copy with ``make run``'s database (migrated, DAGs serialized): triggers queue runs."""
+    project root of a scratch copy with ``make run``'s database (migrated, DAGs serialized, ``retrain`` unpaused, as
+    ``make run`` leaves it): triggers queue runs, and nothing answers "No paused DAGs"."""
     blocks = session_blocks()
     assert blocks, "the README has blocks for another shell"
     project = scratch_project(tmp_path)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path / "airflow")}
-    migrate = "source scripts/airflow-env.sh && airflow db migrate && airflow dags reserialize"
+    migrate = ("source scripts/airflow-env.sh && airflow db migrate && airflow dags reserialize"
+               " && airflow dags unpause retrain")
     prepare = subprocess.run(["bash", "-c", migrate], cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert prepare.returncode == 0, prepare.stdout[-3000:] + prepare.stderr[-3000:]
     for index, block in enumerate(blocks):
