@@ -4,7 +4,7 @@
 # model (or RETRAIN=1, or RETRAIN_CONF is given), triggers it once through Airflow (so the UI shows the
 # run and its logs); then serves until Ctrl-C or SIGTERM, which stop everything and exit 0.
 # Ports: AIRFLOW_PORT (8080), SERVING_PORT (3000). Airflow's worker slots: AIRFLOW__CORE__PARALLELISM
-# (default: the CPU count + 2, at least 4: the LocalExecutor forks that many workers at start, ~100 MiB each).
+# (default: the CPU count + 2, at least 4; the LocalExecutor forks that many workers at start and keeps them).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
