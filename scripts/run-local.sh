@@ -76,7 +76,7 @@ curl -sf "http://127.0.0.1:$SERVING_PORT/readyz" >/dev/null || echo "model serve
 password=$(python -c "import json,sys; print(json.load(open('$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated')).get('admin',''))" 2>/dev/null || true)
 exports="AIRFLOW_HOME=$(printf '%q' "$AIRFLOW_HOME") AIRFLOW_PORT=$AIRFLOW_PORT SERVING_PORT=$SERVING_PORT"
 for name in $user_settings; do
-  case "$name" in AIRFLOW_HOME|AIRFLOW_PORT|SERVING_PORT) ;; *) exports+=" $name=$(printf '%q' "${!name}")" ;; esac
+  case "$name" in AIRFLOW_HOME|AIRFLOW_PORT|SERVING_PORT|RETRAIN_CONF) ;; *) exports+=" $name=$(printf '%q' "${!name}")" ;; esac
 done
 cat <<BANNER
 

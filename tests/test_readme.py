@@ -7,7 +7,7 @@ Each command must be
 (a) run here as written: ``scripts/models ...`` against a registry whose versions are the ones the lines
     name; the blocks for "another shell" (those starting ``source scripts/airflow-env.sh``: ``airflow dags``,
     the example datasets) in one bash session, in a scratch copy of the project with an Airflow home of its
-    own, as a reader pastes them; or
+    own, as a reader pastes them; every ``airflow connections add`` line in that Airflow; or
 (b) claimed by another test that runs it as written (RUN_ELSEWHERE: the README's curl lines, against the
     served bento); or
 (c) listed in COVERED_BY with the test that runs it (``make run``) or exercises it, and why it cannot run here as
@@ -19,15 +19,19 @@ whose command left the README, or whose test does not exist, fails it too.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.conftest import ROOT
 from tests.helpers.readme import commands
@@ -42,7 +46,6 @@ RUN_ELSEWHERE = {
 
 CONTAINERS = "tests/containers/test_step_pods.py::test_the_pods_run_the_whole_loop_and_register_a_version"
 CLUSTER = "tests/cluster/test_retrain_on_kubernetes.py::test_retrain_on_pods_then_predict"
-KFP_BRIDGE = "tests/plugins/kubeflow/test_kubeflow_bridge.py"
 # (c) command -> (test that exercises it, why it does not run here as written).
 COVERED_BY = {
     "make run": ("tests/serving/test_run_local.py::test_run_local_serves_production_without_training_and_stops_cleanly",
@@ -54,9 +57,6 @@ COVERED_BY = {
         "tests/containers/conftest.py", "the containers suite runs `make images` (minutes)"),
     "for i in steps train serving airflow; do docker push $REG/$i:$TAG; done": (
         CONTAINERS, "needs a registry to push to; the suite plays the images it built"),
-    "airflow connections add artifact_store --conn-type aws --conn-login ... --conn-password ... "
-    "--conn-extra '{\"endpoint_url\": \"https://minio.example.com\"}'": (
-        CLUSTER, "credentials of a real S3; the e2e tests pass the store through the environment"),
     "helm test serving --namespace serving": (
         "tests/charts/test_serving_chart.py::test_helm_test_pod_posts_the_example",
         "needs a cluster; the test renders the helm test pod"),
@@ -76,15 +76,15 @@ COVERED_BY_PREFIX = {
     "helm upgrade --install airflow apache-airflow/airflow ": (
         "tests/charts/test_control_plane.py::test_airflow_values_configure_the_kubernetes_backend_from_the_image",
         "needs a cluster and the chart repository"),
-    "airflow connections add kubeflow_default --conn-type kubeflow_pipelines --conn-host http://ml-pipeline": (
-        f"{KFP_BRIDGE}::test_sa_token_is_reread_on_401", "the hook's test builds this connection; it needs a Kubeflow"),
-    "airflow connections add kubeflow_default --conn-type kubeflow_pipelines --conn-host https://kubeflow.example": (
-        f"{KFP_BRIDGE}::test_bearer_token_auth", "the hook's test builds this connection; it needs a Kubeflow"),
 }
 
 
 def is_models_cli(command: str) -> bool:
     return command.startswith("scripts/models ")
+
+
+def is_connection(command: str) -> bool:
+    return command.startswith("airflow connections add ")
 
 
 def session_blocks() -> list[list[str]]:
@@ -109,7 +109,7 @@ def covered_by(command: str) -> tuple[str, str] | None:
 
 def test_every_readme_command_is_run_by_a_test():
     in_sessions = {text for block in session_blocks() for text in block}
-    run_here = {c.text for c in commands() if is_models_cli(c.text)} | in_sessions
+    run_here = {c.text for c in commands() if is_models_cli(c.text) or is_connection(c.text)} | in_sessions
     uncovered = [f"README.md:{c.line}: {c.text}" for c in commands()
                  if not (c.text in run_here or claimed_elsewhere(c.text) or covered_by(c.text))]
     assert not uncovered, "README commands no test runs (run them in tests/test_readme.py or map them):\n" + \
@@ -198,35 +198,70 @@ def scratch_project(base: Path) -> Path:
     return project
 
 
-@pytest.mark.e2e
-def test_the_blocks_for_another_shell_run_as_written(tmp_path):
-    """Each block that starts ``source scripts/airflow-env.sh`` runs as one pasted bash session (``set -e``), in the
-    project root of a scratch copy with ``make run``'s database (migrated, DAGs serialized, ``retrain`` unpaused, as
-    ``make run`` leaves it): triggers queue runs, and nothing answers "No paused DAGs"."""
-    blocks = session_blocks()
-    assert blocks, "the README has blocks for another shell"
-    project = scratch_project(tmp_path)
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path / "airflow")}
+@pytest.fixture(scope="module")
+def scratch_airflow(tmp_path_factory) -> tuple[Path, dict]:
+    """A scratch copy of the project and the environment of an Airflow home in it as ``make run`` leaves it:
+    database migrated, DAGs serialized, ``retrain`` unpaused."""
+    base = tmp_path_factory.mktemp("readme-airflow")
+    project = scratch_project(base)
+    env = {"PATH": os.environ["PATH"], "HOME": str(base), "AIRFLOW_HOME": str(base / "airflow")}
     migrate = ("source scripts/airflow-env.sh && airflow db migrate && airflow dags reserialize"
                " && airflow dags unpause retrain")
     prepare = subprocess.run(["bash", "-c", migrate], cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert prepare.returncode == 0, prepare.stdout[-3000:] + prepare.stderr[-3000:]
-    for index, block in enumerate(blocks):
-        log = tmp_path / f"session-{index}.log"
-        with log.open("w") as out:  # a file, not a pipe: a line ending in `&` (a web server) outlives the shell
-            session = subprocess.Popen(["bash", "-e", "-c", "\n".join(block)], cwd=project, env=env, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+    return project, env
+
+
+def run_session(lines: list[str], project: Path, env: dict, log: Path) -> str:
+    """Run ``lines`` as one pasted bash session (``set -e``) in ``project``; return its output."""
+    with log.open("w") as out:  # a file, not a pipe: a line ending in `&` (a web server) outlives the shell
+        session = subprocess.Popen(["bash", "-e", "-c", "\n".join(lines)], cwd=project, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        session.wait(timeout=300)
+    finally:
         try:
-            session.wait(timeout=300)
-        finally:
-            try:
-                os.killpg(session.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        output = log.read_text()
-        assert session.returncode == 0, f"{block}\n{output}"
+            os.killpg(session.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    output = log.read_text()
+    assert session.returncode == 0, f"{lines}\n{output}"
+    return output
+
+
+@pytest.mark.e2e
+def test_the_blocks_for_another_shell_run_as_written(scratch_airflow, tmp_path):
+    """Each block that starts ``source scripts/airflow-env.sh`` runs as one pasted session in the scratch project
+    with ``make run``'s Airflow: triggers queue runs, and nothing answers "No paused DAGs"."""
+    blocks = session_blocks()
+    assert blocks, "the README has blocks for another shell"
+    project, env = scratch_airflow
+    for index, block in enumerate(blocks):
+        output = run_session(block, project, env, tmp_path / f"session-{index}.log")
         assert "No paused DAGs" not in output and "error" not in output.lower(), output
     listing = subprocess.run(["bash", "-c", "source scripts/airflow-env.sh && airflow dags list-runs retrain -o json"],
                              cwd=project, env=env, capture_output=True, text=True, timeout=120)
     triggers = sum(text.startswith("airflow dags trigger retrain ") for block in blocks for text in block)
     assert listing.stdout.count('"run_id"') == triggers, listing.stdout + listing.stderr
+
+
+@pytest.mark.e2e
+def test_the_connection_lines_run_as_written(scratch_airflow, tmp_path):
+    """Each ``airflow connections add`` line, in a shell that sourced ``scripts/airflow-env.sh``, creates its
+    connection with its extra (lines naming the same connection are alternatives: each replaces the one before)."""
+    project, env = scratch_airflow
+    lines = [c.text for c in commands() if is_connection(c.text)]
+    assert lines, "the README adds connections"
+    database = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    key = re.search(r"^fernet_key = (\S+)$", (Path(env["AIRFLOW_HOME"]) / "airflow.cfg").read_text(), re.M)
+    fernet = Fernet(key.group(1)) if key else None
+    for index, line in enumerate(lines):
+        words = shlex.split(line)
+        conn_id, extra = words[3], json.loads(words[words.index("--conn-extra") + 1])
+        with sqlite3.connect(database) as db:
+            db.execute("DELETE FROM connection WHERE conn_id = ?", (conn_id,))
+        run_session(["source scripts/airflow-env.sh", line], project, env, tmp_path / f"connection-{index}.log")
+        with sqlite3.connect(database) as db:  # (without its provider, a type is stored as "generic")
+            stored = db.execute("SELECT extra, is_extra_encrypted FROM connection WHERE conn_id = ?", (conn_id,))
+            extras = [fernet.decrypt(value.encode()) if encrypted else value for value, encrypted in stored]
+        assert [json.loads(value) for value in extras] == [extra], line
