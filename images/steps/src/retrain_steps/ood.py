@@ -6,8 +6,9 @@ explain :data:`EXPLAINED_VARIANCE` of their variance) and measures the reconstru
 the held-out validation images; the threshold is their :data:`THRESHOLD_QUANTILE` quantile. An
 image's score is its reconstruction error divided by that threshold: above 1 it is out of
 distribution. On the embedded digits (8x8 after the digits profile's crop-and-centre) this flags
-about 1% of the test digits and every noise image and colourful photo tried, where the energy
-score (-logsumexp of the logits) flagged 20% of the photos and max-softmax fewer (both measured).
+3% of the test digits, 97.5% of 80 generated colourful 1024x768 photos and every noise image
+tried; the energy score (-logsumexp of the logits) at its own 95th percentile flagged 20% of
+such photos, and max-softmax cannot see them (they get p > 0.99).
 
 Only numpy: ``train`` writes the statistics (:class:`retrain_steps.layout.OodStatistics`, in
 :data:`retrain_steps.layout.OOD_STATS` beside the weights) and the model server scores each
@@ -23,7 +24,7 @@ from retrain_steps import layout
 SCORE = "pca-reconstruction"
 EXPLAINED_VARIANCE = 0.8  #: the subspace keeps the fewest components explaining this share of the variance
 MAX_COMPONENTS = 32
-THRESHOLD_QUANTILE = 0.99  #: of the validation images' reconstruction errors
+THRESHOLD_QUANTILE = 0.95  #: of the validation images' reconstruction errors
 QUANTILES = (0.5, 0.9, 0.95, 0.99)  #: of the validation scores, kept for the record
 
 
