@@ -155,6 +155,25 @@ def test_the_checked_path_is_the_read_path(tmp_path, monkeypatch):
     assert f"file://localhost{allowed}/data.bin" in accepted and f"file://{allowed}/data.bin" in accepted
 
 
+def test_a_symbolic_link_out_of_the_allowed_folder_is_refused(tmp_path):
+    """A link inside an allowed folder may not lead the read out of every allowed folder; one staying inside may."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "secrets"
+    (allowed / "sets").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "key.npz").write_bytes(b"secret")
+    (allowed / "sets" / "real.npz").write_bytes(b"data")
+    (allowed / "to-secrets").symlink_to(outside)
+    (allowed / "key.npz").symlink_to(outside / "key.npz")
+    (allowed / "inside.npz").symlink_to(allowed / "sets" / "real.npz")
+    prefixes = [f"file://{allowed}/"]
+    for uri in (f"file://{allowed}/to-secrets/key.npz", f"file://{allowed}/key.npz", f"file://{allowed}/to-secrets/"):
+        with pytest.raises(artifacts.ArtifactError, match="symbolic link") as info:
+            artifacts.check_allowed(uri, prefixes)
+        assert uri in str(info.value) and str(outside) in str(info.value)
+    assert artifacts.read_bytes(artifacts.check_allowed(f"file://{allowed}/inside.npz", prefixes)) == b"data"
+    assert artifacts.check_allowed(f"file://{allowed}/to-secrets/key.npz", [*prefixes, f"file://{outside}/"])
+
+
 @pytest.mark.parametrize("host", ["tmp", "evil.host", "127.0.0.1", "localhost:8080", "user@localhost"])
 def test_a_file_uri_with_a_host_is_refused_naming_it(tmp_path, monkeypatch, host):
     monkeypatch.chdir(tmp_path)  # a relative write (the old reading of such a URI) would land here

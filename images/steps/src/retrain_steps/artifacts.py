@@ -424,6 +424,8 @@ def check_allowed(uri: str | StoreURI, prefixes: list[str] | tuple[str, ...]) ->
     if target.scheme == "file" and not target.path.startswith("/"):
         raise ArtifactError(f"dataset location not allowed: {uri} is a relative path (give file:///<absolute path>)")
     if any(target.is_under(StoreURI.parse(prefix)) for prefix in prefixes):
+        if target.scheme == "file":
+            _check_links_stay_under(target, prefixes, uri)
         return target
     import shlex
 
@@ -434,6 +436,17 @@ def check_allowed(uri: str | StoreURI, prefixes: list[str] | tuple[str, ...]) ->
         f"to allow {folder} (no restart; keep the entries the Variable already holds):\n"
         f"  airflow variables set {ALLOW_VARIABLE} {shlex.quote(json.dumps([folder]))}\n"
         "or add it to RETRAIN_DATASET_ALLOWED (comma-separated) in the deployment's environment")
+
+
+def _check_links_stay_under(target: StoreURI, prefixes, uri) -> None:
+    """Refuse a local path that a symbolic link on the way leads out of every allowed folder (both resolved)."""
+    real = os.path.realpath(target.path)
+    for prefix in map(StoreURI.parse, prefixes):
+        if prefix.scheme == "file" and StoreURI("file", "", real).is_under(
+                StoreURI("file", "", os.path.realpath(prefix.path))):
+            return
+    raise ArtifactError(f"dataset location not allowed: {uri} leads through a symbolic link to {real}, "
+                        "outside the allowed locations")
 
 
 def _folder_of(target: StoreURI) -> str:
