@@ -35,13 +35,23 @@ STACK_SUITES = ("containers", "e2e")
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Groups for ``--dist loadgroup`` (make test): a module's tests run in one worker, in order, sharing its
-    fixtures; the containers suite runs in one worker (one image build, one podman). Stack suites first."""
-    suite = {item: Path(str(item.fspath)).relative_to(ROOT).parts[1] for item in items}
-    items.sort(key=lambda item: suite[item] not in STACK_SUITES)
-    for item in items:
-        group = "containers" if suite[item] == "containers" else Path(str(item.fspath)).relative_to(ROOT).as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+    """Stack suites first (under ``pytest -n N`` the scheduler hands out modules in this order)."""
+    items.sort(key=lambda item: Path(str(item.fspath)).relative_to(ROOT).parts[1] not in STACK_SUITES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``pytest -n N`` (make test): a module's tests run in one worker, in order, sharing its fixtures; the
+    containers suite runs in one worker (one image build, one podman). (xdist's own ``loadgroup`` marks do not
+    reach its scheduler under pytest 9.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "tests/containers" if module.startswith("tests/containers/") else module
+
+    return ModuleScheduling(config, log)
 
 
 def run_step_process(argv: list[str], env: dict) -> subprocess.CompletedProcess:
