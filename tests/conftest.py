@@ -23,6 +23,12 @@ os.environ.setdefault("BENTOML_HOME", str(ROOT / "build" / "bentoml-test"))
 if WORKER:
     for name in ("AIRFLOW_HOME", "BENTOML_HOME"):
         os.environ[name] = f"{os.environ[name]}-{WORKER}"
+# `airflow standalone`'s scheduler and triggerer serve task logs on fixed ports (8793, 8794): two at once (two
+# workers, or a `make run` on the machine) would collide. Every process of the tests gets ports of its own.
+from tests.helpers.servers import free_port  # noqa: E402 (after sys.path holds the project)
+
+for name in ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"):
+    os.environ[name] = str(free_port())
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PLUGINS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -36,7 +42,11 @@ STACK_SUITES = ("containers", "e2e")
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Stack suites first (under ``pytest -n N`` the scheduler hands out modules in this order)."""
-    items.sort(key=lambda item: Path(str(item.fspath)).relative_to(ROOT).parts[1] not in STACK_SUITES)
+    def suite(item) -> str:
+        parts = Path(str(item.fspath)).parts
+        return parts[-2] if len(parts) > 1 else ""
+
+    items.sort(key=lambda item: suite(item) not in STACK_SUITES)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -44,6 +54,8 @@ def pytest_xdist_make_scheduler(config, log):
     """Under ``pytest -n N`` (make test): a module's tests run in one worker, in order, sharing its fixtures; the
     containers suite runs in one worker (one image build, one podman). (xdist's own ``loadgroup`` marks do not
     reach its scheduler under pytest 9.)"""
+    if config.getoption("dist") != "loadscope":
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):

@@ -64,9 +64,9 @@ def format_history(entries: list[dict]) -> str:
     """The promotion history (newest first) as a table, one entry a line."""
     lines = [f"{'#':>4}  {'version':12}  {'replaced':12}  {'action':8}  {'by':20}  {'at':25}  {'run':30}  reason"]
     for entry in entries:
-        lines.append(f"{entry['seq']:>4}  {entry['version']:12}  {entry.get('previous') or '-':12}  "
-                     f"{entry.get('action', ''):8}  {entry.get('actor') or '-':20}  {entry.get('at', ''):25}  "
-                     f"{entry.get('run_id') or '-':30}  {entry.get('reason', '')}")
+        shown = {key: str(entry.get(key) or "-") for key in ("previous", "action", "actor", "at", "run_id")}
+        lines.append(f"{entry['seq']:>4}  {entry['version']:12}  {shown['previous']:12}  {shown['action']:8}  "
+                     f"{shown['actor']:20}  {shown['at']:25}  {shown['run_id']:30}  {entry.get('reason') or ''}")
     return "\n".join(lines)
 
 

@@ -17,11 +17,16 @@ SUCCESS, FAILED = "success", "failed"
 
 def ended(record: dict | None, *, dag_id: str, state: str, failed_task: str = "", reason: str = "",
           at: str | None = None) -> dict:
-    """``record`` (None: the run never reached the gate) with how the run ended."""
+    """``record`` (None: the run never reached the gate) with how the run ended; a run that succeeds after a
+    cleared failure keeps no failed task. A record of another DAG's run of the same id (``retrain`` and
+    ``retrain_kubeflow`` share the schedule, hence ``scheduled__<tick>``) is refused (``ValueError``)."""
+    if record and record.get("dag_id") not in (None, "", dag_id):
+        raise ValueError(f"run record of {record['dag_id']} has this run id: not recording {dag_id}'s outcome there")
     at = at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    outcome = {"state": state, "finished_at": at, **({"failed_task": failed_task, "end_reason": reason}
-                                                      if state == FAILED else {})}
-    return {**(record or {"dag_id": dag_id, "recorded_at": at, "candidates": []}), **outcome}
+    kept = {k: v for k, v in (record or {"dag_id": dag_id, "recorded_at": at, "candidates": []}).items()
+            if k not in ("failed_task", "end_reason")}
+    failure = {"failed_task": failed_task, "end_reason": reason} if state == FAILED else {}
+    return {**kept, "state": state, "finished_at": at, **failure}
 
 
 def record_outcome(registry_uri: str, run_id: str, *, dag_id: str, state: str, failed_task: str = "",

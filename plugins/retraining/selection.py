@@ -39,6 +39,8 @@ def why_not_best(candidate: dict, best: dict) -> str:
     accuracy, best_accuracy = candidate.get("val_accuracy"), best.get("val_accuracy")
     if not _measured(accuracy):
         return "it has no validation accuracy"
+    if not _measured(best_accuracy):
+        return f"{winner} was selected (its validation accuracy is not recorded)"
     if accuracy != best_accuracy:
         return f"lower validation accuracy ({accuracy:.4f} < {best_accuracy:.4f} of {winner})"
     loss, best_loss = _loss(candidate), _loss(best)

@@ -169,7 +169,7 @@ def test_a_symbolic_link_out_of_the_allowed_folder_is_refused(tmp_path):
     for uri in (f"file://{allowed}/to-secrets/key.npz", f"file://{allowed}/key.npz", f"file://{allowed}/to-secrets/"):
         with pytest.raises(artifacts.ArtifactError, match="symbolic link") as info:
             artifacts.check_allowed(uri, prefixes)
-        assert uri in str(info.value) and str(outside) in str(info.value)
+        assert uri in str(info.value) and str(outside) not in str(info.value), "says nothing of what lies there"
     assert artifacts.read_bytes(artifacts.check_allowed(f"file://{allowed}/inside.npz", prefixes)) == b"data"
     assert artifacts.check_allowed(f"file://{allowed}/to-secrets/key.npz", [*prefixes, f"file://{outside}/"])
 

@@ -88,3 +88,10 @@ def test_every_subcommand_says_what_it_prints(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["lineage", "--help"])
     assert "the runs that reproduced it" in " ".join(capsys.readouterr().out.split()), "its own help says it too"
+
+
+def test_history_prints_entries_with_missing_fields():
+    from retraining.models_cli import format_history
+
+    table = format_history([{"seq": 1, "version": "a" * 12, "at": None, "action": None, "actor": None, "reason": None}])
+    assert table.splitlines()[1].split() == ["1", "a" * 12, "-", "-", "-", "-", "-"]

@@ -63,3 +63,21 @@ def test_a_registry_that_cannot_be_written_is_logged_not_raised(conf, tmp_path, 
     assert (unreadable / "registry" / "runs" / "manual__5.json").read_text() == "{", "an unreadable record is kept"
     with pytest.raises(artifacts.ArtifactError):
         registry.run_record(other.registry, "manual__5")
+
+
+def test_a_cleared_failure_that_then_succeeds_keeps_no_failed_task(conf):
+    failed = run_outcome.RecordOutcome(run_outcome.FAILED, conf)
+    failed(context("manual__4", SimpleNamespace(task_id="deploy_model", map_index=-1)))
+    run_outcome.RecordOutcome(run_outcome.SUCCESS, conf)(context("manual__4", reason="success"))
+    record = registry.run_record(conf.registry, "manual__4")
+    assert record["state"] == "success" and "failed_task" not in record and "end_reason" not in record
+
+
+def test_another_dags_record_of_the_same_run_id_is_left_alone(conf, caplog):
+    """``retrain`` and ``retrain_kubeflow`` share the schedule: both have a ``scheduled__<tick>`` run."""
+    theirs = {"dag_id": "retrain_kubeflow", "recorded_at": "2026-01-01T00:00:00+00:00", "candidates": [{"index": 0}]}
+    registry.record_run(conf.registry, "scheduled__t", theirs)
+    with caplog.at_level(logging.WARNING):
+        run_outcome.RecordOutcome(run_outcome.FAILED, conf)(context("scheduled__t", SimpleNamespace(task_id="train")))
+    assert registry.run_record(conf.registry, "scheduled__t") == {**theirs, "run_id": "scheduled__t"}
+    assert "run record of retrain_kubeflow has this run id" in caplog.text

@@ -33,6 +33,8 @@ def test_the_reason_names_what_decided():
     no_loss = [cand(0, 0.98, loss=None), cand(1, 0.98)]
     assert select_best(no_loss)["index"] == 1, "a candidate without a loss loses a tie"
     assert "lower validation loss (0.1000 < none)" in why_not_best(no_loss[0], select_best(no_loss))
+    unknown = why_not_best(cand(0, 0.9), {"index": 1})
+    assert unknown == "candidate #1 was selected (its validation accuracy is not recorded)"
 
 
 def test_selection_ignores_test_accuracy():

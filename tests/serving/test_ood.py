@@ -119,3 +119,21 @@ def test_malformed_statistics_are_refused_naming_the_problem(trained):
         Scorer({**stats, "score": "energy"})
     with pytest.raises(ValueError, match="malformed OOD statistics"):
         Scorer({**stats, "mean": stats["mean"][:10]})
+
+
+def test_large_inputs_keep_the_statistics_small_and_still_separate():
+    """224x224x3 images: the statistics are pooled to at most MAX_FEATURES values (~1 MB of JSON, not ~100 MB),
+    and images like the training ones still score below images unlike them."""
+    from retrain_steps import ood
+
+    rng = np.random.default_rng(0)
+    base = rng.random((1, 3, 224, 224), np.float32)
+    like = lambda n: (base + 0.05 * rng.standard_normal((n, 3, 224, 224))).astype(np.float32)  # noqa: E731
+    stats = ood.fit(like(60), like(20))
+    assert stats["pool"] == ood.pool_for(3 * 224 * 224) > 1 and len(stats["mean"]) <= ood.MAX_FEATURES
+    assert len(json.dumps(stats)) < 2_000_000
+    scorer = ood.Scorer(json.loads(json.dumps(stats)))
+    unlike = rng.random((10, 3, 224, 224), np.float32)
+    assert np.median(scorer(like(10))) < 1.5 < np.median(scorer(unlike))
+    with pytest.raises(ValueError, match="pool"):
+        ood.Scorer({**stats, "pool": 0})

@@ -84,7 +84,8 @@ def test_run_local_serves_production_without_training_and_stops_cleanly(packaged
         assert answer.status_code == 200 and answer.headers[VERSION_HEADER] == packaged["version"]
 
         # Airflow's worker slots follow the CPU count (the LocalExecutor forks that many workers).
-        assert scheduler_environ(airflow_port)["AIRFLOW__CORE__PARALLELISM"] == str(max(4, os.cpu_count() + 2))
+        cpus = len(os.sched_getaffinity(0))  # what nproc counts
+        assert scheduler_environ(airflow_port)["AIRFLOW__CORE__PARALLELISM"] == str(max(4, cpus + 2))
 
         # The lines the banner says to paste give another shell the same Airflow, ports and store.
         pasted = re.search(r"paste:\n((?:    .*\n){3})", output).group(1)

@@ -445,8 +445,8 @@ def _check_links_stay_under(target: StoreURI, prefixes, uri) -> None:
         if prefix.scheme == "file" and StoreURI("file", "", real).is_under(
                 StoreURI("file", "", os.path.realpath(prefix.path))):
             return
-    raise ArtifactError(f"dataset location not allowed: {uri} leads through a symbolic link to {real}, "
-                        "outside the allowed locations")
+    raise ArtifactError(f"dataset location not allowed: {uri} leads through a symbolic link out of the allowed "
+                        "locations")
 
 
 def _folder_of(target: StoreURI) -> str:

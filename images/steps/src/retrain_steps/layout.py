@@ -105,8 +105,9 @@ class OodStatistics(TypedDict):
     held_out_samples: int  #: validation images measured
     held_out_quantiles: dict[str, float]  #: their scores at a few quantiles
     explained_variance: float  #: the training variance the subspace explains
-    mean: list[float]  #: the mean prepared training image, flattened
-    components: list[list[float]]  #: the subspace's unit basis, one flattened image a row
+    pool: int  #: consecutive flattened values averaged into one feature (absent: 1)
+    mean: list[float]  #: the mean prepared training image, flattened and pooled
+    components: list[list[float]]  #: the subspace's unit basis, one flattened, pooled image a row
 
 
 class Evaluation(TypedDict, total=False):
