@@ -89,8 +89,13 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subproce
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> dict:
-    """One real run of the data and model steps on the embedded digits set (torch, 15 epochs)."""
-    base = tmp_path_factory.mktemp("store")
+    """One real run of the data and model steps on the embedded digits set (torch, 15 epochs), read-only for the
+    tests. Under ``pytest -n N`` the workers share it: the first builds it, the others wait for it (a file lock)."""
+    import fcntl
+    import shutil
+
+    shared = tmp_path_factory.getbasetemp().parent if WORKER else tmp_path_factory.getbasetemp()
+    base = shared / "trained-store"
     store = f"file://{base}"
     uris = {
         "source": f"{store}/datasets/digits.npz",
@@ -102,11 +107,17 @@ def trained(tmp_path_factory) -> dict:
         "base": base,
         "store": store,
     }
-    run_cli("retrain_steps", "export-default", "--output", uris["source"])
-    run_cli("retrain_steps", "download", "--source", uris["source"], "--output", uris["download"])
-    run_cli("retrain_steps", "preprocess", "--input", uris["download"], "--output", uris["preprocess"])
-    run_cli("retrain_steps", "train", "--input", uris["preprocess"], "--output", uris["train"], "--epochs", "15")
-    run_cli("retrain_steps", "evaluate", "--data", uris["preprocess"], "--model", uris["train"], "--output", uris["evaluate"])
+    with open(shared / "trained.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "trained.complete").exists():
+            shutil.rmtree(base, ignore_errors=True)  # what a worker that failed half-way left
+            run_cli("retrain_steps", "export-default", "--output", uris["source"])
+            run_cli("retrain_steps", "download", "--source", uris["source"], "--output", uris["download"])
+            run_cli("retrain_steps", "preprocess", "--input", uris["download"], "--output", uris["preprocess"])
+            run_cli("retrain_steps", "train", "--input", uris["preprocess"], "--output", uris["train"], "--epochs", "15")
+            run_cli("retrain_steps", "evaluate", "--data", uris["preprocess"], "--model", uris["train"],
+                    "--output", uris["evaluate"])
+            (shared / "trained.complete").touch()
     return uris
 
 
