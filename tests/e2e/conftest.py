@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.servers import serve_directory
+from tests.helpers.servers import serve_directory, webhook_receiver
 
 
 @pytest.fixture(scope="module")
@@ -17,3 +17,10 @@ def images_root(tmp_path_factory):
 def images_server(images_root):
     with serve_directory(images_root) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def notifications():
+    """The receiving end of a ``retrain_notifications`` connection: ``(url, bodies)`` (the JSON bodies posted)."""
+    with webhook_receiver() as (url, bodies):
+        yield url, bodies

@@ -26,19 +26,12 @@ import pytest
 from retrain_steps import registry
 from tests.conftest import ROOT
 from tests.helpers.airflow import BIN, dags_test, local_airflow_env
-from tests.helpers.servers import free_port, serve, webhook_receiver
+from tests.helpers.servers import free_port, serve
 
 CHROMIUM = shutil.which("chromium")
 PASSWORD = "models-view-test"
 VIEWER_PASSWORD = "viewer-test"
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make browser)")
-
-
-@pytest.fixture(scope="module")
-def notifications():
-    """The receiving end of the ``retrain_notifications`` connection: ``(url, bodies)``."""
-    with webhook_receiver() as (url, bodies):
-        yield url, bodies
 
 
 @pytest.fixture(scope="module")

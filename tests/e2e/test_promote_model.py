@@ -10,21 +10,20 @@ import time
 import pytest
 
 from tests.helpers.airflow import dags_test, local_airflow_env
-from tests.helpers.servers import webhook_receiver
 
 pytestmark = pytest.mark.e2e
 
 
-def test_dags_test_delivers_the_failure_notification(tmp_path):
-    with webhook_receiver() as (url, bodies):
-        hook = json.dumps({"conn_type": "http", "host": url, "password": "hook-token"})
-        env = local_airflow_env(tmp_path, AIRFLOW_CONN_RETRAIN_NOTIFICATIONS=hook)
-        _, output = dags_test(env, {"action": "rollback"}, dag_id="promote_model")
-        assert "state=failed" in output and "nothing to roll back to" in output, output[-4000:]
-        assert "Callback failed" not in output, output[-4000:]
-        deadline = time.monotonic() + 10
-        while not bodies and time.monotonic() < deadline:
-            time.sleep(0.5)
+def test_dags_test_delivers_the_failure_notification(tmp_path, notifications):
+    url, bodies = notifications
+    hook = json.dumps({"conn_type": "http", "host": url, "password": "hook-token"})
+    _, output = dags_test(local_airflow_env(tmp_path, AIRFLOW_CONN_RETRAIN_NOTIFICATIONS=hook), {"action": "rollback"},
+                          dag_id="promote_model")
+    assert "state=failed" in output and "nothing to roll back to" in output, output[-4000:]
+    assert "Callback failed" not in output, output[-4000:]
+    deadline = time.monotonic() + 10
+    while not bodies and time.monotonic() < deadline:
+        time.sleep(0.5)
     (body,) = [b for b in bodies if b["event"] == "run_failed"]
     assert body["dag_id"] == "promote_model" and body["run_id"].startswith("manual__")
     assert body["text"] == f"promote_model run {body['run_id']} failed: task_failure"

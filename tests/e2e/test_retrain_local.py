@@ -12,15 +12,9 @@ from serving.service import VERSION_HEADER
 from tests.conftest import ROOT, run_cli
 from tests.helpers.airflow import BIN, local_airflow_env
 from tests.helpers.airflow import dags_test as run_dags_test
-from tests.helpers.servers import free_port, serve, webhook_receiver
+from tests.helpers.servers import free_port, serve
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def notifications():
-    with webhook_receiver() as (url, bodies):
-        yield url, bodies
 
 
 @pytest.fixture(scope="module")
