@@ -109,6 +109,20 @@ def test_registry_register_and_promote(trained, tmp_path, bucket):
             registry.promote(reg, "unknown")
 
 
+def test_a_weights_file_of_other_bytes_under_a_version_is_refused_not_adopted(trained, tmp_path):
+    """The weights file is named by its hash: one already there with other bytes is named, never recorded in a card."""
+    reg = f"file://{tmp_path}/registry"
+    version = registry.model_version(trained["train"])
+    foreign = tmp_path / "registry" / "versions" / version / "model.pt"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_bytes(b"not these weights")
+    with pytest.raises(artifacts.ArtifactError, match="holds other bytes") as info:
+        registry.register(reg, trained["train"], {})
+    assert str(foreign) in str(info.value)
+    foreign.unlink()
+    assert registry.register(reg, trained["train"], {})["version"] == version
+
+
 def test_a_model_version_is_read_from_the_train_manifest_not_rehashed(trained, tmp_path):
     import shutil
 

@@ -20,6 +20,7 @@ server all read it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 
@@ -136,7 +137,7 @@ def register(registry: str, model_uri: str, card: dict) -> dict:
     weights = artifacts.read_bytes(layout.file_in(model_uri, info["file"]))
     version = version_id(artifacts.sha256(weights))
     files = {
-        info["file"]: keep_first(layout.version_file(registry, version, info["file"]), weights),
+        info["file"]: keep_first(layout.version_file(registry, version, info["file"]), weights, same_bytes=True),
         layout.MODEL_INFO: keep_first(layout.version_file(registry, version, layout.MODEL_INFO),
                                       artifacts.json_bytes(info)),
     }
@@ -144,12 +145,19 @@ def register(registry: str, model_uri: str, card: dict) -> dict:
             "input_spec": info.get("input_spec"), "files": files}
 
 
-def keep_first(uri: str, data: bytes) -> str:
-    """Create a version's file, or keep the one there (written by an earlier registration); its sha256."""
+def keep_first(uri: str, data: bytes, *, same_bytes: bool = False) -> str:
+    """Create a version's file, or keep the one there (written by an earlier registration); its sha256.
+
+    ``same_bytes``: the file is content-addressed (the weights, whose hash is the version id), so one kept
+    must hold exactly ``data``; other bytes there are refused naming the file, never adopted."""
     try:
         return artifacts.create_bytes(uri, data)
     except artifacts.ArtifactExists:
-        return artifacts.sha256(artifacts.read_bytes(uri))
+        kept = artifacts.sha256(artifacts.read_bytes(uri))
+        if same_bytes and kept != (expected := hashlib.sha256(data).hexdigest()):
+            raise artifacts.ArtifactError(f"{uri} holds other bytes (sha256 {kept}) than the weights it is named for "
+                                          f"(sha256 {expected}): remove that file and register again") from None
+        return kept
 
 
 class VersionRegistered(artifacts.ArtifactExists):
