@@ -26,7 +26,7 @@ import pytest
 from retrain_steps import registry
 from tests.conftest import ROOT
 from tests.helpers.airflow import BIN, dags_test, local_airflow_env
-from tests.helpers.servers import free_port, serve
+from tests.helpers.servers import free_port, serve, wait_for_bodies
 
 CHROMIUM = shutil.which("chromium")
 PASSWORD = "models-view-test"
@@ -197,12 +197,14 @@ def api_token(stack, user: str = "admin", password: str = PASSWORD) -> str:
     return json.loads(urllib.request.urlopen(request, timeout=10).read())["access_token"]
 
 
-def api_call(stack, method: str, path: str, body: dict | None = None):
+def api_call(stack, method: str, path: str, body: dict | None = None, raw: bool = False):
+    """Airflow's REST API as admin: the answer parsed (``raw``: its text)."""
     request = urllib.request.Request(f"{stack['airflow']}{path}", method=method,
                                      data=None if body is None else json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {api_token(stack)}",
-                                              "Content-Type": "application/json"})
-    return json.loads(urllib.request.urlopen(request, timeout=10).read() or b"null")
+                                              "Content-Type": "application/json", "Accept": "application/json"})
+    answer = urllib.request.urlopen(request, timeout=30).read()
+    return answer.decode() if raw else json.loads(answer or b"null")
 
 
 def api_get(stack, path: str):
@@ -295,17 +297,6 @@ def test_the_kubeflow_connection_type_is_offered_with_its_labels(page, stack):
 
 # -- promote_model on the scheduler, through the REST API ---------------------------------------------------------
 
-def wait_for(bodies: list, event: str, dag_id: str, seconds: float = 120) -> list:
-    """The notifications of ``event`` for ``dag_id`` once at least one has arrived (or ``seconds`` passed)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = [b for b in bodies if b["event"] == event and b.get("dag_id", dag_id) == dag_id]
-        if found:
-            return found
-        time.sleep(0.5)
-    return []
-
-
 def run_promote_model(stack, conf: dict) -> tuple[dict, str]:
     """Trigger ``promote_model`` as admin and wait for it to end; return (its task instance, its task log)."""
     deadline = time.monotonic() + 240
@@ -322,9 +313,7 @@ def run_promote_model(stack, conf: dict) -> tuple[dict, str]:
         assert time.monotonic() < deadline, f"run {run['dag_run_id']} did not end"
         time.sleep(1)
     ti = api_get(stack, f"{path}/taskInstances/deploy_version")
-    request = urllib.request.Request(f"{stack['airflow']}{path}/taskInstances/deploy_version/logs/{ti['try_number']}",
-                                     headers={"Authorization": f"Bearer {api_token(stack)}", "Accept": "application/json"})
-    return ti, urllib.request.urlopen(request, timeout=30).read().decode()
+    return ti, api_call(stack, "GET", f"{path}/taskInstances/deploy_version/logs/{ti['try_number']}", raw=True)
 
 
 def test_a_scheduler_run_of_promote_model_delivers_the_failure_notification(stack, notifications):
@@ -332,7 +321,7 @@ def test_a_scheduler_run_of_promote_model_delivers_the_failure_notification(stac
     bodies.clear()
     ti, log = run_promote_model(stack, {"action": "promote"})
     assert ti["state"] == "failed" and "promote needs a Version" in log
-    (body,) = wait_for(bodies, "run_failed", "promote_model")
+    (body,) = wait_for_bodies(bodies, "run_failed", "promote_model")
     assert body["run_id"] == ti["dag_run_id"] and body["_authorization"] == "Bearer hook-token"
     assert body["text"] == f"promote_model run {ti['dag_run_id']} failed: task_failure"
     assert "Callback failed" not in stack["log"].read_text()
@@ -351,7 +340,7 @@ def test_the_history_names_the_user_who_triggered_never_the_conf(stack, notifica
     assert ti["state"] == "success"
     latest = registry.latest_promotion(stack["registry"])
     assert (latest["version"], latest["previous"], latest["actor"]) == (other, current, "user:admin")
-    (deployed,) = wait_for(notifications[1], "deployed", "promote_model")
+    (deployed,) = wait_for_bodies(notifications[1], "deployed", "promote_model")
     assert deployed["actor"] == "user:admin" and f"promote of {other} by user:admin" in deployed["text"]
 
 

@@ -5,11 +5,11 @@ a no-op promotion: tests/e2e/test_airflow_ui.py, on its ``airflow standalone``."
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from tests.helpers.airflow import dags_test, local_airflow_env
+from tests.helpers.servers import wait_for_bodies
 
 pytestmark = pytest.mark.e2e
 
@@ -21,10 +21,7 @@ def test_dags_test_delivers_the_failure_notification(tmp_path, notifications):
                           dag_id="promote_model")
     assert "state=failed" in output and "nothing to roll back to" in output, output[-4000:]
     assert "Callback failed" not in output, output[-4000:]
-    deadline = time.monotonic() + 10
-    while not bodies and time.monotonic() < deadline:
-        time.sleep(0.5)
-    (body,) = [b for b in bodies if b["event"] == "run_failed"]
+    (body,) = wait_for_bodies(bodies, "run_failed", seconds=10)
     assert body["dag_id"] == "promote_model" and body["run_id"].startswith("manual__")
     assert body["text"] == f"promote_model run {body['run_id']} failed: task_failure"
     assert body["_authorization"] == "Bearer hook-token"

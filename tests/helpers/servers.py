@@ -127,3 +127,14 @@ def webhook_receiver():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def wait_for_bodies(bodies: list, event: str, dag_id: str | None = None, seconds: float = 120) -> list:
+    """The bodies a :func:`webhook_receiver` got for ``event`` (and ``dag_id``, when given) once at least one has
+    arrived, or ``[]`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = [b for b in bodies if b["event"] == event and dag_id in (None, b.get("dag_id", dag_id))]
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.5)

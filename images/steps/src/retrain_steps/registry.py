@@ -20,7 +20,6 @@ server all read it.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 
@@ -154,7 +153,7 @@ def keep_first(uri: str, data: bytes, *, same_bytes: bool = False) -> str:
         return artifacts.create_bytes(uri, data)
     except artifacts.ArtifactExists:
         kept = artifacts.sha256(artifacts.read_bytes(uri))
-        if same_bytes and kept != (expected := hashlib.sha256(data).hexdigest()):
+        if same_bytes and kept != (expected := artifacts.sha256(data)):
             raise artifacts.ArtifactError(f"{uri} holds other bytes (sha256 {kept}) than the weights it is named for "
                                           f"(sha256 {expected}): remove that file and register again") from None
         return kept
