@@ -25,7 +25,7 @@ run: env ## Serve locally: Airflow UI on :8080, model server on :3000; trains fi
 test: env image-envs $(HELM) container-runtime browser ## All tests (what .ci/run calls), the containers suite included
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-test $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
-IMAGE_ENVS := .venv-steps/.installed .venv-steps-tf/.installed .venv-train/.installed .venv-serving/.installed .venv-kfp/.installed
+IMAGE_ENVS := .venv-steps/.installed .venv-steps-tf/.installed .venv-train/.installed .venv-serving/.installed .venv-kfp/.installed .venv-mlflow/.installed
 
 env: $(VENV)/.installed
 image-envs: $(IMAGE_ENVS)

@@ -1,6 +1,6 @@
 """``python -m retrain_steps <step> [options]``: the one entry point of every step image.
 
-Steps: ``download``, ``preprocess``, ``train``, ``evaluate``, and ``export-default`` (writes
+Steps: ``download``, ``preprocess``, ``train``, ``evaluate``, ``track`` (MLflow), and ``export-default`` (writes
 the embedded digits set to the artifact store). The step protocol (:mod:`retrain_steps.protocol`):
 exit status 0 on success, 2 with a message naming the bad value on bad input, 1 on any other
 failure; the result goes to the file ``$RETRAIN_STEP_RESULT`` names. The settings
@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from retrain_steps import data, download, evaluate, preprocess, protocol, settings, train
+from retrain_steps import data, download, evaluate, preprocess, protocol, settings, tracking, train
 
-STEPS = {"download": download, "preprocess": preprocess, "train": train, "evaluate": evaluate}
+STEPS = {"download": download, "preprocess": preprocess, "train": train, "evaluate": evaluate, "track": tracking}
 
 
 def build_parser() -> argparse.ArgumentParser:
