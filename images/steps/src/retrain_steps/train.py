@@ -2,8 +2,13 @@
 
 Logs one progress line per epoch (epoch, loss, val accuracy, samples/s). Writes under
 ``--output``: the model (``model.pt`` or ``model.keras``), ``model.json``, ``metrics.json``
-(the best epoch's validation accuracy, whose weights are kept), ``curve.png`` and ``ood.json``
-(:mod:`retrain_steps.ood`: how unlike the training images a served image may be).
+(the best epoch's validation accuracy, whose weights are kept; the torch path's resolved recipe
+under ``recipe``), ``curve.png`` and ``ood.json`` (:mod:`retrain_steps.ood`: how unlike the
+training images a served image may be).
+The torch path's recipe (:mod:`retrain_steps.recipe`): AdamW with weight decay, linear warm-up and
+a cosine schedule per step, label smoothing, with defaults from the dataset's size
+(``--weight-decay``, ``--warmup-epochs``, ``--label-smoothing`` override them), bf16 and
+channels_last on CUDA (``--precision``). The Keras path trains with Adam at a constant rate.
 ``--device auto`` trains on CUDA when present, else on the CPU. ``--patience N`` stops after N
 epochs without a lower validation loss; ``--init-from`` fine-tunes a model folder of the same
 framework and shape (a registry version: warm start from production) instead of starting fresh;
@@ -21,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain_steps import artifacts, layout, manifest, ood, plots
+from retrain_steps import artifacts, layout, manifest, ood, plots, recipe
 from retrain_steps.input_spec import InputSpec, prepare, spec_of_model
 from retrain_steps.models import DEVICES, FRAMEWORKS, MODEL_FILES, resolve_device
 from retrain_steps.preprocess import load_spec, load_splits
@@ -43,6 +48,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def smoothing(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="preprocess output folder URI")
     parser.add_argument("--output", required=True, help="output folder URI")
@@ -57,21 +76,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", default=None, help="model folder URI to fine-tune (warm start)")
     parser.add_argument("--augment", action="store_true",
                         help="shift each training image by up to one pixel at random (both frameworks)")
+    recipe_flags = parser.add_argument_group("torch recipe", "unset: the default for the dataset's size "
+                                             "(retrain_steps.recipe); the Keras path ignores them")
+    recipe_flags.add_argument("--weight-decay", type=non_negative_float, default=None,
+                              help="AdamW's decoupled weight decay on the weights")
+    recipe_flags.add_argument("--warmup-epochs", type=non_negative_float, default=None,
+                              help="epochs of linear warm-up before the cosine schedule (below --epochs)")
+    recipe_flags.add_argument("--label-smoothing", type=smoothing, default=None,
+                              help="label smoothing of the training loss, in [0, 1)")
+    recipe_flags.add_argument("--precision", choices=recipe.PRECISIONS, default="auto",
+                              help="auto: bf16 autocast and channels_last on a CUDA GPU, fp32 on the CPU")
+
+
+RECIPE_FLAGS = ("weight_decay", "warmup_epochs", "label_smoothing", "precision")  #: the torch path's recipe flags
 
 
 class WarmStartError(ValueError):
     """The model to start from does not fit this candidate; the message says why (bad input, exit 2)."""
 
 
-def shift_batch(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Augmentation: each ``(c, h, w)`` image moved by -1, 0 or +1 pixel on each axis, zeros shifted in."""
+def shift_by(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Each ``(c, h, w)`` image ``x[i]`` moved by ``offsets[i] = (dy, dx)`` in {-1, 0, 1} pixels, zeros shifted
+    in (the numpy twin of :func:`retrain_steps.recipe.shift_images`, which the torch path runs on its device)."""
     out = np.zeros_like(x)
     h, w = x.shape[2:]
-    for i, (dy, dx) in enumerate(rng.integers(-1, 2, size=(len(x), 2))):
+    for i, (dy, dx) in enumerate(offsets):
         src_y, dst_y = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
         src_x, dst_x = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
         out[i, :, dst_y, dst_x] = x[i, :, src_y, src_x]
     return out
+
+
+def shift_batch(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Augmentation (the Keras path): each image moved by -1, 0 or +1 pixel on each axis at random."""
+    return shift_by(x, rng.integers(-1, 2, size=(len(x), 2)))
 
 
 def should_stop(history: list[dict], patience: int) -> bool:
@@ -100,9 +138,8 @@ def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path)
     return folder / MODEL_FILES[framework]
 
 
-def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> list[dict]:
+def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict]:
     import torch
-    from torch import nn
 
     from retrain_steps.models import torch_cnn
 
@@ -110,6 +147,8 @@ def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     log.info("train: torch %s on %s", torch.__version__, device)
+    plan = torch_recipe(args, len(splits["y_train"]), device)
+    log.info("train: recipe %s", ", ".join(f"{k} {v}" for k, v in plan.to_dict().items()))
     model = torch_cnn(spec)
     if initial := fetch_initial_model(args, spec, folder / "init"):
         try:
@@ -118,46 +157,28 @@ def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
             raise WarmStartError(f"the model at {args.init_from} does not fit this candidate: "
                                  f"{str(err).splitlines()[0]}") from None
         log.info("train: warm start from %s", args.init_from)
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-    loss_fn = nn.CrossEntropyLoss()
-    x_train = torch.from_numpy(splits["x_train"]).to(device)
-    y_train = torch.from_numpy(splits["y_train"]).to(device)
-    x_val = torch.from_numpy(splits["x_val"]).to(device)
-    y_val = torch.from_numpy(splits["y_val"]).to(device)
-    generator = torch.Generator().manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+    trainer = recipe.Trainer(model, plan, device, args.seed, augment=args.augment)
+    x_train, x_val = (trainer.to_device(torch.from_numpy(splits[name])) for name in ("x_train", "x_val"))
+    y_train, y_val = (torch.from_numpy(splits[name]).to(device) for name in ("y_train", "y_val"))
     history, best_state, best_acc = [], None, -1.0
     for epoch in range(1, args.epochs + 1):
-        model.train()
-        start, total = time.perf_counter(), 0.0
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        for begin in range(0, len(order), args.batch_size):
-            idx = order[begin : begin + args.batch_size]
-            batch = x_train[idx]
-            if args.augment:
-                batch = torch.from_numpy(shift_batch(batch.cpu().numpy(), rng)).to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(batch), y_train[idx])
-            loss.backward()
-            optimizer.step()
-            total += float(loss) * len(idx)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-        model.eval()
-        with torch.inference_mode():
-            val_logits = model(x_val)
-            val_loss = float(loss_fn(val_logits, y_val))
-            val_acc = float((val_logits.argmax(1) == y_val).float().mean())
-        history.append(_epoch_line(epoch, args.epochs, total / len(order), val_loss, val_acc, len(order) / elapsed))
-        if val_acc > best_acc:
-            best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        figures = trainer.epoch(x_train, y_train, x_val, y_val)
+        history.append(_epoch_line(epoch, args.epochs, figures["loss"], figures["val_loss"],
+                                   figures["val_accuracy"], figures["samples_per_s"]))
+        if figures["val_accuracy"] > best_acc:
+            best_acc, best_state = figures["val_accuracy"], trainer.state()
         if should_stop(history, args.patience):
             log.info("train: early stop after epoch %d (no lower val_loss for %d epochs)", epoch, args.patience)
             break
-    torch.save({k: v.to("cpu") for k, v in best_state.items()}, folder / MODEL_FILES["torch"])
-    return history
+    torch.save(recipe.cpu_state(best_state), folder / MODEL_FILES["torch"])
+    return history, plan.to_dict()
+
+
+def torch_recipe(args: argparse.Namespace, n_train: int, device: str) -> recipe.Recipe:
+    """The run's resolved recipe (:func:`retrain_steps.recipe.plan`) from the command line and the data's size."""
+    return recipe.plan(n_train, args.epochs, args.batch_size, args.learning_rate,
+                       precision=recipe.resolve_precision(args.precision, device), weight_decay=args.weight_decay,
+                       label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs)
 
 
 def keras_backend() -> str:
@@ -169,7 +190,7 @@ def keras_backend() -> str:
     return "tensorflow" if importlib.util.find_spec("tensorflow") else "torch"
 
 
-def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> list[dict]:
+def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> tuple[list[dict], None]:
     backend = os.environ["KERAS_BACKEND"] = keras_backend()
     if backend == "torch":  # Keras places every tensor on this torch device: the GPU when there is one
         os.environ["KERAS_TORCH_DEVICE"] = resolve_device(args.device)
@@ -210,7 +231,7 @@ def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
             break
     model.set_weights(best_weights)
     model.save(folder / MODEL_FILES["tensorflow"])
-    return history
+    return history, None
 
 
 def _epoch_line(epoch: int, epochs: int, loss: float, val_loss: float, val_acc: float, rate: float) -> dict:
@@ -245,6 +266,7 @@ def run(args: argparse.Namespace) -> dict:
         patience=args.patience,
         init_from=_init_fingerprint(args.init_from),
         augment=args.augment,
+        **({"recipe": {name: getattr(args, name) for name in RECIPE_FLAGS}} if args.framework == "torch" else {}),
     )
     if done := manifest.up_to_date(args.output, key):
         log.info("train: %s is up to date", args.output)
@@ -254,7 +276,7 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         trainer = _train_torch if args.framework == "torch" else _train_keras
-        history = trainer(splits, spec, args, folder)
+        history, recipe_used = trainer(splits, spec, args, folder)
         best = max(history, key=lambda h: h["val_accuracy"])
         metrics: layout.TrainMetrics = {
             "framework": args.framework,
@@ -272,6 +294,8 @@ def run(args: argparse.Namespace) -> dict:
             "samples_per_s": float(np.median([h["samples_per_s"] for h in history])),
             "history": history,
         }
+        if recipe_used:
+            metrics["recipe"] = recipe_used
         model_file = MODEL_FILES[args.framework]
         outputs = {
             model_file: artifacts.write_bytes(

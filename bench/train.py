@@ -1,0 +1,134 @@
+"""The torch train step's samples/s vs a bare loop of the same model, data, optimizer and batch size.
+
+For each input size it generates a dataset (10 classes of noisy oriented gratings, grayscale), runs
+it through the real step CLIs (``download``, ``preprocess``, ``train`` on the chosen device) and reads
+the step's samples/s (``metrics.json``: the median over its epochs of the training pass). In the same
+run it times a bare loop over the same prepared data, on the same device, for as many epochs: the same
+CNN and AdamW (fused on CUDA), batches gathered on the device, and nothing else (no schedule, label
+smoothing, augmentation, loss bookkeeping or validation); its figure is the median epoch, the mean of
+one bare run before the step and one after it (the machine's drift). Goal: step / bare >= 0.9x.
+Rows: fp32; bf16 autocast + channels_last (``--precision bf16``) when CUDA is present.
+
+Run here:      PYTHONPATH=images/steps/src .venv-steps/bin/python bench/train.py
+GPU machine:   PYTHONPATH=images/steps/src python3 bench/train.py   (imports: torch, numpy, the steps)
+Config (env): BENCH_SIZES ("8,28" on the CPU, "28,64" on CUDA), BENCH_SAMPLES (2000 / 30000),
+BENCH_EPOCHS (3 / 5), BENCH_BATCH (64 / 256), BENCH_DEVICE (auto).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
+
+from retrain_steps import data, recipe  # noqa: E402
+from retrain_steps.input_spec import prepare  # noqa: E402
+from retrain_steps.models import resolve_device, torch_cnn  # noqa: E402
+from retrain_steps.preprocess import load_spec, load_splits  # noqa: E402
+
+DEVICE = resolve_device(os.environ.get("BENCH_DEVICE", "auto"))
+CUDA = DEVICE == "cuda"
+SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "28,64" if CUDA else "8,28").split(",")]
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", 30000 if CUDA else 2000))
+EPOCHS = int(os.environ.get("BENCH_EPOCHS", 5 if CUDA else 3))
+BATCH = int(os.environ.get("BENCH_BATCH", 256 if CUDA else 64))
+LEARNING_RATE, WEIGHT_DECAY = 1e-3, 0.05
+
+
+def gratings(n: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` ``side x side`` uint8 images: class k is a grating at angle k * 18 degrees, random phase, noise."""
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, 10, n)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    angle = target[:, None, None] * np.pi / 10
+    phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
+    wave = np.sin(2 * np.pi * 3 * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+    pixels = 127.5 + 80 * wave + rng.normal(0, 40, (n, side, side))
+    return np.clip(pixels, 0, 255).astype(np.uint8)[..., None], target.astype(np.int64)
+
+
+def step(*args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "images" / "steps" / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "retrain_steps", *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"retrain_steps {args[0]} exited {done.returncode}:\n{done.stderr[-3000:]}")
+
+
+def bare_loop(preprocessed: str, precision: str) -> float:
+    """Samples/s (median epoch) of the bare loop on the step's own prepared training split."""
+    spec = load_spec(preprocessed)
+    splits = load_splits(preprocessed, spec)
+    fast = precision == "bf16"
+    layout = torch.channels_last if fast else torch.contiguous_format
+    torch.manual_seed(0)
+    model = torch_cnn(spec).to(DEVICE, memory_format=layout).train()
+    optimizer = torch.optim.AdamW(recipe.parameter_groups(model, WEIGHT_DECAY), lr=LEARNING_RATE,
+                                  **recipe.optimizer_options(DEVICE))
+    x = torch.from_numpy(prepare(splits["x_train"], spec)).to(DEVICE).contiguous(memory_format=layout)
+    y = torch.from_numpy(splits["y_train"]).to(DEVICE)
+    rates = []
+    for _ in range(EPOCHS):
+        start = time.perf_counter()
+        order = torch.randperm(len(x), device=DEVICE)
+        for begin in range(0, len(x), BATCH):
+            idx = order[begin : begin + BATCH]
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=fast):
+                loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+        if CUDA:
+            torch.cuda.synchronize()
+        rates.append(len(x) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    precisions = ["fp32", "bf16"] if CUDA else ["fp32"]
+    name = torch.cuda.get_device_name(0) if CUDA else f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} threads"
+    print(f"device {DEVICE} ({name}), torch {torch.__version__}; {SAMPLES} images (70 % train), "
+          f"{EPOCHS} epochs, batch {BATCH}")
+    print(f"{'size':>7} {'precision':<10}{'step samples/s':>15}{'bare samples/s':>16}{'ratio':>8}   (goal >= 0.9x)")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in SIZES:
+            images, target = gratings(SAMPLES, side)
+            source = Path(tmp) / f"gratings{side}.npz"
+            source.write_bytes(data.dump_npz(images=images, target=target,
+                                             class_names=np.array([f"angle{k * 18}" for k in range(10)])))
+            store = f"file://{tmp}/{side}"
+            step("download", "--source", f"file://{source}", "--output", f"{store}/dl")
+            step("preprocess", "--input", f"{store}/dl", "--output", f"{store}/pp")
+            for precision in precisions:
+                before = bare_loop(f"{store}/pp", precision)
+                out = f"{store}/train-{precision}"
+                step("train", "--input", f"{store}/pp", "--output", out, "--device", DEVICE, "--precision", precision,
+                     "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--learning-rate", str(LEARNING_RATE))
+                measured = json.loads((Path(out.removeprefix("file://")) / "metrics.json").read_text())
+                after = bare_loop(f"{store}/pp", precision)
+                bare = (before + after) / 2
+                rows[side, precision] = measured["samples_per_s"]
+                print(f"{side:>3}x{side:<3} {precision:<10}{measured['samples_per_s']:15.0f}{bare:16.0f}"
+                      f"{measured['samples_per_s'] / bare:7.2f}x   (bare before/after: {before:.0f}/{after:.0f}; "
+                      f"step val_accuracy {measured['val_accuracy']:.3f})", flush=True)
+    if CUDA:
+        for side in SIZES:
+            print(f"step bf16 / fp32 at {side}x{side}: {rows[side, 'bf16'] / rows[side, 'fp32']:.2f}x")
+    else:
+        print("bf16 + channels_last rows need CUDA (no GPU here); run this script unchanged on a GPU machine")
+
+
+if __name__ == "__main__":
+    main()
