@@ -1,7 +1,7 @@
 """
 ### Promote or roll back a model version
 
-Deploys a registered model version, or rolls back to the version production replaced, through
+Deploys a registered version of a model, or rolls that model back to the version its production replaced, through
 the same path as `retrain`'s `deploy_model` (local: the model server follows the registry;
 kubernetes: `helm upgrade` of `charts/serving` from a worker, which holds the deploy RBAC).
 The **Models** view triggers it; so can you (*Trigger* with the form below). A compare-and-swap:
@@ -17,6 +17,7 @@ from retrain_steps.registry import MAX_REASON_CHARS
 from retraining import config
 from retraining.dag_defaults import DEFAULT_ARGS, described
 from retraining.model_assets import model_assets
+from retraining.params import model_param
 
 SETTINGS = config.parse_safe()  # never raises: a bad value fails the run's task, not the import
 PRODUCTION_ASSET = model_assets(SETTINGS)[1]
@@ -35,6 +36,8 @@ def actor(dag_run) -> str:
     max_active_runs=1,
     default_args={**DEFAULT_ARGS, "retries": 0},
     params={
+        "model": model_param(SETTINGS.model, description="The model whose production changes (see Models); "
+                             "a version of another model is refused."),
         "action": Param("promote", type="string", enum=["promote", "rollback"], title="Action",
                         description="promote: deploy Version; rollback: deploy the version production replaced."),
         "version": Param(None, type=["null", "string"], pattern="^[0-9a-f]{12}$", title="Version",
@@ -63,11 +66,12 @@ def promote_model():
             store_connection.apply_to_process(SETTINGS.artifact_conn_id)
             expected = params["expected"] if params["expected"] else registry.CURRENT
             if params["action"] == "rollback":
-                entry = deploy.rollback(SETTINGS, actor=actor(dag_run), reason=params["reason"], expected=expected,
-                                        run_id=dag_run.run_id)
+                entry = deploy.rollback(SETTINGS, model=params["model"], actor=actor(dag_run), reason=params["reason"],
+                                        expected=expected, run_id=dag_run.run_id)
             elif params["version"]:
-                entry = deploy.deploy(SETTINGS, params["version"], expected=expected, actor=actor(dag_run),
-                                      reason=params["reason"] or "promoted by hand", run_id=dag_run.run_id)
+                entry = deploy.deploy(SETTINGS, params["version"], model=params["model"], expected=expected,
+                                      actor=actor(dag_run), reason=params["reason"] or "promoted by hand",
+                                      run_id=dag_run.run_id)
             else:
                 raise ValueError("promote needs a Version")
         except (registry.StalePromotion, ValueError) as err:  # a retry would not change the answer

@@ -1,8 +1,8 @@
 """
 ### Retrain the digits classifier
 
-**download → preprocess → train (one candidate per learning rate) → evaluate → select best →
-gate → package → deploy**, on a cron schedule, when the configured dataset's content changes
+**download → preprocess → check model → train (one candidate per learning rate) → evaluate →
+select best → gate → package → deploy** for one named model (the form's *Model*), on a cron schedule, when the configured dataset's content changes
 (the `retrain-dataset` asset's watcher), or from the *Trigger DAG* form.
 
 Each step is the step image's CLI (`python -m retrain_steps <step>`, `python -m serving.package`),
@@ -20,7 +20,7 @@ from airflow.sdk import dag
 from retraining import commands, config
 from retraining.dag_defaults import dag_kwargs
 from retraining.launcher import mapped_step_task, step_task
-from retraining.planning import planning_head
+from retraining.planning import model_check, planning_head
 from retraining.release import release_tasks
 
 SETTINGS = config.parse_safe()  # never raises: a bad value fails the run's first tasks, not the import
@@ -32,10 +32,11 @@ def retrain():
     common = {"cmds": commands.STEPS_CMDS, "settings": SETTINGS, "python_bin": SETTINGS.steps_python}
     download = step_task("download", arguments=data["download"], **common)
     preprocess = step_task("preprocess", arguments=data["preprocess"], **common)
+    fits_model = model_check(SETTINGS)(data)
     train = mapped_step_task("train", arguments=candidates.map(commands.train_arguments), **common)
     evaluate = mapped_step_task("evaluate", arguments=candidates.map(commands.evaluate_arguments), **common)
     best = release_tasks(candidates=candidates, data=data, settings=SETTINGS)
-    download >> preprocess >> train >> evaluate >> best
+    download >> preprocess >> fits_model >> train >> evaluate >> best
 
 
 retrain()

@@ -14,4 +14,5 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MA
 # The store's locations as the DAGs resolve them (their defaults live in plugins/retraining/config.py only)
 eval "$(PYTHONPATH="$ROOT/plugins" "$ROOT/.venv/bin/python" -m retraining.config)"
 export DIGITS_REGISTRY_URI="$RETRAIN_REGISTRY"
+export DIGITS_MODEL="${RETRAIN_MODEL:-}"  # the model the server follows: RETRAIN_MODEL's (empty: the default, digits)
 export GIT_COMMIT="${GIT_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)}"

@@ -39,10 +39,11 @@ def why_retrain(production: str | None, environ: dict) -> str | None:
 
 
 def main(base: str) -> int:
-    from retrain_steps import registry
+    from retrain_steps import layout, registry
 
+    model = os.environ.get("RETRAIN_MODEL") or layout.DEFAULT_MODEL
     try:
-        production = registry.production_version(os.environ["RETRAIN_REGISTRY"])
+        production = registry.production_version(os.environ["RETRAIN_REGISTRY"], model)
     except Exception as err:  # noqa: BLE001 (a registry this shell cannot read: still unpause, then retrain)
         print(f"==> warning: cannot read the registry {os.environ['RETRAIN_REGISTRY']}: {err}")
         production = None
@@ -75,7 +76,7 @@ def main(base: str) -> int:
     from retrain_steps import artifacts
 
     try:
-        record = artifacts.read_json(registry.run_uri(os.environ["RETRAIN_REGISTRY"], run_id))
+        record = registry.run_record(os.environ["RETRAIN_REGISTRY"], run_id, model)
         print(f"    gate: {'deploy' if record['gate']['deploy'] else 'keep production'}: {record['gate']['reason']}")
     except artifacts.ArtifactError:
         print("    the run did not reach the gate: open it in the UI for the failed task's log")

@@ -49,7 +49,8 @@ on_stop() { trap - EXIT INT TERM; echo; echo "==> stopping"; stop_servers; echo 
 trap on_exit EXIT
 trap on_stop INT TERM
 
-# The server follows the registry's production version (DIGITS_REGISTRY_URI): it fetches the bento that
+# The server follows the production version of the registry's model RETRAIN_MODEL (DIGITS_REGISTRY_URI,
+# DIGITS_MODEL): it fetches the bento that
 # `package` registered, verifies its sha256 and imports it into data/bentoml (as the chart's init container
 # does), and serves its model.
 echo "==> model server on http://127.0.0.1:$SERVING_PORT (log: data/logs/serving.log)"

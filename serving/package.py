@@ -33,6 +33,14 @@ STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "digits_profile.py"
                  "models.py", "ood.py", "registry.py", "settings.py")
 
 
+def model_name(text: str) -> str:
+    """``--model-name``: a model name the registry takes, else an argparse error naming it."""
+    try:
+        return registry.check_model(text)
+    except registry.InvalidId as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="serving.package", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="train output folder URI of the selected candidate")
@@ -40,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="download output folder URI")
     parser.add_argument("--registry", required=True, help="model registry URI")
     parser.add_argument("--run-id", default="", help="the pipeline run that produced the model")
+    parser.add_argument("--model-name", type=model_name, default=layout.DEFAULT_MODEL,
+                        help="the registered model this version belongs to (default: %(default)s)")
     parser.add_argument("--code-commit", default=os.environ.get("GIT_COMMIT", ""), help="source commit")
     parser.add_argument(
         "--requirements", default=os.environ.get("SERVING_REQUIREMENTS", ""),
@@ -116,6 +126,7 @@ def run(args: argparse.Namespace) -> dict:
         args.model,
         {
             "created_at": registry.now(),
+            "model": args.model_name,
             "run_id": args.run_id,
             "code_commit": args.code_commit,
             "dataset": {"uri": args.dataset, "sha256": dataset["sha256"], "version": dataset["version"],

@@ -21,7 +21,7 @@ JSON ``instances`` get the lists ``confident``, ``ood_scores`` and ``in_distribu
 
 The model is always a bento's, the one :mod:`serving.package` built and registered:
 
-* following a registry (``DIGITS_REGISTRY_URI``: ``make run``, the compose stack, the
+* following a registry's model (``DIGITS_REGISTRY_URI``, ``DIGITS_MODEL``: ``make run``, the compose stack, the
   benchmark): the production version's bento is fetched, its sha256 verified and imported
   (:func:`serving.fetch.import_bento`, what the chart's init container runs), and its model
   loaded; the production pointer is polled and a newly promoted version swapped in without a
@@ -131,8 +131,8 @@ class RegistryFollower:
     logged once per version, not on every poll.
     """
 
-    def __init__(self, registry_uri: str, interval: float) -> None:
-        self.registry_uri, self.interval = registry_uri, interval
+    def __init__(self, registry_uri: str, interval: float, model: str = layout.DEFAULT_MODEL) -> None:
+        self.registry_uri, self.interval, self.model = registry_uri, interval, model
         self.current: LoadedModel | None = None
         self.fallback: dict | None = None
         self._failed: dict[str, str] = {}
@@ -166,13 +166,13 @@ class RegistryFollower:
 
     def refresh(self) -> None:
         try:
-            latest = registry.latest_promotion(self.registry_uri)
+            latest = registry.latest_promotion(self.registry_uri, self.model)
             if latest is None:
                 return
             if self.current and self.current.version == latest["version"]:
                 self.fallback = None
                 return
-            history = registry.promotion_history(self.registry_uri)
+            history = registry.promotion_history(self.registry_uri, self.model)
         except Exception as err:  # the store is unreachable: keep serving what is loaded
             log.warning("cannot read the production pointer of %s: %s", self.registry_uri, err)
             return
@@ -215,9 +215,10 @@ class FixedModel:
 
 
 def model_source(settings: ServerSettings, bento: bentoml.Bento | None) -> RegistryFollower | FixedModel:
-    """Follow the registry's production bento when ``DIGITS_REGISTRY_URI`` is set, else serve ``bento``'s model."""
+    """Follow the production bento of the registry's model ``DIGITS_MODEL`` when ``DIGITS_REGISTRY_URI`` is set,
+    else serve ``bento``'s model."""
     if settings.registry_uri:
-        return RegistryFollower(settings.registry_uri, settings.poll_seconds)
+        return RegistryFollower(settings.registry_uri, settings.poll_seconds, settings.model)
     if bento is None:
         raise RuntimeError("no model to serve: set DIGITS_REGISTRY_URI to follow a registry's production version, "
                            "or serve a bento (bentoml serve digits_classifier:<version>)")

@@ -2,6 +2,7 @@
 
 - ``DIGITS_REGISTRY_URI`` (unset): follow this registry's production version, loading each
   version's bento (``make run``, the compose stack); unset, the server serves the bento it runs from;
+- ``DIGITS_MODEL`` (digits): which of the registry's models to follow (its production version);
 - ``DIGITS_POLL_SECONDS`` (2): how often the production pointer is read;
 - ``DIGITS_WORKERS`` (2): worker processes, one model copy each (about 400 MiB with torch); with
   two, the other answers at once while a worker that died is replaced; 1 where memory is short;
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from retrain_steps.input_spec import MAX_UPLOAD_PIXELS
+from retrain_steps.layout import DEFAULT_MODEL, MODEL_NAME
 from retrain_steps.models import DEVICES
 
 
@@ -39,9 +41,18 @@ def _number(environ: Mapping[str, str], name: str, default: str, kind: type, low
     return value
 
 
+def _model_name(environ: Mapping[str, str]) -> str:
+    value = environ.get("DIGITS_MODEL", "").strip() or DEFAULT_MODEL
+    if not MODEL_NAME.fullmatch(value):
+        raise SettingError(f"DIGITS_MODEL={value!r} is not a model name: 1 to 63 of a-z, 0-9 and '-', "
+                           "not starting with '-'")
+    return value
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     registry_uri: str | None = None
+    model: str = DEFAULT_MODEL
     poll_seconds: float = 2.0
     workers: int = 2
     max_request_bytes: int = 4 * 1024 * 1024
@@ -60,6 +71,7 @@ class ServerSettings:
             raise SettingError(f"DIGITS_DEVICE={device!r}: expected one of {', '.join(DEVICES)}")
         return cls(
             registry_uri=environ.get("DIGITS_REGISTRY_URI") or None,
+            model=_model_name(environ),
             poll_seconds=_number(environ, "DIGITS_POLL_SECONDS", "2", float, 0.05, 3600),
             workers=_number(environ, "DIGITS_WORKERS", "2", int, 1, 64),
             max_request_bytes=_number(environ, "DIGITS_MAX_REQUEST_BYTES", str(4 * 1024 * 1024), int, 1024, 2**31),

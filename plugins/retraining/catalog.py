@@ -1,6 +1,7 @@
-"""What the registry knows of every model, for people: the Models view and the ``models`` CLI read it.
+"""What the registry knows of its models, for people: the Models view and the ``models`` CLI read it.
 
-One row per model version, from three records of the registry: the version cards (registered
+:func:`overview`: one row per named model (production, classes, dataset). :func:`models`: one model's
+catalog, one row per version, from three records of the registry: the version cards (registered
 by ``package``), the run records (every candidate of a run and the gate's decision, written by
 ``gate``; how the run ended, written when it ends, failed runs too) and the promotion history.
 A version's row is the run that registered it (its card's), or else the first run that trained
@@ -57,18 +58,40 @@ def _card_row(card: dict) -> dict:
     }
 
 
-def models(registry_uri: str) -> dict:
-    """``{"production", "promotions", "runs", "versions", "problems"}``: every version once, newest first.
+def overview(registry_uri: str) -> list[dict]:
+    """One row per model, by name: ``{"name", "production", "classes", "dataset", "test_accuracy", "versions",
+    "last_run"}`` (classes, dataset and accuracy of the production version, else of the newest one)."""
+    rows = []
+    for name in registry.models(registry_uri):
+        catalog = models(registry_uri, name)
+        production = catalog["production"]["version"] if catalog["production"] else None
+        shown = next((r for r in catalog["versions"] if r["version"] == production), None) or next(
+            (r for r in catalog["versions"] if r["card"]), None)
+        card = (shown or {}).get("card") or {}
+        dataset = card.get("dataset") or {}
+        rows.append({
+            "name": name, "production": production,
+            "classes": (card.get("input_spec") or {}).get("class_names") or dataset.get("class_names") or [],
+            "dataset": dataset.get("source") or dataset.get("uri") or "",
+            "test_accuracy": (card.get("metrics") or {}).get("test_accuracy"),
+            "versions": len(catalog["versions"]), "last_run": catalog["runs"][0]["run_id"] if catalog["runs"] else "",
+        })
+    return rows
+
+
+def models(registry_uri: str, model: str = layout.DEFAULT_MODEL) -> dict:
+    """One model's catalog: ``{"model", "production", "promotions", "runs", "versions", "problems"}``, every
+    version of the model once, newest first.
 
     ``problems``: ``{"uri", "error"}`` of each record that could not be read; ``production`` is
     None both when nothing was promoted and when the newest promotion entry is one of them.
     """
     unreadable: list[registry.UnreadableEntry] = []
-    promotions = registry.promotions(registry_uri, unreadable)
-    runs = registry.runs(registry_uri, unreadable)
-    cards = registry.versions(registry_uri, unreadable)
+    promotions = registry.promotions(registry_uri, unreadable, model=model)
+    runs = registry.runs(registry_uri, unreadable, model=model)
+    cards = registry.versions(registry_uri, unreadable, model=model)
     try:
-        registry.latest_promotion(registry_uri)
+        registry.latest_promotion(registry_uri, model)
         production_known = True
     except registry.UnreadableEntry:
         production_known = False
@@ -104,8 +127,8 @@ def models(registry_uri: str) -> dict:
     for row in rows.values():
         row["promotions"] = [e for e in promotions if e["version"] == row["version"]]
     versions = sorted(rows.values(), key=lambda r: r["created_at"] or "", reverse=True)
-    return {"production": latest, "promotions": list(reversed(promotions)), "runs": runs, "versions": versions,
-            "problems": [{"uri": err.uri, "error": str(err)} for err in unreadable]}
+    return {"model": model, "production": latest, "promotions": list(reversed(promotions)), "runs": runs,
+            "versions": versions, "problems": [{"uri": err.uri, "error": str(err)} for err in unreadable]}
 
 
 def _promotion_why(entry: dict) -> str:
@@ -114,11 +137,11 @@ def _promotion_why(entry: dict) -> str:
     return f"{entry['action']} by {by}{run} at {entry.get('at', '')}: {entry.get('reason', '')}".rstrip(": ")
 
 
-def version(registry_uri: str, version_id: str) -> dict:
-    """One version's row with its reproductions; :class:`registry.InvalidId` (a ``ValueError``) for what
-    is not a version id, ``KeyError`` when the registry has never seen it."""
+def version(registry_uri: str, version_id: str, model: str = layout.DEFAULT_MODEL) -> dict:
+    """One version of ``model`` with its reproductions; :class:`registry.InvalidId` (a ``ValueError``) for what
+    is not a version id, ``KeyError`` when the model has never seen it."""
     registry.check_version(version_id)
-    catalog = models(registry_uri)
+    catalog = models(registry_uri, model)
     return with_reproductions(registry_uri, find(catalog, version_id), catalog["problems"])
 
 

@@ -122,12 +122,13 @@ def evaluate_arguments(candidate: dict) -> list[str]:
     return candidate["evaluate"]
 
 
-def package_arguments(*, candidate: dict, dataset: str, registry: str, run_id: str) -> list[str]:
-    """Arguments of ``python -m serving.package`` for the selected candidate."""
+def package_arguments(*, candidate: dict, dataset: str, registry: str, run_id: str, model: str) -> list[str]:
+    """Arguments of ``python -m serving.package`` for the selected candidate of a run of ``model``."""
     return [
         "--model", candidate["model"],
         "--evaluation", candidate["evaluation"],
         "--dataset", dataset,
         "--registry", registry,
         "--run-id", run_id,
+        "--model-name", model,
     ]  # fmt: skip

@@ -6,6 +6,7 @@
 | ``RETRAIN_SCHEDULE`` | ``0 3 * * *`` | cron expression of the retraining schedule; ``none`` to disable |
 | ``RETRAIN_ARTIFACT_STORE`` | ``file://<project>/data/artifacts`` | root URI of the artifact store |
 | ``RETRAIN_REGISTRY`` | ``<store>/registry`` | model registry URI |
+| ``RETRAIN_MODEL`` | ``digits`` | the model a run trains when its form names none (scheduled and dataset-triggered runs) |
 | ``RETRAIN_DATASET_URI`` | ``<store>/datasets/digits/digits.npz`` | default dataset |
 | ``RETRAIN_WATCH_SECONDS`` | ``60`` | poll interval of the dataset watcher that triggers ``retrain`` on a content change; ``0``: off |
 | ``RETRAIN_DATASET_ALLOWED`` | ``<store>/`` | comma-separated URI prefixes a run's dataset may come from (plus the default dataset and the Variable ``retrain_dataset_allowed``) |
@@ -108,6 +109,7 @@ class Settings:
     artifact_store: str
     registry: str
     dataset_uri: str
+    model: str
     dataset_allowed: tuple[str, ...]
     watch_seconds: float
     steps_python: str
@@ -145,6 +147,7 @@ def parse_safe(environ: Mapping[str, str] | None = None, *, kubeflow: bool = Fal
         schedule=env.cron("RETRAIN_SCHEDULE", "0 3 * * *"),
         artifact_store=store,
         registry=env.text("RETRAIN_REGISTRY") or f"{store}/registry",
+        model=env.model_name("RETRAIN_MODEL"),
         dataset_uri=env.text("RETRAIN_DATASET_URI") or f"{store}/datasets/digits/digits.npz",
         dataset_allowed=(f"{store}/", *env.prefixes("RETRAIN_DATASET_ALLOWED")),
         watch_seconds=env.seconds("RETRAIN_WATCH_SECONDS", 60.0, zero_is="off"),
@@ -233,6 +236,15 @@ class _Reader:
         except SettingsError as err:
             self.problems.append("; ".join(line.strip() for line in str(err).splitlines()))  # one line, as the others
             return ()
+
+    def model_name(self, name: str) -> str:
+        from retrain_steps.layout import DEFAULT_MODEL, MODEL_NAME
+
+        value = self.text(name) or DEFAULT_MODEL
+        if not MODEL_NAME.fullmatch(value):
+            self._bad(name, self.environ[name], "a model name: 1 to 63 of a-z, 0-9 and '-', not starting with '-'")
+            return DEFAULT_MODEL
+        return value
 
     def names(self, name: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.text(name).split(",") if part.strip())

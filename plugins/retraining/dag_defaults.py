@@ -61,7 +61,7 @@ def dag_kwargs(settings: Settings, *, doc_md: str, tags: list[str], watch_datase
         "catchup": False,
         "max_active_runs": 1,
         "default_args": DEFAULT_ARGS,
-        "params": retrain_params(),
+        "params": retrain_params(settings.model),
         **description,
         "on_failure_callback": [description["on_failure_callback"], RecordOutcome(FAILED, settings)],
         "on_success_callback": RecordOutcome(SUCCESS, settings),

@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 RELEASE = "serving"
 
 
+def release_name(release: str, model: str) -> str:
+    """The Helm release serving ``model``: the configured release for the default model (as before named
+    models), ``<release>-<model>`` for the others (one release, one Service, per model)."""
+    from retrain_steps.layout import DEFAULT_MODEL
+
+    return release if model == DEFAULT_MODEL else f"{release}-{model}"
+
+
 def helm_upgrade_command(
     *, chart: str, card: dict, image_repository: str, image_tag: str, namespace: str, release: str = RELEASE,
     timeout: str = "10m", helm: str = "helm",
@@ -47,6 +55,7 @@ def helm_upgrade_command(
         "--set-string", f"model.uri={bento['uri']}",
         "--set-string", f"model.version={card['version']}",
         "--set-string", f"model.sha256={bento['sha256']}",
+        "--set-string", f"model.name={registry.model_of(card)}",
         "--rollback-on-failure",
         "--wait",
         "--timeout", timeout,
@@ -71,23 +80,29 @@ def roll_out(settings: Settings, card: dict) -> dict:
     if settings.backend != "kubernetes":
         return {"backend": "local"}
     target = settings.serving
+    release = release_name(target.release, registry.model_of(card))
     run_helm(
         helm_upgrade_command(
             chart=target.chart, card=card, image_repository=settings.pods.image_repository("serving"),
-            image_tag=settings.pods.image_tag, namespace=target.namespace, release=target.release, helm=target.helm,
+            image_tag=settings.pods.image_tag, namespace=target.namespace, release=release, helm=target.helm,
         )
     )
-    return {"backend": "kubernetes", "release": target.release, "namespace": target.namespace}
+    return {"backend": "kubernetes", "release": release, "namespace": target.namespace}
 
 
-def deploy(settings: Settings, version: str, *, expected=registry.CURRENT, actor: str = "", reason: str = "",
-           run_id: str = "", action: str = "promote") -> dict:
-    """Roll ``version`` out, then (only on success) promote it if production is still ``expected``."""
+def deploy(settings: Settings, version: str, *, model: str = "", expected=registry.CURRENT, actor: str = "",
+           reason: str = "", run_id: str = "", action: str = "promote") -> dict:
+    """Roll ``version`` out, then (only on success) promote it to ``model``'s production (default: the model it
+    was trained for) if that is still ``expected``."""
     registry.check_reason(reason)  # before the rollout (registry.promote would refuse after it)
     card = registry.card(settings.registry, version)
+    owner = registry.model_of(card)
+    model = model or owner
+    if owner != model:
+        raise registry.OtherModel(f"version {version} belongs to model {owner!r}, not {model!r}; nothing was rolled out")
     if not card.get("bento", {}).get("uri"):
         raise ValueError(f"version {version} has no bento in the registry; package it first")
-    current = registry.production_version(settings.registry)
+    current = registry.production_version(settings.registry, model)
     if expected is registry.CURRENT:
         expected = current
     elif current != expected:
@@ -97,24 +112,26 @@ def deploy(settings: Settings, version: str, *, expected=registry.CURRENT, actor
         raise registry.NoOpPromotion(f"{version} is in production already: nothing to {action}, nothing was rolled out")
     target = roll_out(settings, card)
     try:
-        entry = registry.promote(settings.registry, version, expected=expected, actor=actor, reason=reason,
-                                 run_id=run_id, action=action)
+        entry = registry.promote(settings.registry, version, model=model, expected=expected, actor=actor,
+                                 reason=reason, run_id=run_id, action=action)
     except registry.StalePromotion:
-        winner = registry.production(settings.registry)
+        winner = registry.production(settings.registry, model)
         if winner is not None and target["backend"] != "local":  # put the release back on the version that won
             roll_out(settings, winner)
         raise
-    log.info("deployed %s (%s); production was %s", version, target["backend"], entry["previous"])
-    return {**target, **entry}
+    log.info("deployed %s of model %s (%s); production was %s", version, model, target["backend"], entry["previous"])
+    return {**target, **entry, "model": model}
 
 
-def rollback(settings: Settings, *, actor: str = "", reason: str = "", expected=registry.CURRENT, run_id: str = "") -> dict:
-    """Deploy the version production replaced (the same path as a promotion)."""
-    latest = registry.latest_promotion(settings.registry)
+def rollback(settings: Settings, *, model: str = "", actor: str = "", reason: str = "", expected=registry.CURRENT,
+             run_id: str = "") -> dict:
+    """Deploy the version ``model``'s production replaced (the same path as a promotion)."""
+    model = model or settings.model
+    latest = registry.latest_promotion(settings.registry, model)
     if not latest or not latest.get("previous"):
-        raise ValueError("nothing to roll back to: production has no previous version")
+        raise ValueError(f"nothing to roll back to: model {model}'s production has no previous version")
     if expected is not registry.CURRENT and latest["version"] != expected:
         raise registry.StalePromotion(f"production is {latest['version']}, not {expected} as the page showed; "
                                       "nothing was rolled back")
-    return deploy(settings, latest["previous"], expected=latest["version"], actor=actor, action="rollback",
+    return deploy(settings, latest["previous"], model=model, expected=latest["version"], actor=actor, action="rollback",
                   reason=reason or f"rollback from {latest['version']}", run_id=run_id)

@@ -1,12 +1,15 @@
 """``scripts/models <command>``: the model registry from a shell (the Models view's twin).
 
-    scripts/models list                     every version: status, accuracy, dataset, run (a table)
+    scripts/models list                     every model: production, classes, dataset, versions (a table)
+    scripts/models list --model NAME        the model's versions: status, accuracy, dataset, run (a table)
     scripts/models show VERSION             the version's row as JSON (card, metrics, promotions, reproductions)
     scripts/models lineage VERSION          what ``X-Model-Version`` names: dataset, params, commit, metrics, the
                                             run that registered it and the later runs that reproduced it (JSON)
     scripts/models history                  the promotion history, newest first (a table)
     scripts/models promote VERSION --reason "…"
     scripts/models rollback --reason "…"
+
+Every command but a plain ``list`` is about one model: ``--model NAME`` (default: ``RETRAIN_MODEL``, digits).
 
 ``promote`` and ``rollback`` take the DAG's deploy path (local: the model server follows;
 kubernetes: ``helm upgrade``) and are compare-and-swap: refused, exit 3, when production
@@ -28,13 +31,14 @@ from retraining import catalog, config, deploy, store_connection
 
 
 SUBCOMMANDS = {  #: what each subcommand prints or does (its help, and its description under ``--help``)
-    "list": "every version with its status, accuracy, dataset and run (a table)",
-    "history": "every promotion and rollback, newest first (a table)",
+    "list": "every model with its production version, classes and dataset; with --model, that model's versions "
+            "with status, accuracy, dataset and run (tables)",
+    "history": "every promotion and rollback of a model, newest first (a table)",
     "show": "one version's row as JSON: card, metrics, status, promotions, reproductions",
     "lineage": "where one version comes from: dataset, params, commit, metrics, the run that registered it and the "
                "runs that reproduced it (JSON)",
-    "promote": "deploy a registered version (refused if production changes meanwhile)",
-    "rollback": "deploy again the version production replaced (refused if production changes meanwhile)",
+    "promote": "deploy a registered version of a model (refused if its production changes meanwhile)",
+    "rollback": "deploy again the version a model's production replaced (refused if it changes meanwhile)",
 }
 
 
@@ -47,7 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     reason_help = f"recorded in the promotion history (at most {registry.MAX_REASON_CHARS} characters)"
     for name in ("promote", "rollback"):
         commands[name].add_argument("--reason", default="", help=reason_help)
+    for name, command in commands.items():
+        command.add_argument("--model", default=None,
+                             help="the model (default: RETRAIN_MODEL, digits)" if name != "list" else
+                             "list this model's versions instead of the models")
     return parser
+
+
+def format_models(rows: list[dict]) -> str:
+    """The models (:func:`catalog.overview`) as a table, one model a line."""
+    lines = [f"{'model':20}  {'production':12}  {'test acc':>8}  {'versions':>8}  {'classes':30}  dataset"]
+    for row in rows:
+        accuracy = row["test_accuracy"]
+        classes = ",".join(row["classes"])
+        lines.append(f"{row['name']:20}  {row['production'] or '-':12}  "
+                     f"{'-' if accuracy is None else f'{accuracy:.4f}':>8}  {row['versions']:>8}  "
+                     f"{classes if len(classes) <= 30 else classes[:29] + '…':30}  {row['dataset']}")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -77,13 +97,16 @@ def _warn(command: str, problems: list) -> None:
 
 def run(args: argparse.Namespace, settings: config.Settings) -> str:
     reg = settings.registry
+    if args.command == "list" and args.model is None:
+        return format_models(catalog.overview(reg))
+    model = registry.check_model(args.model or settings.model)
     if args.command == "list":
-        models = catalog.models(reg)
+        models = catalog.models(reg, model)
         _warn(args.command, [p["error"] for p in models["problems"]])
         return format_table(models["versions"])
     if args.command == "history":
         unreadable: list = []
-        entries = registry.promotions(reg, unreadable)
+        entries = registry.promotions(reg, unreadable, model=model)
         _warn(args.command, unreadable)
         return format_history(entries[::-1])
     if args.command in ("show", "lineage", "promote"):
@@ -92,17 +115,19 @@ def run(args: argparse.Namespace, settings: config.Settings) -> str:
         registry.check_reason(args.reason)  # before anything is rolled out
     if args.command in ("show", "lineage"):
         try:
-            row = catalog.version(reg, args.version)
+            row = catalog.version(reg, args.version, model)
         except KeyError:
-            raise ValueError(f"unknown version {args.version!r} in {reg}") from None
+            raise ValueError(f"unknown version {args.version!r} of model {model} in {reg}") from None
         return json.dumps(row if args.command == "show" else catalog.lineage(row), indent=2, default=str)
     actor = f"cli:{getpass.getuser()}"
     if args.command == "promote":
-        if args.version not in {c["version"] for c in registry.versions(reg)}:
-            raise ValueError(f"unknown version {args.version!r}: not registered in {reg} (see `models list`)")
-        result = deploy.deploy(settings, args.version, actor=actor, reason=args.reason or "promoted from the CLI")
+        if args.version not in {c["version"] for c in registry.versions(reg, model=model)}:
+            raise ValueError(f"unknown version {args.version!r}: not a registered version of model {model} in {reg} "
+                             f"(see `models list --model {model}`)")
+        result = deploy.deploy(settings, args.version, model=model, actor=actor,
+                               reason=args.reason or "promoted from the CLI")
     else:
-        result = deploy.rollback(settings, actor=actor, reason=args.reason)
+        result = deploy.rollback(settings, model=model, actor=actor, reason=args.reason)
     return json.dumps(result, indent=2)
 
 

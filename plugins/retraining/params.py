@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow.sdk import Param
+from retrain_steps.layout import DEFAULT_MODEL
 
 FRAMEWORKS = ["torch", "tensorflow"]
 # a number in (0, 1] as typed: 1, a fraction (.5, 0.001, 0.5e-3) or d[.ddd]e-N with N in 1..99; nothing a
@@ -20,9 +21,32 @@ def learning_rates(values: list) -> list[float]:
     return rates
 
 
-def retrain_params() -> dict[str, Param]:
+MODEL_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"  # retrain_steps.layout.MODEL_NAME, as a JSON-schema pattern
+
+
+def model_param(default: str, *, description: str) -> Param:
+    """The form's model name (a registered model, MLflow's word): a DNS label, as the registry takes it."""
+    return Param(default, type="string", pattern=MODEL_NAME, minLength=1, maxLength=63, title="Model",
+                 description=description, section="Model")
+
+
+def retrain_params(default_model: str = DEFAULT_MODEL) -> dict[str, Param]:
     """Params shared by ``retrain`` and ``retrain_kubeflow``; each validated on trigger."""
     return {
+        "model": model_param(
+            default_model,
+            description="The model this run trains: its versions, production and runs are its own (Browse → Models). "
+            "A run's classes and input (size, channels, preprocessing) must be those of the model's production; "
+            "for other data, name another model (lower case, digits and '-') and tick 'New model'.",
+        ),
+        "new_model": Param(
+            False,
+            type="boolean",
+            title="New model",
+            description="This run starts a model: refused if the model has a production version already "
+            "(so a typo cannot fork a model).",
+            section="Model",
+        ),
         "dataset_uri": Param(
             None,
             type=["null", "string"],

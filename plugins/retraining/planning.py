@@ -25,11 +25,12 @@ def planning_head(settings: Settings):
         """Arguments and output folders of the data steps for this run."""
         try:
             settings.check()
-            return commands.data_steps(
+            model = run_model(settings, params)
+            return {**commands.data_steps(
                 params=params, run_id=run_id, artifact_store=settings.artifact_store,
                 default_dataset=settings.dataset_uri, allowed=dataset_allowed(settings),
-            )
-        except ValueError as err:  # a bad dataset location or allow-list entry is not retried
+            ), "model": model}
+        except ValueError as err:  # a bad dataset location, allow-list entry or model is not retried
             bad_input.fail(str(err))
 
     @task(retry_policy=bad_input.RETRY_POLICY)
@@ -43,6 +44,51 @@ def planning_head(settings: Settings):
             bad_input.fail(str(err))
 
     return plan(), plan_candidates()
+
+
+def model_check(settings: Settings):
+    """A task that fails (bad input) when the prepared data's classes or input differ from the run's model's
+    production (:func:`check_run_fits_model`): the local DAG runs it between ``preprocess`` and ``train``."""
+
+    @task(retry_policy=bad_input.RETRY_POLICY)
+    def check_model(data: dict, params: dict | None = None) -> str:
+        """The data fits the model it is meant for (or the run starts that model)."""
+        from retrain_steps import artifacts, layout
+
+        store_connection.apply_to_process(settings.artifact_conn_id)
+        spec = artifacts.read_json(layout.file_in(data["splits"], layout.SPEC))
+        try:
+            return check_run_fits_model(settings, data["model"], spec)
+        except ValueError as err:
+            bad_input.fail(str(err))
+
+    return check_model
+
+
+def run_model(settings: Settings, params: dict) -> str:
+    """The model a run trains (its form's, else the deployment's ``RETRAIN_MODEL``), checked against ``new_model``:
+    ``ValueError`` for a bad name, or for a new model whose name has a production version already."""
+    from retrain_steps import registry
+
+    model = registry.check_model(params.get("model") or settings.model)
+    if params.get("new_model"):
+        store_connection.apply_to_process(settings.artifact_conn_id)
+        if (version := registry.production_version(settings.registry, model)) is not None:
+            raise ValueError(f"model {model!r} exists (production {version}): 'New model' starts a model; "
+                             f"name another model, or untick 'New model' to retrain {model}")
+    return model
+
+
+def check_run_fits_model(settings: Settings, model: str, spec: dict) -> str:
+    """``model`` when data of input spec ``spec`` (a ``spec.json``) can retrain it; ``ValueError`` naming both
+    when the model's production predicts other classes or takes other inputs."""
+    from retrain_steps import registry
+
+    production = registry.production(settings.registry, model)
+    if production is not None and (reason := registry.spec_mismatch(production, spec)):
+        raise ValueError(f"this run cannot retrain model {model!r}: its production {production['version']} {reason}; "
+                         "to train on this data, name another model and tick 'New model'")
+    return model
 
 
 def dataset_allowed(settings: Settings) -> tuple[str, ...]:
@@ -62,9 +108,10 @@ def warm_start_model(settings: Settings, params: dict) -> str | None:
     from retrain_steps import layout, registry
 
     store_connection.apply_to_process(settings.artifact_conn_id)
-    version = registry.production_version(settings.registry)
+    model = params.get("model") or settings.model
+    version = registry.production_version(settings.registry, model)
     if version is None:
-        raise ValueError("warm start: nothing is in production yet; run once without warm start")
+        raise ValueError(f"warm start: model {model} has nothing in production yet; run once without warm start")
     framework = registry.card(settings.registry, version).get("framework")
     if framework != params["framework"]:
         raise ValueError(f"warm start: production {version} is a {framework} model; choose the framework "

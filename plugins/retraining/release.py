@@ -7,10 +7,12 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import task
+from retrain_steps.layout import DEFAULT_MODEL
 
-from retraining import announce, commands, deploy, model_assets, notify, selection, store_connection
+from retraining import announce, bad_input, commands, deploy, model_assets, notify, selection, store_connection
 from retraining.config import Settings
 from retraining.launcher import mapped_step_task, step_task
+from retraining.planning import check_run_fits_model
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,14 @@ def candidate_metrics(candidate: dict) -> dict:
         "test_accuracy": test.get("test_accuracy"),
         "version": registry.model_version(candidate["model"]),
     }
+
+
+def candidate_spec(candidate: dict) -> dict:
+    """The input spec a candidate was trained with (its ``model.json``), as ``spec.json`` holds it."""
+    from retrain_steps import artifacts, layout, registry
+
+    info = artifacts.read_json(layout.file_in(candidate["model"], layout.MODEL_INFO))
+    return info.get("input_spec") or registry.LEGACY_SPEC
 
 
 def measured_production(baseline: list[dict], current: str | None) -> dict | None:
@@ -74,52 +84,57 @@ def release_tasks(*, candidates, data, settings: Settings):
     zero or one version), so the gate compares two accuracies measured on the same data.
     """
 
-    @task(multiple_outputs=True)
-    def select_best(candidates: list[dict], dataset: str, run_id: str | None = None) -> dict:
+    @task(multiple_outputs=True, retry_policy=bad_input.RETRY_POLICY)
+    def select_best(candidates: list[dict], dataset: str, model: str = DEFAULT_MODEL, run_id: str | None = None) -> dict:
         store_connection.apply_to_process(settings.artifact_conn_id)
         scored = [candidate_metrics(c) for c in candidates]
+        try:  # retrain_kubeflow prepares its data in the KFP run: the first task that can compare
+            check_run_fits_model(settings, model, candidate_spec(scored[0]))
+        except ValueError as err:
+            bad_input.fail(str(err))
         for c in scored:
             log.info("candidate %s: lr=%s val_accuracy=%s test_accuracy=%s", c["index"], c["learning_rate"],
                      c["val_accuracy"], c["test_accuracy"])
         best = selection.select_best(scored)
         log.info("best candidate: %s", best)
         arguments = commands.package_arguments(
-            candidate=best, dataset=dataset, registry=settings.registry, run_id=run_id or ""
+            candidate=best, dataset=dataset, registry=settings.registry, run_id=run_id or "", model=model
         )
         return {"candidate": best, "candidates": scored, "package_arguments": arguments}
 
     @task
-    def plan_production(run_id: str | None = None) -> list[dict]:
-        """The model in production now, to evaluate on this run's test split (none: ``[]``)."""
+    def plan_production(model: str = DEFAULT_MODEL, run_id: str | None = None) -> list[dict]:
+        """The model's version in production now, to evaluate on this run's test split (none: ``[]``)."""
         from retrain_steps import registry
 
         store_connection.apply_to_process(settings.artifact_conn_id)
         return commands.production_baseline(
             run_id=run_id, artifact_store=settings.artifact_store, registry=settings.registry,
-            production_version=registry.production_version(settings.registry),
+            production_version=registry.production_version(settings.registry, model),
         )
 
     @task.short_circuit(trigger_rule="none_failed")
-    def gate(best: dict, baseline: list[dict], params: dict | None = None, dag_run=None) -> bool:
+    def gate(best: dict, baseline: list[dict], model: str = DEFAULT_MODEL, params: dict | None = None,
+             dag_run=None) -> bool:
         from retrain_steps import registry
 
         from airflow.sdk.exceptions import AirflowFailException
 
         store_connection.apply_to_process(settings.artifact_conn_id)
         try:
-            production = measured_production(baseline, registry.production_version(settings.registry))
+            production = measured_production(baseline, registry.production_version(settings.registry, model))
         except ValueError as err:  # production moved under this run: a retry would compare the wrong model
             raise AirflowFailException(str(err)) from None
         decision = selection.gate(
             best["candidate"], production, min_accuracy=float(params["min_accuracy"]), margin=float(params["margin"]),
         )
         log.info("gate: %s: %s", "deploy" if decision.deploy else "keep production", decision.reason)
-        registry.record_run(settings.registry, dag_run.run_id, run_record(best, production, decision, dag_run))
+        registry.record_run(settings.registry, dag_run.run_id, run_record(best, production, decision, dag_run), model)
         if not decision.deploy:
             text = (f"{dag_run.dag_id} run {dag_run.run_id} kept production "
                     f"{(production or {}).get('version') or '(none)'}: {decision.reason}")
             notify.send("gate_rejected", text, settings.notify_conn_id, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
-                        version=best["candidate"]["version"], reason=decision.reason)
+                        version=best["candidate"]["version"], reason=decision.reason, model=model)
         return decision.deploy
 
     registered_asset, production_asset = model_assets.model_assets(settings)
@@ -135,27 +150,28 @@ def release_tasks(*, candidates, data, settings: Settings):
         return card["version"]
 
     @task(outlets=[production_asset])
-    def deploy_model(candidate: dict, baseline: list[dict], dag_run=None, outlet_events=None) -> dict:
-        from retrain_steps import artifacts, registry
+    def deploy_model(candidate: dict, baseline: list[dict], model: str = DEFAULT_MODEL, dag_run=None,
+                     outlet_events=None) -> dict:
+        from retrain_steps import registry
 
         from airflow.sdk.exceptions import AirflowFailException
 
         store_connection.apply_to_process(settings.artifact_conn_id)
-        record = artifacts.read_json(registry.run_uri(settings.registry, dag_run.run_id))
+        record = registry.run_record(settings.registry, dag_run.run_id, model)
         try:
             result = deploy.deploy(
-                settings, candidate["version"], expected=baseline[0]["version"] if baseline else None,
+                settings, candidate["version"], model=model, expected=baseline[0]["version"] if baseline else None,
                 actor=f"airflow:{dag_run.dag_id}", run_id=dag_run.run_id, reason=record["gate"]["reason"],
             )
-        except (registry.StalePromotion, registry.NoOpPromotion) as err:  # a retry would not change the answer
-            registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": {"refused": str(err)}})
+        except (registry.StalePromotion, registry.NoOpPromotion, registry.OtherModel) as err:  # a retry: the same answer
+            registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": {"refused": str(err)}}, model)
             raise AirflowFailException(f"not deployed: {err}") from None
-        registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": result})
+        registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": result}, model)
         announce.production_changed(settings, result, outlet_events[production_asset], dag_run)
         return result
 
-    best = select_best(candidates, data["dataset"])
-    baseline = plan_production()
+    best = select_best(candidates, data["dataset"], data["model"])
+    baseline = plan_production(data["model"])
     evaluate_production = mapped_step_task(
         "evaluate_production", arguments=baseline.map(commands.evaluate_arguments),
         cmds=commands.STEPS_CMDS, settings=settings, python_bin=settings.steps_python,
@@ -164,7 +180,7 @@ def release_tasks(*, candidates, data, settings: Settings):
         "package", arguments=best["package_arguments"], cmds=commands.PACKAGE_CMDS, settings=settings,
         python_bin=settings.serving_python,
     )
-    go = gate(best, baseline)
+    go = gate(best, baseline, data["model"])
     best >> baseline >> evaluate_production >> go  # after select_best, hence after preprocess wrote the splits
-    go >> package >> register(best["candidate"]) >> deploy_model(best["candidate"], baseline)
+    go >> package >> register(best["candidate"]) >> deploy_model(best["candidate"], baseline, data["model"])
     return best

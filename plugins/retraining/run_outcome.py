@@ -30,19 +30,19 @@ def ended(record: dict | None, *, dag_id: str, state: str, failed_task: str = ""
 
 
 def record_outcome(registry_uri: str, run_id: str, *, dag_id: str, state: str, failed_task: str = "",
-                   reason: str = "") -> dict:
-    """Add how run ``run_id`` ended to its record (creating the record of a run that never reached the
-    gate); an unreadable record is left as it is (:class:`registry.UnreadableEntry`)."""
+                   reason: str = "", model: str = "digits") -> dict:
+    """Add how run ``run_id`` of ``model`` ended to its record (creating the record of a run that never reached
+    the gate); an unreadable record is left as it is (:class:`registry.UnreadableEntry`)."""
     from retrain_steps import artifacts, registry
 
     try:
-        record = registry.run_record(registry_uri, run_id)
+        record = registry.run_record(registry_uri, run_id, model)
     except registry.UnreadableEntry:
         raise
     except artifacts.ArtifactError:
         record = None
     updated = ended(record, dag_id=dag_id, state=state, failed_task=failed_task, reason=reason)
-    registry.record_run(registry_uri, run_id, updated)
+    registry.record_run(registry_uri, run_id, updated, model)
     return updated
 
 
@@ -70,10 +70,11 @@ class RecordOutcome:
         run_id = getattr(dag_run, "run_id", None) or context.get("run_id", "")
         dag_id = getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", "")
         failed_task = _task_name(context.get("ti")) if self.state == FAILED else ""
+        model = (context.get("params") or {}).get("model") or self.settings.model
         try:
             store_connection.apply_to_process(self.settings.artifact_conn_id)
             record_outcome(self.settings.registry, run_id, dag_id=dag_id, state=self.state, failed_task=failed_task,
-                           reason=str(context.get("reason") or ""))
+                           reason=str(context.get("reason") or ""), model=model)
         except Exception as err:  # noqa: BLE001 (a store that is down or refuses, InvalidId, UnreadableEntry)
             log.warning("run %s of %s ended %s, not recorded in the registry %s: %s", run_id, dag_id, self.state,
                         self.settings.registry, err)

@@ -58,10 +58,13 @@ def test_retrain_schedule_and_shape(dagbag):
     assert dagbag.dags["retrain_kubeflow"].schedule.expression == "0 3 * * *", "only retrain follows the data"
 
     assert set(dag.task_ids) == {
-        "plan", "plan_candidates", "download", "preprocess", "train", "evaluate", "select_best", "plan_production",
-        "evaluate_production", "gate", "package", "register", "deploy_model",
+        "plan", "plan_candidates", "download", "preprocess", "check_model", "train", "evaluate", "select_best",
+        "plan_production", "evaluate_production", "gate", "package", "register", "deploy_model",
     }
     assert dag.get_task("download").downstream_task_ids == {"preprocess"}
+    # the prepared data must fit the run's model before anything trains
+    assert dag.get_task("preprocess").downstream_task_ids == {"check_model"}
+    assert dag.get_task("check_model").downstream_task_ids == {"train"}
     # production is evaluated on this run's split (after preprocess) before the gate compares
     assert "evaluate_production" in dag.get_task("gate").upstream_task_ids
     assert dag.get_task("gate").trigger_rule == "none_failed", "nothing in production skips evaluate_production"

@@ -1,13 +1,13 @@
-"""Bring your own images, end to end: each dataset format through ``airflow dags test retrain``, then
-the live server answers held-back images of every class with the class name.
-
-One registry across the runs: each dataset has other classes than the model before it, so the gate
-deploys on the minimum accuracy alone (a production model of other classes cannot be compared).
+"""Bring your own images, end to end: each dataset format through ``airflow dags test retrain`` as a new
+named model, then a live server following that model answers held-back images of every class with the
+class name. One registry across the runs: each dataset is its own model, and a run whose classes differ
+from a model's production fails before it trains, naming both, and leaves that production alone.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -32,22 +32,32 @@ def env(tmp_path_factory, s3_endpoint, images_server):
 
 @pytest.fixture(scope="module")
 def server(env, tmp_path_factory):
-    port = free_port()
-    argv = [str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1", "--port", str(port)]
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with serve(argv, ready_url=f"http://127.0.0.1:{port}/livez", env={"DIGITS_REGISTRY_URI": env["RETRAIN_REGISTRY"],
-               "DIGITS_POLL_SECONDS": "0.5"}, cwd=ROOT, log_path=log):
-        yield f"http://127.0.0.1:{port}"
+    """``server(model)``: the URL of a model server following ``model``'s production (one per model, kept)."""
+    with ExitStack() as stack:
+        started: dict[str, str] = {}
+
+        def following(model: str) -> str:
+            if model not in started:
+                port = free_port()
+                argv = [str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1",
+                        "--port", str(port)]
+                log = tmp_path_factory.mktemp("serve") / f"{model}.log"
+                stack.enter_context(serve(argv, ready_url=f"http://127.0.0.1:{port}/livez", cwd=ROOT, log_path=log,
+                                          env={"DIGITS_REGISTRY_URI": env["RETRAIN_REGISTRY"], "DIGITS_MODEL": model,
+                                               "DIGITS_POLL_SECONDS": "0.5", "DIGITS_WORKERS": "1"}))
+                started[model] = f"http://127.0.0.1:{port}"
+            return started[model]
+
+        yield following
 
 
-def deploys_and_serves(env: dict, server: str, dataset_uri: str, held_back: dict[str, bytes], fmt: str) -> dict:
-    before = registry.production_version(env["RETRAIN_REGISTRY"])
-    code, output = dags_test(env, {**TRAIN, "dataset_uri": dataset_uri})
+def deploys_and_serves(env: dict, server, dataset_uri: str, held_back: dict[str, bytes], fmt: str, model: str) -> dict:
+    code, output = dags_test(env, {**TRAIN, "dataset_uri": dataset_uri, "model": model, "new_model": True})
     assert code == 0 and "state=failed" not in output, output[-6000:]
     assert "gate: deploy" in output, output[-6000:]
-    # Production before predicts other classes: measured as not comparable, decided on the minimum.
-    assert ("cannot be compared" in output) == (before is not None), output[-6000:]
-    production = registry.production(env["RETRAIN_REGISTRY"])
+    production = registry.production(env["RETRAIN_REGISTRY"], model)
+    assert production["model"] == model
+    server = server(model)
     classes = sorted({name.split("/")[0] for name in held_back})
     assert production["dataset"]["format"] == fmt and production["dataset"]["class_names"] == classes
     assert production["input_spec"]["class_names"] == classes and production["metrics"]["test_accuracy"] >= 0.8
@@ -74,7 +84,7 @@ def test_a_28x28_grayscale_image_folder_zip(env, server):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zip_bytes(image_files(classes, 150, 28, "L", seed=1), top="shapes/"))
     held_back = image_files(classes, 4, 28, "L", seed=101)
-    production = deploys_and_serves(env, server, f"file://{path}", held_back, "image-folder-zip")
+    production = deploys_and_serves(env, server, f"file://{path}", held_back, "image-folder-zip", "shapes")
     assert production["input_spec"]["height"] == 28 and production["input_spec"]["channels"] == 1
 
 
@@ -86,7 +96,7 @@ def test_a_32x32_rgb_s3_prefix_of_four_named_classes(env, server):
     for name, data in image_files(classes, 120, 32, "RGB", seed=2).items():
         artifacts.write_bytes(f"s3://own-datasets/products/{name}", data)
     held_back = image_files(classes, 4, 32, "RGB", seed=102)
-    production = deploys_and_serves(env, server, "s3://own-datasets/products/", held_back, "image-folder-s3")
+    production = deploys_and_serves(env, server, "s3://own-datasets/products/", held_back, "image-folder-s3", "products")
     assert production["input_spec"]["channels"] == 3 and production["input_spec"]["mean"]
 
 
@@ -97,8 +107,17 @@ def test_a_label_studio_export_with_images_over_http(env, server, images_server,
     store_export = f"{env['RETRAIN_ARTIFACT_STORE']}/datasets/label-studio.json"
     artifacts.write_bytes(store_export, label_studio_export(files, images_server, unannotated=5))
     held_back = image_files(classes, 4, 24, "L", seed=103)
-    production = deploys_and_serves(env, server, store_export, held_back, "label-studio")
+    shapes = registry.production(env["RETRAIN_REGISTRY"], "shapes")
+    # other classes than model shapes' production: refused before anything trains, production left alone
+    code, output = dags_test(env, {**TRAIN, "dataset_uri": store_export, "model": "shapes"})
+    assert code != 0 or "state=failed" in output
+    assert (f"this run cannot retrain model 'shapes': its production {shapes['version']} predicts classes "
+            "['circle', 'square', 'triangle'], this run's data has ['circle', 'cross', 'triangle']") in output, output[-6000:]
+    assert "starting task_id=train" not in output and "up_for_retry" not in output.lower()
+    assert registry.production(env["RETRAIN_REGISTRY"], "shapes") == shapes
+    production = deploys_and_serves(env, server, store_export, held_back, "label-studio", "tickets")
     assert production["dataset"]["source"] == store_export
+    assert registry.models(env["RETRAIN_REGISTRY"]) == ["products", "shapes", "tickets"]
 
 
 def test_a_bad_dataset_fails_the_download_task_at_once(env):

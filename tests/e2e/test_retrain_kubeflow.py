@@ -168,13 +168,13 @@ def label_studio(env: dict, images_root: Path, images_server: str) -> tuple[str,
 def test_retrain_kubeflow_on_own_datasets(own_env, kfp_local, kfp_runs, images_root, images_server, fmt,
                                           make_dataset):
     """A dataset of 3 or 4 named classes runs through the pipeline (the confusion matrix is logged with
-    its class names) to a deployed version of those classes."""
+    its class names) to a deployed version of those classes, as a new model named after its format."""
     dataset_uri, classes = make_dataset(own_env, images_root, images_server)
     submitted_before = set(kfp_local.runs)
     started = time.monotonic()
     completed = subprocess.run(
         [str(BIN / "airflow"), "dags", "test", "retrain_kubeflow", "-c",
-         json.dumps({**OWN_DATASET_RUN, "dataset_uri": dataset_uri})],
+         json.dumps({**OWN_DATASET_RUN, "dataset_uri": dataset_uri, "model": fmt, "new_model": True})],
         env=own_env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     print(f"airflow dags test retrain_kubeflow ({fmt}): {time.monotonic() - started:.0f} s")
     output = completed.stdout + completed.stderr
@@ -191,7 +191,7 @@ def test_retrain_kubeflow_on_own_datasets(own_env, kfp_local, kfp_runs, images_r
     assert [spec["displayName"] for spec in confusion["annotationSpecs"]] == list(classes)
     assert [row["row"] for row in confusion["rows"]] == evaluation["confusion_matrix"]
 
-    production = registry.production(own_env["RETRAIN_REGISTRY"])
-    assert production["dataset"]["format"] == fmt and production["dataset"]["class_names"] == list(classes)
+    production = registry.production(own_env["RETRAIN_REGISTRY"], fmt)  # each dataset its own model
+    assert production["model"] == fmt and production["dataset"]["format"] == fmt and production["dataset"]["class_names"] == list(classes)
     assert production["input_spec"]["class_names"] == list(classes)
     assert production["metrics"]["test_accuracy"] >= OWN_DATASET_RUN["min_accuracy"]

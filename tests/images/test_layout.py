@@ -92,9 +92,11 @@ def test_paths_are_those_the_previous_code_wrote():
     assert layout.version_folder(reg, "0123456789ab") == "s3://b/registry/versions/0123456789ab"
     assert layout.card(reg, "0123456789ab") == "s3://b/registry/versions/0123456789ab/card.json"
     assert layout.bento(reg, "0123456789ab") == "s3://b/registry/versions/0123456789ab/digits_classifier.bento"
-    assert layout.promotion_entry(reg, 7) == "s3://b/registry/promotions/00000007.json"
-    assert layout.run_record(reg, "manual__2026-01-01T00:00:00+00:00") == (
-        "s3://b/registry/runs/manual__2026-01-01T00-00-00-00-00.json")
+    assert layout.legacy_promotions_folder(reg) == "s3://b/registry/promotions"
+    assert layout.legacy_run_records_folder(reg) == "s3://b/registry/runs"
+    assert layout.promotion_entry(reg, "digits", 7) == "s3://b/registry/models/digits/promotions/00000007.json"
+    assert layout.run_record(reg, "shapes", "manual__2026-01-01T00:00:00+00:00") == (
+        "s3://b/registry/models/shapes/runs/manual__2026-01-01T00-00-00-00-00.json")
     assert layout.legacy_production(reg) == "s3://b/registry/production.json"
     assert layout.train_folder(store, "r:1", 2) == "file:///data/artifacts/step-outputs/r-1/train/2"
     assert layout.evaluate_folder(store, "r", layout.PRODUCTION_EVALUATION) == (
@@ -124,6 +126,21 @@ def test_a_registry_written_by_the_previous_code_is_read(tmp_path):
     assert registry.production_version(uri) == "0123456789ab"
     assert registry.run_record(uri, "r1")["recorded_at"] == "2026-01-02"
     assert [c["version"] for c in registry.versions(uri)] == ["0123456789ab"]
+    # it is one model, digits (its cards name none); what happens next goes under models/digits/, after its history
+    assert registry.models(uri) == ["digits"] and registry.model_of(card) == "digits"
+    registry.promote(uri, "aaaaaaaaaaaa" if (root / "versions/aaaaaaaaaaaa").exists() else _card(root, "aaaaaaaaaaaa"))
+    assert (root / "models/digits/promotions/00000002.json").is_file()
+    assert [(e["seq"], e["version"]) for e in registry.promotions(uri)] == [
+        (0, "aaaaaaaaaaaa"), (1, "0123456789ab"), (2, "aaaaaaaaaaaa")]
+    registry.record_run(uri, "r2", {"recorded_at": "2026-01-03", "candidates": []})
+    assert [r["run_id"] for r in registry.runs(uri)] == ["r2", "r1"]
+    assert registry.promotions(uri, model="shapes") == [] and registry.runs(uri, model="shapes") == []
+
+
+def _card(root, version: str) -> str:
+    (root / "versions" / version).mkdir(parents=True)
+    (root / "versions" / version / "card.json").write_text(json.dumps({"version": version, "created_at": "2026-01-03"}))
+    return version
 
 
 def test_evaluation_has_the_card_names():

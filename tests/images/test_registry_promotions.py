@@ -70,8 +70,8 @@ def test_a_registry_from_before_the_history_reads_as_entry_zero(tmp_path):
 def _promote_at_once(reg, version, expected, barrier, results):
     read = registry.latest_promotion
 
-    def slow_read(registry_uri):  # every writer reads production before any of them writes
-        latest = read(registry_uri)
+    def slow_read(*args):  # every writer reads production before any of them writes
+        latest = read(*args)
         time.sleep(0.5)
         return latest
 
@@ -113,7 +113,7 @@ def test_an_unreadable_promotion_entry_is_named_and_the_rest_still_reads(tmp_pat
     a, b = card(reg, "aaaaaaaaaaaa"), card(reg, "bbbbbbbbbbbb")
     registry.promote(reg, a, expected=None)
     registry.promote(reg, b, expected=a)
-    broken = tmp_path / "registry" / "promotions" / "00000003.json"
+    broken = tmp_path / "registry" / "models" / "digits" / "promotions" / "00000003.json"
     for content in ('{"seq": 3, "vers', "[]", '{"seq": 3}'):  # truncated; valid JSON but not an entry
         broken.write_text(content)
         for read in (registry.promotions, registry.latest_promotion, registry.production_version,
@@ -133,7 +133,7 @@ def test_unreadable_run_records_and_cards_are_skipped_when_asked(tmp_path):
     reg = f"file://{tmp_path}/registry"
     a = card(reg, "aaaaaaaaaaaa")
     registry.record_run(reg, "r1", {"recorded_at": "1"})
-    (tmp_path / "registry" / "runs" / "r2.json").write_text('{"run_id": "r2", "cand')
+    (tmp_path / "registry" / "models" / "digits" / "runs" / "r2.json").write_text('{"run_id": "r2", "cand')
     (tmp_path / "registry" / "versions" / "bbbbbbbbbbbb").mkdir()
     (tmp_path / "registry" / "versions" / "bbbbbbbbbbbb" / "card.json").write_text("")
     problems = []
@@ -223,3 +223,40 @@ def test_reproductions_are_oldest_first_and_an_unreadable_one_is_named(tmp_path)
     assert [p.uri for p in problems] == [f"file://{broken}"]
     with pytest.raises(registry.InvalidId):
         registry.reproductions(reg, "../../etc")
+
+
+def test_each_model_has_its_own_production_history_and_runs(reg):
+    """Named models: versions are global, each card names its model; production, history and runs are per model."""
+    registry.write_card(reg, {"version": "aaaaaaaaaaaa", "created_at": "1", "model": "digits"})
+    registry.write_card(reg, {"version": "bbbbbbbbbbbb", "created_at": "2", "model": "shapes"})
+    registry.write_card(reg, {"version": "cccccccccccc", "created_at": "3", "model": "shapes"})
+    registry.promote(reg, "aaaaaaaaaaaa", model="digits")
+    registry.promote(reg, "bbbbbbbbbbbb", model="shapes")
+    registry.promote(reg, "cccccccccccc", model="shapes", expected="bbbbbbbbbbbb")
+    registry.record_run(reg, "r1", {"recorded_at": "1"}, "shapes")
+    assert registry.models(reg) == ["digits", "shapes"]
+    assert registry.production_version(reg, "digits") == "aaaaaaaaaaaa"
+    assert registry.production_version(reg, "shapes") == "cccccccccccc"
+    assert registry.promotion_history(reg, "shapes") == ["cccccccccccc", "bbbbbbbbbbbb"]
+    assert [e["seq"] for e in registry.promotions(reg, model="shapes")] == [1, 2]
+    assert [c["version"] for c in registry.versions(reg, model="shapes")] == ["cccccccccccc", "bbbbbbbbbbbb"]
+    assert registry.runs(reg) == [] and [r["run_id"] for r in registry.runs(reg, model="shapes")] == ["r1"]
+    assert registry.run_record(reg, "r1", "shapes")["model"] == "shapes"
+    with pytest.raises(registry.OtherModel, match="version bbbbbbbbbbbb belongs to model 'shapes', not 'digits'"):
+        registry.promote(reg, "bbbbbbbbbbbb", model="digits")
+    with pytest.raises(registry.InvalidId, match="not a model name: '../x'"):
+        registry.promote(reg, "aaaaaaaaaaaa", model="../x")
+    assert registry.production_version(reg, "digits") == "aaaaaaaaaaaa", "nothing changed"
+
+
+def test_a_run_of_other_classes_or_inputs_does_not_fit_a_models_production():
+    spec = {"class_names": ["0", "1"], "profile": "image", "height": 28, "width": 28, "channels": 1}
+    production = {"version": "aaaaaaaaaaaa", "input_spec": spec}
+    assert registry.spec_mismatch(production, spec) is None
+    assert registry.spec_mismatch(production, {**spec, "class_names": ["circle", "square"]}) == (
+        "predicts classes ['0', '1'], this run's data has ['circle', 'square']")
+    assert registry.spec_mismatch(production, {**spec, "height": 32, "width": 32}) == (
+        "takes inputs of profile image, height 28, width 28, channels 1, this run prepares inputs of profile image, "
+        "height 32, width 32, channels 1")
+    digits = {"class_names": [str(d) for d in range(10)], "profile": "digits", "height": 8, "width": 8, "channels": 1}
+    assert registry.spec_mismatch({"version": "0123456789ab"}, digits) is None, "cards from before specs: digits"

@@ -35,16 +35,16 @@ def webhook(monkeypatch):
 def test_the_event_carries_the_entry_and_the_versions_metrics(conf, webhook):
     event = SimpleNamespace(extra=None)
     announce.production_changed(conf, ENTRY, event, DAG_RUN)
-    assert event.extra == {"version": "bbbbbbbbbbbb", "previous": "aaaaaaaaaaaa", "action": "promote",
+    assert event.extra == {"model": "digits", "version": "bbbbbbbbbbbb", "previous": "aaaaaaaaaaaa", "action": "promote",
                            "actor": "user:ann", "reason": "beats production", "run_id": "manual__1", "metrics": METRICS}
-    assert event.extra == model_assets.production_extra(ENTRY, {"metrics": METRICS})
+    assert event.extra == model_assets.production_extra({**ENTRY, "model": "digits"}, {"metrics": METRICS})
 
 
 def test_the_notification_says_who_changed_what(conf, webhook):
     announce.production_changed(conf, ENTRY, SimpleNamespace(extra=None), DAG_RUN)
     (body,) = webhook
     assert body["event"] == "deployed"
-    assert body["text"] == ("promote_model run manual__1: promote of bbbbbbbbbbbb by user:ann (was aaaaaaaaaaaa): "
+    assert body["text"] == ("promote_model run manual__1: promote of digits bbbbbbbbbbbb by user:ann (was aaaaaaaaaaaa): "
                             "beats production")
     assert {k: body[k] for k in ("dag_id", "run_id", "version", "previous", "reason", "actor")} == {
         "dag_id": "promote_model", "run_id": "manual__1", "version": "bbbbbbbbbbbb", "previous": "aaaaaaaaaaaa",
@@ -56,7 +56,7 @@ def test_a_first_deploy_without_actor_or_reason(conf, webhook):
     event = SimpleNamespace(extra=None)
     announce.production_changed(conf, first, event, DAG_RUN)
     (body,) = webhook
-    assert body["text"] == "promote_model run manual__1: promote of bbbbbbbbbbbb by unknown (was empty): "
+    assert body["text"] == "promote_model run manual__1: promote of digits bbbbbbbbbbbb by unknown (was empty): "
     assert body["previous"] is None and body["actor"] == "" and body["reason"] == ""
     assert event.extra["previous"] is None and event.extra["actor"] == "" and event.extra["metrics"] == METRICS
 

@@ -74,12 +74,21 @@ def test_the_cli_lists_shows_and_refuses_bad_values(two_versions, capsys):
     assert models_cli.main(["promote", "c" * 12]) == 0
     capsys.readouterr()
     assert models_cli.main(["list"]) == 0
+    models = capsys.readouterr().out.splitlines()
+    assert models[0].split()[:2] == ["model", "production"] and models[1].split()[:2] == ["digits", "c" * 12]
+    assert models_cli.main(["list", "--model", "digits"]) == 0
     listing = capsys.readouterr().out
     assert f"{'c' * 12}  production" in listing and f"{'a' * 12}  previous" in listing
+    assert models_cli.main(["list", "--model", "shapes"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1, "shapes has no versions: the header only"
+    assert models_cli.main(["history", "--model", "Bad Name"]) == 2
+    assert "not a model name: 'Bad Name'" in capsys.readouterr().err
     assert models_cli.main(["lineage", "c" * 12]) == 0
     assert json.loads(capsys.readouterr().out)["dataset"]["source"] == "file:///data/digits.npz"
     assert models_cli.main(["promote", "f" * 12]) == 2
     assert f"unknown version '{'f' * 12}'" in capsys.readouterr().err
+    assert models_cli.main(["promote", "a" * 12, "--model", "shapes"]) == 2
+    assert "not a registered version of model shapes" in capsys.readouterr().err
     assert models_cli.main(["rollback", "--reason", "bad numbers"]) == 0
     entry = registry.latest_promotion(reg)
     assert entry["version"] == "a" * 12 and entry["action"] == "rollback" and entry["actor"].startswith("cli:")
@@ -102,7 +111,7 @@ def test_an_unreadable_newest_promotion_leaves_production_unknown_and_is_named(t
     reg = two_versions
     registry.promote(reg, "a" * 12, expected=None, reason="first")
     registry.promote(reg, "c" * 12, expected="a" * 12, reason="second")
-    broken = tmp_path / "registry" / "promotions" / "00000003.json"
+    broken = tmp_path / "registry" / "models" / "digits" / "promotions" / "00000003.json"
     broken.write_text('{"seq": 3, "version": "aaaa')
 
     models = catalog.models(reg)
@@ -113,6 +122,8 @@ def test_an_unreadable_newest_promotion_leaves_production_unknown_and_is_named(t
 
     capsys.readouterr()
     assert models_cli.main(["list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["digits", "-"], "production unknown"
+    assert models_cli.main(["list", "--model", "digits"]) == 0
     out, err = capsys.readouterr()
     assert f"{'c' * 12}  promoted" in out and str(broken) in err and "Traceback" not in err
     assert models_cli.main(["history"]) == 0

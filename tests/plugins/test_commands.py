@@ -62,9 +62,10 @@ def test_package_arguments_parse_with_the_package_cli():
     from serving.package import build_parser
 
     cand = commands.candidates(params=PARAMS, run_id="r", artifact_store=STORE)[0]
-    argv = commands.package_arguments(candidate=cand, dataset="s3://d", registry="s3://reg", run_id="r")
+    argv = commands.package_arguments(candidate=cand, dataset="s3://d", registry="s3://reg", run_id="r", model="shapes")
     args = build_parser().parse_args(argv)
     assert (args.model, args.evaluation, args.registry) == (cand["model"], cand["evaluation"], "s3://reg")
+    assert args.model_name == "shapes"
 
 
 def test_datasets_come_only_from_allowed_locations():
@@ -137,7 +138,7 @@ def test_warm_start_uses_production_and_refuses_what_cannot_work(tmp_path):
     store = f"file://{tmp_path}"
     conf = settings({"RETRAIN_ARTIFACT_STORE": store})
     params = {**PARAMS, "warm_start": True}
-    with pytest.raises(ValueError, match="nothing is in production yet"):
+    with pytest.raises(ValueError, match="model digits has nothing in production yet"):
         warm_start_model(conf, params)
     registry.write_card(conf.registry, {"version": "0123456789ab", "framework": "torch"})
     registry.promote(conf.registry, "0123456789ab")
@@ -148,3 +149,26 @@ def test_warm_start_uses_production_and_refuses_what_cannot_work(tmp_path):
     with pytest.raises(ValueError, match="is a torch model; choose the framework torch"):
         warm_start_model(conf, {**params, "framework": "tensorflow"})
     assert warm_start_model(conf, PARAMS) is None
+
+
+def test_a_run_trains_its_forms_model_and_new_model_cannot_fork_one(tmp_path):
+    import pytest
+    from retrain_steps import registry
+    from retraining.config import settings
+    from retraining.planning import check_run_fits_model, run_model
+
+    conf = settings({"RETRAIN_ARTIFACT_STORE": f"file://{tmp_path}", "RETRAIN_MODEL": "digits"})
+    assert run_model(conf, {}) == "digits" and run_model(conf, {"model": "shapes", "new_model": True}) == "shapes"
+    with pytest.raises(ValueError, match="not a model name: 'Shapes!'"):
+        run_model(conf, {"model": "Shapes!"})
+    spec = {"class_names": ["0", "1"], "profile": "image", "height": 8, "width": 8, "channels": 1}
+    registry.write_card(conf.registry, {"version": "0123456789ab", "model": "digits", "input_spec": spec})
+    registry.promote(conf.registry, "0123456789ab", model="digits")
+    with pytest.raises(ValueError, match="model 'digits' exists .production 0123456789ab.: 'New model' starts a model"):
+        run_model(conf, {"model": "digits", "new_model": True})
+    assert check_run_fits_model(conf, "digits", spec) == "digits"
+    shapes = {**spec, "class_names": ["circle", "square"]}
+    with pytest.raises(ValueError, match=r"cannot retrain model 'digits': its production 0123456789ab predicts classes "
+                                         r"\['0', '1'\], this run's data has \['circle', 'square'\]; .*'New model'"):
+        check_run_fits_model(conf, "digits", shapes)
+    assert check_run_fits_model(conf, "shapes", shapes) == "shapes", "a model with no production takes any data"

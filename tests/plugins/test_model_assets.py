@@ -27,7 +27,7 @@ def test_the_assets_are_the_registrys_versions_and_promotions(environ):
     assert (registered.name, registered.uri, registered.group) == (
         model_assets.REGISTERED, layout.versions_folder(conf.registry), "model")
     assert (production.name, production.uri, production.group) == (
-        model_assets.PRODUCTION, layout.promotions_folder(conf.registry), "model")
+        model_assets.PRODUCTION, layout.models_folder(conf.registry), "model")
     assert registered.uri.startswith(environ.get("RETRAIN_REGISTRY", environ["RETRAIN_ARTIFACT_STORE"].rstrip("/")))
 
 
@@ -40,26 +40,26 @@ def test_every_dag_names_the_same_assets():
 
 
 def test_the_registered_extra_is_the_cards_summary():
-    assert model_assets.registered_extra(CARD) == {
+    assert model_assets.registered_extra(CARD) == {"model": "digits",
         "version": "bbbbbbbbbbbb", "metrics": CARD["metrics"], "run_id": "manual__1", "dataset_version": "d" * 12,
         "framework": "torch"}
 
 
 @pytest.mark.parametrize("card", [{"version": "bbbbbbbbbbbb"}, {"version": "bbbbbbbbbbbb", "dataset": None}])
 def test_the_registered_extra_of_a_card_written_by_older_code(card):
-    assert model_assets.registered_extra(card) == {"version": "bbbbbbbbbbbb", "metrics": {}, "run_id": "",
+    assert model_assets.registered_extra(card) == {"model": "digits", "version": "bbbbbbbbbbbb", "metrics": {}, "run_id": "",
                                                    "dataset_version": "", "framework": ""}
 
 
 def test_the_production_extra_is_the_entry_and_the_metrics():
-    assert model_assets.production_extra(ENTRY, CARD) == {
+    assert model_assets.production_extra(ENTRY, CARD) == {"model": "digits",
         "version": "bbbbbbbbbbbb", "previous": "aaaaaaaaaaaa", "action": "rollback", "actor": "user:ann",
         "reason": "bad canary", "run_id": "manual__2", "metrics": CARD["metrics"]}
 
 
 def test_the_production_extra_without_a_card():
     extra = model_assets.production_extra({"version": "bbbbbbbbbbbb"}, None)
-    assert extra == {"version": "bbbbbbbbbbbb", "previous": None, "action": None, "actor": "", "reason": "",
+    assert extra == {"model": "digits", "version": "bbbbbbbbbbbb", "previous": None, "action": None, "actor": "", "reason": "",
                      "run_id": "", "metrics": {}}
 
 

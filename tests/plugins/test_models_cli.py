@@ -83,7 +83,8 @@ def test_every_subcommand_says_what_it_prints(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert not re.search(r"(show|lineage) one version(?!')", text), "the old help: the command's name again"
     for phrase in ("where one version comes from", "runs that reproduced it", "one version's row as JSON",
-                   "every promotion and rollback, newest first (a table)", "every version with its status"):
+                   "every promotion and rollback of a model, newest first (a table)",
+                   "every model with its production version, classes and dataset", "that model's versions"):
         assert phrase in text
     with pytest.raises(SystemExit):
         parser.parse_args(["lineage", "--help"])

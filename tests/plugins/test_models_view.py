@@ -59,18 +59,49 @@ def test_what_users_wrote_is_escaped(view):
     client, reg = view
     packaged(reg, "a" * 12, dataset={"source": "<script>alert(1)</script>", "version": "d" * 12})
     registry.promote(reg, "a" * 12, expected=None, actor="<b>mallory</b>", reason="<img src=x onerror=alert(1)>")
-    page = client().get("/", headers={"accept": "text/html"}).text
+    page = client().get("/digits/", headers={"accept": "text/html"}).text
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<img src=x" not in page and "&lt;b&gt;mallory&lt;/b&gt;" in page
+
+
+def test_the_models_are_listed_first_each_with_its_own_versions_and_rollback(view):
+    client, reg = view
+    digits = ["0", "1"]
+    shapes = ["circle", "square", "triangle"]
+    spec = {"profile": "image", "height": 28, "width": 28, "channels": 1}
+    old = packaged(reg, "a" * 12, model="digits", input_spec={**spec, "class_names": digits},
+                   dataset={"source": "digits.npz"})
+    new = packaged(reg, "b" * 12, model="digits", input_spec={**spec, "class_names": digits})
+    shape = packaged(reg, "c" * 12, model="shapes", input_spec={**spec, "class_names": shapes},
+                     dataset={"source": "file:///data/shapes/"})
+    registry.promote(reg, old, model="digits")
+    registry.promote(reg, new, model="digits", expected=old)
+    registry.promote(reg, shape, model="shapes")
+    page = client().get("/", headers={"accept": "text/html"}).text
+    rows = {name: page.split(f'<tr data-model="{name}">')[1].split("</tr>")[0] for name in ("digits", "shapes")}
+    assert f"<code>{new}</code>" in rows["digits"] and "0, 1" in rows["digits"]
+    assert f"<code>{shape}</code>" in rows["shapes"] and "circle, square, triangle" in rows["shapes"]
+    assert "file:///data/shapes/" in rows["shapes"] and 'href="shapes/"' in rows["shapes"]
+    assert [m["name"] for m in client().get("/api/models").json()] == ["digits", "shapes"]
+    shapes_page = client().get("/shapes/", headers={"accept": "text/html"}).text
+    assert f'data-version="{shape}"' in shapes_page and f'data-version="{old}"' not in shapes_page
+    assert "Classes: circle, square, triangle" in shapes_page
+    assert client().get(f"/shapes/versions/{old}").status_code == 404, "a version of another model is not shapes'"
+    assert client().get("/shapes").status_code == 200, "the folder without its slash redirects to it"
+    assert client().post("/shapes/rollback", data={"expected": shape}).status_code == 400, "shapes has no previous"
+    back = client().post("/digits/rollback", data={"expected": new}, follow_redirects=False)
+    assert back.status_code == 303 and back.headers["location"].startswith("./?message=rollback%20of%20digits")
+    assert client.triggered == [{"model": "digits", "action": "rollback", "version": old, "expected": new,
+                                 "reason": f"rollback from {new}"}]
 
 
 def test_unknown_versions_and_plots_are_404s(view):
     client, reg = view
     packaged(reg, "a" * 12)
-    assert client().get("/versions/" + "f" * 12).json() == {"error": f"version {'f' * 12} is not in the registry"}
-    assert client().get(f"/versions/{'a' * 12}/secret.txt").status_code == 404
-    html = client().get("/versions/" + "f" * 12, headers={"accept": "text/html"})
-    assert html.status_code == 404 and "not in the registry" in html.text
+    assert client().get("/digits/versions/" + "f" * 12).json() == {"error": f"version {'f' * 12} is not a version of model digits"}
+    assert client().get(f"/digits/versions/{'a' * 12}/secret.txt").status_code == 404
+    html = client().get("/digits/versions/" + "f" * 12, headers={"accept": "text/html"})
+    assert html.status_code == 404 and "not a version of model digits" in html.text
 
 
 def test_changes_need_trigger_permission_and_a_fresh_page(view):
@@ -78,11 +109,11 @@ def test_changes_need_trigger_permission_and_a_fresh_page(view):
     old, new = packaged(reg, "a" * 12), packaged(reg, "b" * 12)
     registry.promote(reg, old, expected=None)
     registry.promote(reg, new, expected=old)
-    refused = client(allowed=False).post("/rollback", data={"expected": new})
+    refused = client(allowed=False).post("/digits/rollback", data={"expected": new})
     assert refused.status_code == 403 and "may not trigger runs of retrain" in refused.json()["error"]
-    stale = client().post("/rollback", data={"expected": old})
+    stale = client().post("/digits/rollback", data={"expected": old})
     assert stale.status_code == 409 and f"production is {new}, not {old}" in stale.json()["error"]
-    never = client().post("/versions/" + "c" * 12 + "/promote", data={"expected": new})
+    never = client().post("/digits/versions/" + "c" * 12 + "/promote", data={"expected": new})
     assert never.status_code == 404
     assert registry.production_version(reg) == new, "nothing changed"
 
@@ -91,7 +122,7 @@ def test_promoting_production_onto_itself_is_refused_at_once(view):
     client, reg = view
     current = packaged(reg, "a" * 12)
     registry.promote(reg, current, expected=None)
-    again = client().post(f"/versions/{current}/promote", data={"expected": current})
+    again = client().post(f"/digits/versions/{current}/promote", data={"expected": current})
     assert again.status_code == 409 and f"{current} is in production already" in again.json()["error"]
     assert client.triggered == [], "no promote_model run was asked for"
 
@@ -103,19 +134,19 @@ def test_an_unreadable_promotion_entry_is_named_and_the_rest_is_shown(view, tmp_
     old, new = packaged(reg, "a" * 12), packaged(reg, "b" * 12)
     registry.promote(reg, old, expected=None, reason="first")
     registry.promote(reg, new, expected=old, reason="second")
-    broken = tmp_path / "registry" / "promotions" / "00000003.json"
+    broken = tmp_path / "registry" / "models" / "digits" / "promotions" / "00000003.json"
     broken.write_text('{"seq": 3, "version": "aaaa')
-    page = client().get("/", headers={"accept": "text/html"})
+    page = client().get("/digits/", headers={"accept": "text/html"})
     assert page.status_code == 200, page.text
     assert str(broken) in page.text and 'role="alert"' in page.text and "Production cannot be read" in page.text
     assert "second" in page.text and f"<code>{old}</code>" in page.text, "the readable history is still shown"
-    api = client().get("/api/models")
+    api = client().get("/api/models/digits")
     assert api.status_code == 200 and api.json()["production"] is None
     assert [p["uri"] for p in api.json()["problems"]] == [f"file://{broken}"]
     assert {r["version"]: r["status"] for r in api.json()["versions"]} == {old: "promoted", new: "promoted"}
-    version = client().get(f"/versions/{new}", headers={"accept": "text/html"})
+    version = client().get(f"/digits/versions/{new}", headers={"accept": "text/html"})
     assert version.status_code == 200 and str(broken) in version.text
-    for path, data in (("/rollback", {"expected": new}), (f"/versions/{old}/promote", {"expected": new})):
+    for path, data in (("/digits/rollback", {"expected": new}), (f"/digits/versions/{old}/promote", {"expected": new})):
         refused = client().post(path, data=data)
         assert refused.status_code == 409 and str(broken) in refused.json()["error"], refused.text
     assert client.triggered == []
@@ -127,14 +158,14 @@ def test_reasons_are_bounded_with_a_clear_400(view):
     registry.promote(reg, old, expected=None)
     registry.promote(reg, new, expected=old)
     limit = registry.MAX_REASON_CHARS
-    for path in ("/rollback", f"/versions/{old}/promote"):
+    for path in ("/digits/rollback", f"/digits/versions/{old}/promote"):
         for size in (limit + 1, 2**20):
             refused = client().post(path, data={"expected": new, "reason": "x" * size})
             assert refused.status_code == 400, (path, size, refused.status_code)
             assert refused.json()["error"] == (f"reason is {size} characters long; at most {limit} are recorded"
                                                if size < 2**20 else "Field exceeded maximum size of 1024KB.")
     assert client.triggered == []
-    accepted = client().post("/rollback", data={"expected": new, "reason": "x" * limit}, follow_redirects=False)
+    accepted = client().post("/digits/rollback", data={"expected": new, "reason": "x" * limit}, follow_redirects=False)
     assert accepted.status_code == 303
     assert client.triggered[-1]["reason"] == "x" * limit
 
@@ -145,7 +176,7 @@ def test_a_reproduced_version_shows_its_first_run_and_the_runs_that_reproduced_i
     registry.reproduced(reg, {"version": version, "run_id": "manual__later", "created_at": "2026-01-02T00:00:00+00:00",
                               "dataset": {"uri": "file:///store/step-outputs/manual__later/download"},
                               "metrics": {"test_accuracy": 0.91, "val_accuracy": 0.93}})
-    page = client().get(f"/versions/{version}", headers={"accept": "text/html"})
+    page = client().get(f"/digits/versions/{version}", headers={"accept": "text/html"})
     assert page.status_code == 200, page.text
     lineage, reproductions = page.text.split('<table id="reproduced-by">')
     assert "Reproduced by" in lineage and 'runs/scheduled__first"' in lineage and "manual__later" not in lineage
@@ -153,7 +184,7 @@ def test_a_reproduced_version_shows_its_first_run_and_the_runs_that_reproduced_i
     for shown in ('runs/manual__later"', "2026-01-02T00:00:00+00:00", "/step-outputs/manual__later/download",
                   "0.9100", "0.9300"):
         assert shown in row, shown
-    plain = client().get(f"/versions/{packaged(reg, 'b' * 12)}", headers={"accept": "text/html"}).text
+    plain = client().get(f"/digits/versions/{packaged(reg, 'b' * 12)}", headers={"accept": "text/html"}).text
     assert "Reproduced by" not in plain, "a version nobody reproduced has no such list"
 
 
@@ -166,12 +197,12 @@ def test_the_runs_table_lists_failed_runs(view):
     registry.record_run(reg, "manual__fine", {"dag_id": "retrain", "recorded_at": "2026-01-01", "best": 0,
                                               "candidates": [], "gate": {"deploy": False, "reason": "kept"}})
     run_outcome.record_outcome(reg, "manual__fine", dag_id="retrain", state="success")
-    page = client().get("/", headers={"accept": "text/html"}).text
+    page = client().get("/digits/", headers={"accept": "text/html"}).text
     failed = page.split('<tr data-run="manual__broken">')[1].split("</tr>")[0]
     assert ">failed<" in failed and "train[1]" in failed and "not reached" in failed
     fine = page.split('<tr data-run="manual__fine">')[1].split("</tr>")[0]
     assert ">success<" in fine and "keep production: kept" in fine
-    run = client().get("/runs/manual__broken", headers={"accept": "text/html"})
+    run = client().get("/digits/runs/manual__broken", headers={"accept": "text/html"})
     assert run.status_code == 200 and "ended before the gate" in run.text and "train[1]" in run.text
 
 
@@ -179,7 +210,7 @@ def test_the_runs_table_lists_failed_runs(view):
 def test_a_long_run_id_is_a_404(view, length):
     client, reg = view
     registry.record_run(reg, "r1", {"recorded_at": "1"})  # runs/ exists: a long name fails on its own length
-    for path in (f"/runs/{'r' * length}", f"/runs/{'r' * length}/candidates.svg"):
+    for path in (f"/digits/runs/{'r' * length}", f"/digits/runs/{'r' * length}/candidates.svg"):
         answer = client().get(path)
         assert answer.status_code == 404, (length, answer.status_code)
         assert len(answer.text) < 500, "the id is not echoed whole"
@@ -230,7 +261,7 @@ def test_no_request_to_any_route_is_answered_with_a_5xx(view):
                                     "gate": {"deploy": False, "reason": "x"}})
     http = client(raise_server_exceptions=False)  # a server error is a 500 answer here, counted below
     routes = [(route.path, method) for route in http.app.routes if isinstance(route, APIRoute) for method in route.methods]
-    values = {"version": [*BAD_IDS, old], "run_id": [*BAD_IDS, "r1"], "plot": [*BAD_IDS, "curve.png", "history.svg"]}
+    values = {"model": [*BAD_IDS, "digits"], "version": [*BAD_IDS, old], "run_id": [*BAD_IDS, "r1"], "plot": [*BAD_IDS, "curve.png", "history.svg"]}
     answers, covered = [], set()
     for template, method in routes:
         params = [name for name in values if "{" + name + "}" in template]

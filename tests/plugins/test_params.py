@@ -82,7 +82,7 @@ def test_every_field_is_titled_described_and_in_a_section():
     params = retrain_params()
     assert [name for name, p in params.items() if not p.schema.get("title")] == []
     assert [name for name, p in params.items() if not p.description] == [], "every field says what it does"
-    assert {p.schema.get("section") for p in params.values()} == {"Data", "Training", "Deployment"}
+    assert {p.schema.get("section") for p in params.values()} == {"Model", "Data", "Training", "Deployment"}
 
 
 def test_the_dataset_uri_help_says_how_to_allow_a_location_the_plan_accepts():

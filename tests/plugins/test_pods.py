@@ -105,7 +105,7 @@ def test_helm_upgrade_keeps_install_values_and_sets_model_and_image():
         "--reset-then-reuse-values",
         "--set-string", "image.repository=reg.example/retrain/serving", "--set-string", "image.tag=v7",
         "--set-string", "model.uri=s3://a/v1/digits_classifier.bento", "--set-string", "model.version=abc123def456",
-        "--set-string", f"model.sha256={'f' * 64}",
+        "--set-string", f"model.sha256={'f' * 64}", "--set-string", "model.name=digits",
         "--rollback-on-failure", "--wait", "--timeout", "10m",
     ]
 
@@ -122,6 +122,7 @@ def test_helm_accepts_the_upgrade_flags_and_values():
     assert "MODEL_URI: \"s3://a/v1/digits_classifier.bento\"" in rendered and "abc123def456" in rendered
     assert f"MODEL_SHA256: \"{'f' * 64}\"" in rendered, "the init container must verify the bento's checksum"
     assert "image: \"reg.example/retrain/serving:v7\"" in rendered
+    assert 'DIGITS_MODEL: "digits"' in rendered, "the release says which model it serves"
 
 
 def test_deploy_sets_the_serving_image_the_step_pods_use(monkeypatch):

@@ -61,7 +61,7 @@ def tasks(conf):
     from airflow.sdk import DAG
 
     with DAG("release", schedule=None) as dag:
-        release_tasks(candidates=[], data={"dataset": DATASET}, settings=conf)
+        release_tasks(candidates=[], data={"dataset": DATASET, "model": "digits"}, settings=conf)
     return {task.task_id: task for task in dag.tasks}
 
 
@@ -139,7 +139,8 @@ def test_select_best_picks_on_validation_and_plans_the_package(tasks, conf, cand
     assert out["candidate"]["index"] == 1 and out["candidate"]["version"] == version, "validation, not test, decides"
     assert [c["test_accuracy"] for c in out["candidates"]] == [0.99, 0.96]
     assert out["package_arguments"] == commands.package_arguments(candidate=out["candidate"], dataset=DATASET,
-                                                                  registry=conf.registry, run_id=RUN_ID)
+                                                                  registry=conf.registry, run_id=RUN_ID,
+                                                                  model="digits")
     assert out["package_arguments"][:2] == ["--model", candidates[1]["model"]]
 
 
@@ -254,3 +255,19 @@ def test_deploy_model_refuses_when_production_moved_after_the_gate(tasks, conf, 
         tasks["deploy_model"].python_callable(candidate, [], dag_run=dag_run(), outlet_events=OutletEvents())
     assert registry.production_version(conf.registry) == "aaaaaaaaaaaa"
     assert "production is aaaaaaaaaaaa" in registry.run_record(conf.registry, RUN_ID)["deploy"]["refused"]
+
+
+def test_select_best_refuses_candidates_of_other_classes_than_the_models_production(tasks, conf, candidates):
+    """retrain_kubeflow prepares its data inside the KFP run: select_best is its first task that can compare."""
+    from retraining.bad_input import BadInput
+
+    spec = {"class_names": ["0", "1"], "profile": "image", "height": 8, "width": 8, "channels": 1}
+    card(conf, "aaaaaaaaaaaa", model="digits", input_spec=spec)
+    registry.promote(conf.registry, "aaaaaaaaaaaa", model="digits")
+    trained(candidates[0], weights=b"w0", val_accuracy=0.95, test_accuracy=0.99)
+    info = layout.file_in(candidates[0]["model"], layout.MODEL_INFO)
+    artifacts.write_json(info, {**artifacts.read_json(info), "input_spec": {**spec, "class_names": ["a", "b"]}})
+    with pytest.raises(BadInput, match="cannot retrain model 'digits': its production aaaaaaaaaaaa predicts classes"):
+        tasks["select_best"].python_callable(candidates[:1], DATASET, "digits", run_id=RUN_ID)
+    out = tasks["select_best"].python_callable(candidates[:1], DATASET, "letters", run_id=RUN_ID)
+    assert out["package_arguments"][-2:] == ["--model-name", "letters"], "a new model's first run packages for it"

@@ -42,7 +42,7 @@ def test_the_end_of_a_run_that_reached_the_gate_is_added_to_its_record(conf):
     failed = run_outcome.RecordOutcome(run_outcome.FAILED, conf)
     failed(context("manual__2", SimpleNamespace(task_id="deploy_model", map_index=-1)))
     record = registry.run_record(conf.registry, "manual__2")
-    assert record == {**gate, "run_id": "manual__2", "state": "failed", "failed_task": "deploy_model",
+    assert record == {**gate, "model": "digits", "run_id": "manual__2", "state": "failed", "failed_task": "deploy_model",
                       "end_reason": "task_failure", "finished_at": record["finished_at"]}
     registry.record_run(conf.registry, "manual__3", gate)
     dag_kwargs(conf, doc_md="", tags=[])["on_success_callback"](context("manual__3", reason="success"))
@@ -79,5 +79,5 @@ def test_another_dags_record_of_the_same_run_id_is_left_alone(conf, caplog):
     registry.record_run(conf.registry, "scheduled__t", theirs)
     with caplog.at_level(logging.WARNING):
         run_outcome.RecordOutcome(run_outcome.FAILED, conf)(context("scheduled__t", SimpleNamespace(task_id="train")))
-    assert registry.run_record(conf.registry, "scheduled__t") == {**theirs, "run_id": "scheduled__t"}
+    assert registry.run_record(conf.registry, "scheduled__t") == {**theirs, "run_id": "scheduled__t", "model": "digits"}
     assert "run record of retrain_kubeflow has this run id" in caplog.text

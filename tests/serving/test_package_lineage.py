@@ -96,3 +96,11 @@ def test_a_registered_version_whose_bento_is_gone_is_named(tmp_path, monkeypatch
                                                       "missing"):
         packaged(monkeypatch, step_outputs(store, "r2", 0.97), [])
     assert [r["run_id"] for r in registry.reproductions(artifacts.join(store, "registry"), first["version"])] == ["r2"]
+
+
+def test_the_card_names_the_model_the_run_trained_for(store, monkeypatch):
+    card = packaged(monkeypatch, [*step_outputs(store, "manual__1", 0.97), "--model-name", "shapes"], [])
+    assert card["model"] == "shapes" == registry.card(artifacts.join(store, "registry"), card["version"])["model"]
+    with pytest.raises(SystemExit) as refused:
+        package.build_parser().parse_args([*step_outputs(store, "manual__2", 0.9), "--model-name", "Shapes/2"])
+    assert refused.value.code == 2

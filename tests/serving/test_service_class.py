@@ -68,3 +68,27 @@ def test_the_upload_pixel_limit_is_the_servers_setting(model, monkeypatch):
     instance = service.DigitsClassifier.inner(service.FixedModel(model))
     (refused,) = instance.predict_batch([service.PredictRequest(model, SAMPLE.read_bytes(), None)])
     assert isinstance(refused, ValueError) and "over the pixel limit of 100" in str(refused)
+
+
+def test_the_registry_follower_serves_its_models_production_only(tmp_path, monkeypatch):
+    """DIGITS_MODEL: a server of shapes follows shapes' promotions and rollbacks, never digits'."""
+    from retrain_steps import registry
+    from serving.service import RegistryFollower
+
+    reg = f"file://{tmp_path}/registry"
+    for version, model in (("aaaaaaaaaaaa", "digits"), ("bbbbbbbbbbbb", "shapes"), ("cccccccccccc", "shapes")):
+        registry.write_card(reg, {"version": version, "model": model})
+    monkeypatch.setattr(RegistryFollower, "load", lambda self, version: SimpleNamespace(version=version))
+    monkeypatch.setattr(RegistryFollower, "_poll", lambda self: None)  # refreshed by hand below
+    follower = RegistryFollower(reg, 60, "shapes")
+    assert follower.current is None, "nothing of shapes in production yet"
+    registry.promote(reg, "aaaaaaaaaaaa", model="digits")
+    follower.refresh()
+    assert follower.current is None, "digits' production is not shapes'"
+    registry.promote(reg, "bbbbbbbbbbbb", model="shapes")
+    registry.promote(reg, "cccccccccccc", model="shapes", expected="bbbbbbbbbbbb")
+    follower.refresh()
+    assert follower.current.version == "cccccccccccc"
+    registry.promote(reg, "bbbbbbbbbbbb", model="shapes", action="rollback")
+    follower.refresh()
+    assert follower.current.version == "bbbbbbbbbbbb"

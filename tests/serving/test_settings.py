@@ -13,7 +13,8 @@ def test_defaults_and_values_from_the_environment():
                                                 "DIGITS_DEVICE": "cpu", "DIGITS_WORKERS": " 2 ",
                                                 "DIGITS_REGISTRY_URI": "s3://b/registry"})
     assert (settings.max_batch_rows, settings.batch_wait_ms, settings.device, settings.workers) == (8, 2.5, "cpu", 2)
-    assert settings.registry_uri == "s3://b/registry"
+    assert settings.registry_uri == "s3://b/registry" and settings.model == "digits"
+    assert ServerSettings.from_environment({"DIGITS_MODEL": "shapes"}).model == "shapes"
     assert ServerSettings.from_environment({"DIGITS_CONFIDENCE_FLOOR": "0.9"}).confidence_floor == 0.9
 
 
@@ -27,6 +28,7 @@ def test_defaults_and_values_from_the_environment():
     ({"DIGITS_DEVICE": "gpu"}, "DIGITS_DEVICE='gpu': expected one of auto, cpu, cuda"),
     ({"DIGITS_CONFIDENCE_FLOOR": "1.5"}, "DIGITS_CONFIDENCE_FLOOR='1.5' is out of range"),
     ({"DIGITS_CONFIDENCE_FLOOR": "high"}, "DIGITS_CONFIDENCE_FLOOR='high' is not a number"),
+    ({"DIGITS_MODEL": "../shapes"}, "DIGITS_MODEL='../shapes' is not a model name"),
 ])
 def test_a_bad_value_names_its_variable(environ, message):
     with pytest.raises(SettingError, match=message.replace("(", r"\(").replace(".", r"\.")):

@@ -1,6 +1,8 @@
-"""The Models view: which model serves and why, how every version was trained, promote and roll back.
+"""The Models view: the registry's models; for each, which version serves and why, how every version was
+trained, promote and roll back.
 
-Server-rendered pages (Jinja2, autoescaped) over :mod:`retraining.catalog`; plots are the
+Pages: ``/`` the models (name, production, classes, dataset); ``/<model>/`` its versions, promotion
+history and runs; ``/<model>/versions/<version>``, ``/<model>/runs/<run id>``. Server-rendered pages (Jinja2, autoescaped) over :mod:`retraining.catalog`; plots are the
 run's own ``curve.png``/``confusion.png`` from the artifact store and SVG drawn here, so
 nothing is fetched from outside. Reading needs the Airflow user to be allowed to read the
 ``retrain`` DAG; promote and rollback need permission to trigger it, and go through the DAG's
@@ -72,28 +74,43 @@ def _settings():
     return settings
 
 
-def _page(name: str, status_code: int = 200, **context) -> HTMLResponse:
+def _page(name: str, status_code: int = 200, *, depth: int, **context) -> HTMLResponse:
+    """Render a page whose folder is ``depth`` levels below the view's root: links to the models (``home``), to
+    Airflow (``airflow``) and, on a model's pages, to the model (``root``) are relative, as the view is mounted."""
+    up = "../" * depth
+    context = {"root": "../" * (depth - 1) or "./", **context, "home": up or "./", "airflow": f"{up}../"}
     return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=status_code)
 
 
-def _catalog_row(registry_uri: str, version: str) -> tuple[dict, dict]:
-    """The version's catalog row and the catalog; 404 for an impossible id (before the store is read) or an unknown one."""
+def _model(model: str) -> str:
+    """A model name from the path; 404 for one the registry cannot hold (before the store is read)."""
+    from retrain_steps import registry
+
+    try:
+        return registry.check_model(model)
+    except registry.InvalidId as err:
+        raise HTTPException(404, str(err)) from None
+
+
+def _catalog_row(registry_uri: str, model: str, version: str) -> tuple[dict, dict]:
+    """The version's catalog row and its model's catalog; 404 for an impossible id (before the store is read) or
+    one the model does not have."""
     from retrain_steps import registry
 
     from retraining import catalog
 
     try:
         registry.check_version(version)
-        models = catalog.models(registry_uri)
+        models = catalog.models(registry_uri, _model(model))
         return catalog.find(models, version), models
     except registry.InvalidId as err:
         raise HTTPException(404, str(err)) from None
     except KeyError:
-        raise HTTPException(404, f"version {version} is not in the registry") from None
+        raise HTTPException(404, f"version {version} is not a version of model {model}") from None
 
 
-def _row(registry_uri: str, version: str) -> dict:
-    return _catalog_row(registry_uri, version)[0]
+def _row(registry_uri: str, model: str, version: str) -> dict:
+    return _catalog_row(registry_uri, model, version)[0]
 
 
 def _form_value(check, value: str) -> str:
@@ -114,8 +131,8 @@ def create_app() -> FastAPI:
     async def error_page(request: Request, exc: StarletteHTTPException):
         if "text/html" not in request.headers.get("accept", ""):
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-        root = "../" * request.url.path.removeprefix(request.scope.get("root_path", "")).strip("/").count("/")
-        return _page("error.html", exc.status_code, root=root or "./", status=exc.status_code, message=exc.detail)
+        depth = request.url.path.removeprefix(request.scope.get("root_path", "")).lstrip("/").count("/")
+        return _page("error.html", exc.status_code, depth=depth, status=exc.status_code, message=exc.detail)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):  # without echoing the input back
@@ -135,42 +152,63 @@ def create_app() -> FastAPI:
         return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/", response_class=HTMLResponse, dependencies=[reader])
-    def index(message: str = "") -> HTMLResponse:
+    def index() -> HTMLResponse:
         from retraining import catalog
 
-        if len(message) > MAX_MESSAGE_CHARS:
-            raise HTTPException(400, f"message is {len(message)} characters long; at most {MAX_MESSAGE_CHARS}")
         settings = _settings()
-        models = catalog.models(settings.registry)
-        production = next((r for r in models["versions"] if r["status"] == "production"), None)
-        return _page("index.html", root="./", models=models, production=production, message=message,
-                     registry=settings.registry, dag_id=DAG_ID, problems=models["problems"])
+        return _page("models.html", depth=0, models=catalog.overview(settings.registry), message="",
+                     registry=settings.registry, dag_id=DAG_ID)
 
     @app.get("/api/models", dependencies=[reader])
     def models_json() -> JSONResponse:
         from retraining import catalog
 
-        return JSONResponse(catalog.models(_settings().registry))
+        return JSONResponse(catalog.overview(_settings().registry))
 
-    @app.get("/versions/{version}", response_class=HTMLResponse, dependencies=[reader])
-    def version_page(version: str) -> HTMLResponse:
+    @app.get("/api/models/{model}", dependencies=[reader])
+    def model_json(model: str) -> JSONResponse:
+        from retraining import catalog
+
+        return JSONResponse(catalog.models(_settings().registry, _model(model)))
+
+    @app.get("/{model}/", response_class=HTMLResponse, dependencies=[reader])
+    def model_page(model: str, message: str = "") -> HTMLResponse:
+        from retraining import catalog
+
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise HTTPException(400, f"message is {len(message)} characters long; at most {MAX_MESSAGE_CHARS}")
+        settings = _settings()
+        models = catalog.models(settings.registry, _model(model))
+        production = next((r for r in models["versions"] if r["status"] == "production"), None)
+        shown = production or next((r for r in models["versions"] if r["card"]), None)
+        classes = (((shown or {}).get("card") or {}).get("input_spec") or {}).get("class_names", [])
+        return _page("model.html", depth=1, model=model, classes=classes, models=models, production=production,
+                     message=message, registry=settings.registry, dag_id=DAG_ID, problems=models["problems"])
+
+    @app.get("/{model}", include_in_schema=False)
+    def model_folder(model: str) -> Response:  # the model's pages link relative to its folder
+        return RedirectResponse(f"{_model(model)}/", status_code=307)
+
+    @app.get("/{model}/versions/{version}", response_class=HTMLResponse, dependencies=[reader])
+    def version_page(model: str, version: str) -> HTMLResponse:
         from retraining import catalog
 
         settings = _settings()
-        row, models = _catalog_row(settings.registry, version)
+        row, models = _catalog_row(settings.registry, model, version)
         row = catalog.with_reproductions(settings.registry, row, models["problems"])
-        return _page("version.html", root="../", row=row, lineage=catalog.lineage(row), production=models["production"],
-                     evaluation=catalog.evaluation(row), dag_id=DAG_ID, problems=models["problems"])
+        return _page("version.html", depth=2, model=model, row=row, lineage=catalog.lineage(row),
+                     production=models["production"], evaluation=catalog.evaluation(row), dag_id=DAG_ID,
+                     problems=models["problems"])
 
-    @app.get("/versions/{version}/{plot}", dependencies=[reader])
-    def version_plot(version: str, plot: str) -> Response:
+    @app.get("/{model}/versions/{version}/{plot}", dependencies=[reader])
+    def version_plot(model: str, version: str, plot: str) -> Response:
         from retrain_steps import artifacts
 
         if plot == "history.svg":
-            return _history_svg(version)
+            return _history_svg(model, version)
         if plot not in PLOTS:
             raise HTTPException(404, f"no plot {plot!r}; plots: {', '.join([*PLOTS, 'history.svg'])}")
-        row = _row(_settings().registry, version)
+        row = _row(_settings().registry, model, version)
         try:
             if not row[PLOTS[plot]]:
                 raise artifacts.ArtifactError(f"{version} has no {PLOTS[plot]}")
@@ -179,26 +217,26 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"{plot} of {version} is not in the artifact store any more") from None
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
-    def _history_svg(version: str) -> Response:
+    def _history_svg(model: str, version: str) -> Response:
         from retraining import catalog
         from retraining.models_view.charts import line_chart
 
-        history = catalog.training_history(_row(_settings().registry, version))
+        history = catalog.training_history(_row(_settings().registry, model, version))
         svg = line_chart({"validation accuracy": [h.get("val_accuracy") for h in history]},
                          title=f"{version}: validation accuracy per epoch", y_label="accuracy")
         return Response(svg, media_type="image/svg+xml")
 
-    @app.get("/runs/{run_id}", response_class=HTMLResponse, dependencies=[reader])
-    def run_page(run_id: str) -> HTMLResponse:
-        run = _run(run_id)
-        return _page("run.html", root="../", run=run, dag_id=run.get("dag_id") or DAG_ID)
+    @app.get("/{model}/runs/{run_id}", response_class=HTMLResponse, dependencies=[reader])
+    def run_page(model: str, run_id: str) -> HTMLResponse:
+        run = _run(model, run_id)
+        return _page("run.html", depth=2, model=model, run=run, dag_id=run.get("dag_id") or DAG_ID)
 
-    @app.get("/runs/{run_id}/candidates.svg", dependencies=[reader])
-    def run_chart(run_id: str) -> Response:
+    @app.get("/{model}/runs/{run_id}/candidates.svg", dependencies=[reader])
+    def run_chart(model: str, run_id: str) -> Response:
         from retraining import catalog
         from retraining.models_view.charts import line_chart
 
-        run = _run(run_id)
+        run = _run(model, run_id)
         series = {}
         for c in run.get("candidates", []):
             history = catalog.training_history({"model_uri": c.get("model")})
@@ -206,51 +244,54 @@ def create_app() -> FastAPI:
         return Response(line_chart(series, title="candidates: validation accuracy per epoch", y_label="accuracy"),
                         media_type="image/svg+xml")
 
-    def _run(run_id: str) -> dict:
+    def _run(model: str, run_id: str) -> dict:
         try:
-            return registry.run_record(_settings().registry, run_id)
+            return registry.run_record(_settings().registry, run_id, _model(model))
         except registry.InvalidId as err:
             raise HTTPException(404, str(err)) from None
         except registry.UnreadableEntry as err:
             raise HTTPException(404, f"run {run_id} has no readable record: {err}") from None
         except artifacts.ArtifactError:
-            raise HTTPException(404, f"run {run_id} has no record in the registry") from None
+            raise HTTPException(404, f"run {run_id} has no record of model {model} in the registry") from None
 
-    @app.post("/versions/{version}/promote")
-    def promote(version: str, expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "",
+    @app.post("/{model}/versions/{version}/promote")
+    def promote(model: str, version: str, expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "",
                 user=trigger) -> Response:
         if expected:
             _form_value(registry.check_version, expected)
         _form_value(registry.check_reason, reason)
         settings = _settings()
-        if not _row(settings.registry, version)["card"]:
+        if not _row(settings.registry, model, version)["card"]:
             raise HTTPException(400, f"version {version} was never packaged: only registered versions can be promoted")
-        return _request(settings, user, "promote", version=version, expected=expected or None,
+        return _request(settings, user, "promote", model=model, version=version, expected=expected or None,
                         reason=reason or "promoted from the Models view", back="../../")
 
-    @app.post("/rollback")
-    def rollback(expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "", user=trigger) -> Response:
+    @app.post("/{model}/rollback")
+    def rollback(model: str, expected: Annotated[str, Form()], reason: Annotated[str, Form()] = "",
+                 user=trigger) -> Response:
         _form_value(registry.check_version, expected)
         _form_value(registry.check_reason, reason)
         settings = _settings()
-        latest = registry.latest_promotion(settings.registry)
+        latest = registry.latest_promotion(settings.registry, _model(model))
         if not latest or not latest.get("previous"):
-            raise HTTPException(400, "nothing to roll back to: production has no previous version")
-        return _request(settings, user, "rollback", version=latest["previous"], expected=expected,
+            raise HTTPException(400, f"nothing to roll back to: model {model}'s production has no previous version")
+        return _request(settings, user, "rollback", model=model, version=latest["previous"], expected=expected,
                         reason=reason or f"rollback from {latest['version']}", back="./")
 
     return app
 
 
-def _request(settings, user, action: str, *, version: str, expected: str | None, reason: str, back: str) -> Response:
-    """Ask ``promote_model`` to deploy (a worker runs the DAG's deploy path); 303 back saying so.
+def _request(settings, user, action: str, *, model: str, version: str, expected: str | None, reason: str,
+             back: str) -> Response:
+    """Ask ``promote_model`` to deploy ``model``'s ``version`` (a worker runs the DAG's deploy path); 303 back
+    saying so.
 
-    Refused at once (409) when production is not what the page showed; the task checks again
+    Refused at once (409) when the model's production is not what the page showed; the task checks again
     (compare-and-swap) when it runs.
     """
     from retrain_steps import registry
 
-    current = registry.production_version(settings.registry)
+    current = registry.production_version(settings.registry, model)
     if current != expected:
         raise HTTPException(409, f"refused: production is {current or 'empty'}, not {expected or 'empty'} as the page "
                                  f"showed; nothing was rolled out (reload the page)")
@@ -260,13 +301,14 @@ def _request(settings, user, action: str, *, version: str, expected: str | None,
     from airflow.exceptions import DagNotFound
     from airflow.utils.types import DagRunTriggeredByType
 
-    conf = {"action": action, "version": version, "expected": expected, "reason": reason}  # actor: the trigger's user
+    conf = {"model": model, "action": action, "version": version, "expected": expected,
+            "reason": reason}  # actor: the trigger's user
     try:
         run = trigger_dag(PROMOTE_DAG_ID, triggered_by=DagRunTriggeredByType.UI, conf=conf,
                           triggering_user_name=user.get_name())
     except DagNotFound:
         raise HTTPException(503, f"the {PROMOTE_DAG_ID} DAG is not loaded yet: try again in a minute") from None
-    message = (f"{action} of {version} requested: run {run.run_id} of {PROMOTE_DAG_ID} deploys it; "
+    message = (f"{action} of {model} {version} requested: run {run.run_id} of {PROMOTE_DAG_ID} deploys it; "
                "production changes when it succeeds (reload)")
     return RedirectResponse(f"{back}?message={urllib.parse.quote(message)}", status_code=303)
 

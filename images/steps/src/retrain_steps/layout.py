@@ -21,13 +21,20 @@ The model registry (its own URI)::
     versions/<version>/              the weights, model.json and ood.json as trained, digits_classifier.bento
                                      (the bento every backend serves), card.json (written last, once)
     versions/<version>/reproduced-by/<run id>.json  a later run that trained the same weights again (create-only)
-    promotions/<seq>.json            the promotion history, one create-only entry per change of production
-    runs/<run id>.json               a run's candidates and its gate decision
-    production.json                  the pointer of registries from before the history (read, never written)
+    models/<model>/promotions/<seq>.json  a named model's promotion history, one create-only entry per change
+                                     of its production (its alias, in MLflow's words)
+    models/<model>/runs/<run id>.json  a run of that model: its candidates and its gate decision
+
+Versions are global (a version id is its weights' hash); each card names the model it was trained
+for (``card["model"]``). A registry from before named models holds one model, :data:`DEFAULT_MODEL`:
+its cards name none, and its ``promotions/``, ``runs/`` and ``production.json`` (the pointer of
+registries from before the history) are read as that model's, never written; new entries go under
+``models/``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TypedDict
 
 from retrain_steps.artifacts import join, safe_name, sha256
@@ -197,6 +204,17 @@ def dataset_watch_record(artifact_store: str, dataset_uri: str) -> str:
 
 # The registry
 
+DEFAULT_MODEL = "digits"  #: ``RETRAIN_MODEL``'s default, and the one model of a registry from before named models
+MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  #: a model's name: lower case, digits and dashes (a DNS label)
+
+
+def models_folder(registry: str) -> str:
+    return join(registry, "models")
+
+
+def model_folder(registry: str, model: str) -> str:
+    return join(models_folder(registry), model)
+
 
 def versions_folder(registry: str) -> str:
     return join(registry, "versions")
@@ -219,13 +237,18 @@ def bento(registry: str, version: str) -> str:
     return version_file(registry, version, BENTO)
 
 
-def promotions_folder(registry: str) -> str:
+def promotions_folder(registry: str, model: str) -> str:
+    return join(model_folder(registry, model), "promotions")
+
+
+def legacy_promotions_folder(registry: str) -> str:
+    """The promotion history of a registry from before named models (:data:`DEFAULT_MODEL`'s first entries)."""
     return join(registry, "promotions")
 
 
-def promotion_entry(registry: str, seq: int) -> str:
-    """Entry ``seq`` of the promotion history (zero-padded: listing order is ``seq`` order)."""
-    return join(promotions_folder(registry), f"{seq:08d}{RECORD_SUFFIX}")
+def promotion_entry(registry: str, model: str, seq: int) -> str:
+    """Entry ``seq`` of a model's promotion history (zero-padded: listing order is ``seq`` order)."""
+    return join(promotions_folder(registry, model), f"{seq:08d}{RECORD_SUFFIX}")
 
 
 def is_record(name: str) -> bool:
@@ -233,13 +256,18 @@ def is_record(name: str) -> bool:
     return name.endswith(RECORD_SUFFIX)
 
 
-def run_records_folder(registry: str) -> str:
+def run_records_folder(registry: str, model: str) -> str:
+    return join(model_folder(registry, model), "runs")
+
+
+def legacy_run_records_folder(registry: str) -> str:
+    """The run records of a registry from before named models (:data:`DEFAULT_MODEL`'s)."""
     return join(registry, "runs")
 
 
-def run_record(registry: str, run_id: str) -> str:
-    """Where a run's record lives (:func:`run_file_name`)."""
-    return join(run_records_folder(registry), run_file_name(run_id))
+def run_record(registry: str, model: str, run_id: str) -> str:
+    """Where a run of ``model`` is recorded (:func:`run_file_name`)."""
+    return join(run_records_folder(registry, model), run_file_name(run_id))
 
 
 def run_file_name(run_id: str) -> str:

@@ -218,28 +218,87 @@ def card(registry: str, version: str) -> dict:
     return artifacts.read_json(layout.card(registry, version))
 
 
-def production(registry: str) -> dict | None:
-    """The card of the version in production, or None when nothing was promoted yet."""
-    version = production_version(registry)
+def check_model(model) -> str:
+    """``model`` if it can name a model (:data:`layout.MODEL_NAME`), else :class:`InvalidId`."""
+    if not isinstance(model, str) or not layout.MODEL_NAME.fullmatch(model):
+        raise InvalidId(f"not a model name: {_shown(model)} (1 to 63 of a-z, 0-9 and '-', starting with a letter "
+                        "or digit)")
+    return model
+
+
+def model_of(card: dict) -> str:
+    """The model a version was trained for (cards from before named models: :data:`layout.DEFAULT_MODEL`)."""
+    return card.get("model") or layout.DEFAULT_MODEL
+
+
+# The input spec of digits models trained before specs were stored (retrain_steps.input_spec.DIGITS, which needs numpy)
+LEGACY_SPEC = {"height": 8, "width": 8, "channels": 1, "class_names": [str(d) for d in range(10)], "profile": "digits"}
+
+
+def spec_mismatch(card: dict, spec: dict) -> str | None:
+    """None when data of input spec ``spec`` (a ``spec.json``) can retrain the model of version ``card``, else
+    how they differ (classes; size, channels or preprocessing profile)."""
+    theirs = card.get("input_spec") or LEGACY_SPEC
+    if list(theirs["class_names"]) != list(spec["class_names"]):
+        return f"predicts classes {list(theirs['class_names'])}, this run's data has {list(spec['class_names'])}"
+    shape = ("profile", "height", "width", "channels")
+    if [theirs.get(k) for k in shape] != [spec.get(k) for k in shape]:
+        described = ", ".join(f"{k} {{}}" for k in shape)
+        return (f"takes inputs of {described.format(*(theirs.get(k) for k in shape))}, this run prepares inputs of "
+                f"{described.format(*(spec.get(k) for k in shape))}")
+    return None
+
+
+def models(registry: str) -> list[str]:
+    """The registry's models, by name: those with a folder under ``models/``, and :data:`layout.DEFAULT_MODEL`
+    when a registry from before named models has its history, runs or versions."""
+    names = set(artifacts.list_names(layout.models_folder(registry), folders=True))
+    if layout.DEFAULT_MODEL not in names and (
+        artifacts.list_names(layout.legacy_promotions_folder(registry))
+        or artifacts.exists(layout.legacy_production(registry))
+        or artifacts.list_names(layout.legacy_run_records_folder(registry))
+        or any(model_of(c) == layout.DEFAULT_MODEL for c in versions(registry, problems=[]))
+    ):
+        names.add(layout.DEFAULT_MODEL)
+    return sorted(name for name in names if layout.MODEL_NAME.fullmatch(name))
+
+
+def production(registry: str, model: str = layout.DEFAULT_MODEL) -> dict | None:
+    """The card of ``model``'s version in production, or None when nothing was promoted yet."""
+    version = production_version(registry, model)
     return None if version is None else card(registry, version)
 
 
-def promotions(registry: str, problems: list | None = None) -> list[dict]:
-    """The promotion history, oldest first (a legacy ``production.json`` is entry 0).
+def _legacy(model: str) -> bool:
+    """Whether ``model`` also owns the history and runs of a registry from before named models."""
+    return model == layout.DEFAULT_MODEL
+
+
+def promotions(registry: str, problems: list | None = None, *, model: str = layout.DEFAULT_MODEL) -> list[dict]:
+    """``model``'s promotion history, oldest first (for :data:`layout.DEFAULT_MODEL`, a registry's history from
+    before named models comes first, and a legacy ``production.json`` is entry 0).
 
     An unreadable entry raises :class:`UnreadableEntry`, or, given a ``problems`` list, is left
     out and appended to it (for readers that show what they can).
     """
-    folder = layout.promotions_folder(registry)
-    read = [_read_entry(artifacts.join(folder, name), problems) for name in _entry_names(folder)]
-    entries = [entry for entry in read if entry is not None]
-    legacy = None if entries and entries[0]["seq"] == 0 else _legacy_entry(registry)
+    folders = [layout.promotions_folder(registry, check_model(model))]
+    if _legacy(model):
+        folders.insert(0, layout.legacy_promotions_folder(registry))
+    read = [_read_entry(artifacts.join(folder, name), problems) for folder in folders for name in _entry_names(folder)]
+    entries = sorted((entry for entry in read if entry is not None), key=lambda e: e["seq"])
+    legacy = None if not _legacy(model) or (entries and entries[0]["seq"] == 0) else _legacy_entry(registry)
     return [legacy, *entries] if legacy else entries
 
 
-def latest_promotion(registry: str) -> dict | None:
-    """The newest promotion entry (one listing and one read: the server polls it)."""
-    folder = layout.promotions_folder(registry)
+def latest_promotion(registry: str, model: str = layout.DEFAULT_MODEL) -> dict | None:
+    """``model``'s newest promotion entry (one listing and one read: the server polls it)."""
+    folder = layout.promotions_folder(registry, check_model(model))
+    names = _entry_names(folder)
+    if names:
+        return _read_entry(artifacts.join(folder, names[-1]))
+    if not _legacy(model):
+        return None
+    folder = layout.legacy_promotions_folder(registry)
     names = _entry_names(folder)
     return _read_entry(artifacts.join(folder, names[-1])) if names else _legacy_entry(registry)
 
@@ -259,16 +318,16 @@ def _legacy_entry(registry: str) -> dict | None:
             "reason": "promoted before the registry kept a promotion history"}
 
 
-def production_version(registry: str) -> str | None:
-    """The version in production (the newest promotion), or None when nothing was promoted yet."""
-    latest = latest_promotion(registry)
+def production_version(registry: str, model: str = layout.DEFAULT_MODEL) -> str | None:
+    """``model``'s version in production (its newest promotion), or None when nothing was promoted yet."""
+    latest = latest_promotion(registry, model)
     return latest["version"] if latest else None
 
 
-def promotion_history(registry: str) -> list[str]:
-    """Versions that were in production, newest first, each once: the one serving, then its predecessors."""
+def promotion_history(registry: str, model: str = layout.DEFAULT_MODEL) -> list[str]:
+    """``model``'s versions that were in production, newest first, each once: the one serving, then its predecessors."""
     seen: list[str] = []
-    for entry in reversed(promotions(registry)):
+    for entry in reversed(promotions(registry, model=model)):
         if entry["version"] not in seen:
             seen.append(entry["version"])
     return seen
@@ -282,20 +341,28 @@ class NoOpPromotion(ValueError):
     """The version asked for is production already: an entry would record it as replacing itself."""
 
 
+class OtherModel(ValueError):
+    """The version was trained for another model: it cannot become this model's production."""
+
+
 CURRENT = object()  #: ``expected=CURRENT``: replace whatever is in production when the call reads it
 
 
-def promote(registry: str, version: str, *, expected: str | None | object = CURRENT, actor: str = "",
-            reason: str = "", run_id: str = "", action: str = "promote") -> dict:
-    """Make ``version`` (which must have a card) production, if production is still ``expected``.
+def promote(registry: str, version: str, *, model: str = layout.DEFAULT_MODEL,
+            expected: str | None | object = CURRENT, actor: str = "", reason: str = "", run_id: str = "",
+            action: str = "promote") -> dict:
+    """Make ``version`` (which must have a card, for ``model``) ``model``'s production, if that is still ``expected``.
 
-    Creates the next promotion entry; raises :class:`StalePromotion` when production is not
-    ``expected`` or another promotion was written between the read and the create, and
-    :class:`NoOpPromotion` when ``version`` is production already.
+    Creates the model's next promotion entry; raises :class:`StalePromotion` when production is not
+    ``expected`` or another promotion was written between the read and the create,
+    :class:`NoOpPromotion` when ``version`` is production already, and :class:`OtherModel` when
+    ``version`` was trained for another model.
     """
     check_reason(reason)
-    card(registry, version)  # refuse to promote an unknown or half-registered version
-    latest = latest_promotion(registry)
+    owner = model_of(card(registry, version))  # refuse to promote an unknown or half-registered version
+    if owner != check_model(model):
+        raise OtherModel(f"version {version} belongs to model {owner!r}, not {model!r}: promote it as {owner}")
+    latest = latest_promotion(registry, model)
     current = latest["version"] if latest else None
     if expected is not CURRENT and current != expected:
         raise StalePromotion(
@@ -308,11 +375,11 @@ def promote(registry: str, version: str, *, expected: str | None | object = CURR
     entry = {"seq": seq, "version": version, "previous": current, "action": action, "actor": actor,
              "run_id": run_id, "reason": reason, "at": now()}
     try:
-        artifacts.create_bytes(layout.promotion_entry(registry, seq), artifacts.json_bytes(entry))
+        artifacts.create_bytes(layout.promotion_entry(registry, model, seq), artifacts.json_bytes(entry))
     except artifacts.ArtifactExists:
         raise StalePromotion(
             f"another promotion replaced production {current or 'empty'} first "
-            f"({_who(latest_promotion(registry))}); compare {version} with it again"
+            f"({_who(latest_promotion(registry, model))}); compare {version} with it again"
         ) from None
     return entry
 
@@ -325,34 +392,47 @@ def _who(entry: dict | None) -> str:
     return f"{entry['action']} of {entry['version']} by {by}{run} at {entry.get('at', '?')}"
 
 
-def record_run(registry: str, run_id: str, record: dict) -> str:
-    """Write a run's candidates and gate decision (one record per run, rewritten)."""
-    return artifacts.write_json(run_uri(registry, run_id), {**record, "run_id": run_id})
+def record_run(registry: str, run_id: str, record: dict, model: str = layout.DEFAULT_MODEL) -> str:
+    """Write a run's candidates and gate decision (one record per run, rewritten), under its model."""
+    return artifacts.write_json(run_uri(registry, run_id, model), {**record, "run_id": run_id, "model": model})
 
 
-def run_uri(registry: str, run_id: str) -> str:
-    """Where a run's record lives (:func:`layout.run_record`); :class:`InvalidId` for what cannot be a run id."""
-    return layout.run_record(registry, check_run_id(run_id))
+def run_uri(registry: str, run_id: str, model: str = layout.DEFAULT_MODEL) -> str:
+    """Where a run of ``model`` is recorded (:func:`layout.run_record`); :class:`InvalidId` for what cannot be
+    a run id or a model name."""
+    return layout.run_record(registry, check_model(model), check_run_id(run_id))
 
 
-def run_record(registry: str, run_id: str) -> dict:
-    """A run's record: :class:`InvalidId`, :class:`UnreadableEntry` or ``ArtifactError`` (none) otherwise."""
-    return _read_record(run_uri(registry, run_id), "run record", {"run_id": str}, None)
+def run_record(registry: str, run_id: str, model: str = layout.DEFAULT_MODEL) -> dict:
+    """A run's record (for :data:`layout.DEFAULT_MODEL`, also one from before named models): :class:`InvalidId`,
+    :class:`UnreadableEntry` or ``ArtifactError`` (none) otherwise."""
+    uri = run_uri(registry, run_id, model)
+    if _legacy(model) and not artifacts.exists(uri):
+        legacy = artifacts.join(layout.legacy_run_records_folder(registry), layout.run_file_name(run_id))
+        uri = legacy if artifacts.exists(legacy) else uri
+    return _read_record(uri, "run record", {"run_id": str}, None)
 
 
-def runs(registry: str, problems: list | None = None) -> list[dict]:
-    """Every recorded run, newest first by the time it was recorded (``problems``: as :func:`promotions`)."""
-    folder = layout.run_records_folder(registry)
-    records = [_read_record(artifacts.join(folder, n), "run record", {"run_id": str}, problems)
-               for n in artifacts.list_names(folder) if layout.is_record(n)]
-    return sorted(filter(None, records), key=lambda r: r.get("recorded_at", ""), reverse=True)
+def runs(registry: str, problems: list | None = None, *, model: str = layout.DEFAULT_MODEL) -> list[dict]:
+    """``model``'s recorded runs, newest first by the time each was recorded (``problems``: as :func:`promotions`)."""
+    folders = [layout.run_records_folder(registry, check_model(model))]
+    if _legacy(model):
+        folders.append(layout.legacy_run_records_folder(registry))
+    records: dict[str, dict] = {}
+    for folder in folders:  # a run recorded in both (updated after the move) is the model folder's
+        for name in artifacts.list_names(folder):
+            if layout.is_record(name) and name not in records:
+                records[name] = _read_record(artifacts.join(folder, name), "run record", {"run_id": str}, problems)
+    return sorted(filter(None, records.values()), key=lambda r: r.get("recorded_at", ""), reverse=True)
 
 
-def versions(registry: str, problems: list | None = None) -> list[dict]:
-    """The cards of every registered version (those with a card), newest first (``problems``: as :func:`promotions`)."""
+def versions(registry: str, problems: list | None = None, *, model: str | None = None) -> list[dict]:
+    """The cards of the registered versions (those with a card) of ``model`` (None: of every model), newest first
+    (``problems``: as :func:`promotions`)."""
     cards = []
     for version in artifacts.list_names(layout.versions_folder(registry), folders=True):
         uri = layout.card(registry, version)
         if artifacts.exists(uri):
             cards.append(_read_record(uri, "version card", {"version": str}, problems))
-    return sorted(filter(None, cards), key=lambda c: c.get("created_at", ""), reverse=True)
+    cards = [c for c in cards if c is not None and (model is None or model_of(c) == model)]
+    return sorted(cards, key=lambda c: c.get("created_at", ""), reverse=True)
