@@ -7,7 +7,9 @@ navigation, read which model serves and why, open a version (its plots load) and
 candidates side by side), roll back, and see ``/predict`` answer with the previous version; type
 into the trigger form; find the Kubeflow Pipelines connection type. Through the REST API,
 ``promote_model`` runs on the scheduler: its failure notification (the DAG processor runs the callback), the
-history's actor (the user who triggered the run, never the conf) and the refusal of a no-op promotion.
+history's actor (the user who triggered the run, never the conf) and the refusal of a no-op promotion. Last, the
+README's first hour: a second model (the shapes) from the trigger form, run by the scheduler, both models in the
+view with their classes, and a rollback of digits that leaves the shapes alone.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 from retrain_steps import registry
 from tests.conftest import ROOT
 from tests.helpers.airflow import BIN, dags_test, local_airflow_env
+from tests.helpers.datasets import image_files, zip_bytes
 from tests.helpers.servers import free_port, serve, wait_for_bodies
 
 CHROMIUM = shutil.which("chromium")
@@ -63,7 +66,7 @@ def stack(tmp_path_factory, notifications):
                log_path=base / "serving.log", ready_url=f"http://127.0.0.1:{serving_port}/readyz"):
         yield {"airflow": f"http://127.0.0.1:{port}", "serving": f"http://127.0.0.1:{serving_port}",
                "registry": env["RETRAIN_REGISTRY"], "production": history[0], "previous": history[1],
-               "log": base / "airflow.log"}
+               "log": base / "airflow.log", "store": env["RETRAIN_ARTIFACT_STORE"]}
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +121,15 @@ def loaded_width(image) -> int:
     return 0
 
 
-def open_models(page):
-    """Open the view from Airflow's navigation, as a user would; return the frame it renders in."""
+def open_models(page, model: str | None = "digits"):
+    """Open the view from Airflow's navigation, as a user would, then ``model``'s page (None: stay on the list of
+    models); return the frame it renders in."""
     page.get_by_role("link", name="Models").or_(page.get_by_role("button", name="Models")).first.click()
     frame = page.frame_locator("iframe").first
-    frame.locator("#production").wait_for()
+    frame.locator("#models").wait_for()
+    if model:
+        frame.locator(f"#models tr[data-model='{model}'] a", has_text=model).click()
+        frame.locator("#production").wait_for()
     return frame
 
 
@@ -159,11 +166,11 @@ def test_the_view_says_which_model_serves_and_why_and_rolls_back(page, stack):
     screenshot(page, "models-run")
 
     # roll back from the view: /predict answers with the previous version within seconds
-    frame.get_by_role("link", name="All models").click()
+    frame.get_by_role("link", name="Model digits").click()
     frame.get_by_label("rollback reason").fill("browser test rollback")
     frame.get_by_role("button", name=f"Roll back to {stack['previous']}").click()
     frame.get_by_role("status").wait_for()
-    assert f"rollback of {stack['previous']} requested: run" in frame.get_by_role("status").inner_text()
+    assert f"rollback of digits {stack['previous']} requested: run" in frame.get_by_role("status").inner_text()
     started = time.monotonic()  # a worker runs promote_model (deploy), then the server follows the registry
     while served_version(stack["serving"]) != stack["previous"] and time.monotonic() < started + 120:
         time.sleep(1)
@@ -218,25 +225,25 @@ def asset_events(stack, name: str) -> list[dict]:
 
 
 def test_changes_need_an_airflow_user_allowed_to_trigger_and_same_origin(stack):
-    request = urllib.request.Request(f"{stack['airflow']}/models/rollback", data=b"expected=x", method="POST")
+    request = urllib.request.Request(f"{stack['airflow']}/models/digits/rollback", data=b"expected=x", method="POST")
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request, timeout=10)
     assert err.value.code == 401 and json.loads(err.value.read()) == {"error": "Not authenticated"}
     token = api_token(stack)
-    forged = urllib.request.Request(f"{stack['airflow']}/models/rollback", data=b"expected=x", method="POST",
+    forged = urllib.request.Request(f"{stack['airflow']}/models/digits/rollback", data=b"expected=x", method="POST",
                                     headers={"Authorization": f"Bearer {token}", "Origin": "http://evil.example"})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(forged, timeout=10)
     assert err.value.code == 403 and "cross-site" in json.loads(err.value.read())["error"]
     listing = json.loads(urllib.request.urlopen(urllib.request.Request(
-        f"{stack['airflow']}/models/api/models", headers={"Authorization": f"Bearer {token}"}), timeout=10).read())
+        f"{stack['airflow']}/models/api/models/digits", headers={"Authorization": f"Bearer {token}"}), timeout=10).read())
     assert {r["version"] for r in listing["versions"]} >= {stack["production"], stack["previous"]}
     # a viewer reads the view but may not change production (Airflow's own permission to trigger the DAG)
     viewer = api_token(stack, "viewer", VIEWER_PASSWORD)
     seen = urllib.request.urlopen(urllib.request.Request(f"{stack['airflow']}/models/",
                                                          headers={"Authorization": f"Bearer {viewer}"}), timeout=10)
     assert seen.status == 200
-    refused = urllib.request.Request(f"{stack['airflow']}/models/rollback", data=b"expected=x", method="POST",
+    refused = urllib.request.Request(f"{stack['airflow']}/models/digits/rollback", data=b"expected=x", method="POST",
                                      headers={"Authorization": f"Bearer {viewer}"})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(refused, timeout=10)
@@ -341,7 +348,7 @@ def test_the_history_names_the_user_who_triggered_never_the_conf(stack, notifica
     latest = registry.latest_promotion(stack["registry"])
     assert (latest["version"], latest["previous"], latest["actor"]) == (other, current, "user:admin")
     (deployed,) = wait_for_bodies(notifications[1], "deployed", "promote_model")
-    assert deployed["actor"] == "user:admin" and f"promote of {other} by user:admin" in deployed["text"]
+    assert deployed["actor"] == "user:admin" and f"promote of digits {other} by user:admin" in deployed["text"]
 
 
 def test_promoting_production_onto_itself_fails_without_retry(stack):
@@ -351,3 +358,80 @@ def test_promoting_production_onto_itself_fails_without_retry(stack):
     assert ti["state"] == "failed" and ti["try_number"] == 1
     assert f"{production} is in production already: nothing to promote" in log
     assert registry.promotions(stack["registry"]) == before, "no entry recording production replacing itself"
+
+
+# -- the README's first hour: a second model from the trigger form, both in the view, a rollback of one ------------
+
+def test_the_first_hour_a_second_model_beside_the_first(page, stack):
+    """As the README's first hour goes (``make run`` serves digits; worked example 1 trains the shapes as a model of
+    their own): trigger ``retrain`` from the form naming a new model, the scheduler runs it, the Models view lists
+    both models with their classes, digits keeps serving, and rolling digits back leaves shapes as it was."""
+    shapes_zip = f"{stack['store']}/datasets/shapes-28.zip"
+    from retrain_steps import artifacts
+
+    artifacts.write_bytes(shapes_zip, zip_bytes(image_files(("circle", "square", "triangle"), 150, 28, "L", 1),
+                                                top="shapes/"))
+    digits_before = registry.production_version(stack["registry"])
+    page.goto(f"{stack['airflow']}/dags/retrain")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_role("button", name="Model", exact=True).click()
+    model = page.locator("[name=element_model]")
+    model.fill("")
+    model.press_sequentially("shapes", delay=30)
+    page.get_by_role("dialog").locator("label", has_text="New model").click()
+    page.get_by_role("button", name="Data", exact=True).click()
+    page.locator("[name=element_dataset_uri]").fill(shapes_zip)
+    page.get_by_role("button", name="Training", exact=True).click()
+    page.locator("[name=element_epochs]").fill("12")
+    page.locator("[name=element_patience]").fill("4")
+    page.get_by_role("button", name="Deployment", exact=True).click()
+    page.locator("[name=element_min_accuracy]").fill("0.8")
+    screenshot(page, "trigger-form-new-model")
+    before = {r["dag_run_id"] for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]}
+    page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
+    deadline, runs = time.monotonic() + 20, []
+    while not runs and time.monotonic() < deadline:
+        runs = [r for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]
+                if r["dag_run_id"] not in before]
+        time.sleep(0.5)
+    (run,) = runs
+    assert (run["conf"]["model"], run["conf"]["new_model"], run["conf"]["dataset_uri"]) == ("shapes", True, shapes_zip)
+    path = f"/api/v2/dags/retrain/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
+    started = time.monotonic()
+    while (state := api_get(stack, path)["state"]) not in ("success", "failed"):
+        assert time.monotonic() < started + 600, "the run of the new model did not end"
+        time.sleep(3)
+    print(f"retrain of the new model shapes on the scheduler: {state} in {time.monotonic() - started:.0f} s")
+    assert state == "success", stack["log"].read_text()[-3000:]
+    shapes = registry.production(stack["registry"], "shapes")
+    assert shapes["model"] == "shapes" and shapes["input_spec"]["class_names"] == ["circle", "square", "triangle"]
+    assert registry.production_version(stack["registry"]) == digits_before, "digits' production is its own"
+    assert served_version(stack["serving"]) == digits_before, "the server of digits still serves digits"
+
+    frame = open_models(page, model=None)
+    rows = {name: frame.locator(f"#models tr[data-model='{name}']").inner_text() for name in ("digits", "shapes")}
+    assert digits_before in rows["digits"] and "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in rows["digits"]
+    assert shapes["version"] in rows["shapes"] and "circle, square, triangle" in rows["shapes"]
+    assert "shapes-28.zip" in rows["shapes"]
+    screenshot(page, "models-list-two-models")
+    frame.locator("#models tr[data-model='shapes'] a", has_text="shapes").click()
+    frame.locator("#production").wait_for()
+    assert shapes["version"] in frame.locator("#production").inner_text()
+    versions = frame.locator("#versions tbody tr")
+    shown = {versions.nth(i).get_attribute("data-version") for i in range(versions.count())}
+    assert shapes["version"] in shown and digits_before not in shown, "a model lists its own versions only"
+    screenshot(page, "models-shapes")
+
+    # roll digits back from its page: digits' server follows, shapes' production and history do not move
+    shapes_history = registry.promotions(stack["registry"], model="shapes")
+    frame.get_by_role("link", name="All models").click()
+    frame.locator("#models tr[data-model='digits'] a", has_text="digits").click()
+    frame.get_by_label("rollback reason").fill("first hour: back to the previous digits")
+    previous = registry.latest_promotion(stack["registry"])["previous"]
+    frame.get_by_role("button", name=f"Roll back to {previous}").click()
+    frame.get_by_role("status").wait_for()
+    started = time.monotonic()
+    while served_version(stack["serving"]) != previous and time.monotonic() < started + 120:
+        time.sleep(1)
+    assert served_version(stack["serving"]) == previous
+    assert registry.promotions(stack["registry"], model="shapes") == shapes_history, "shapes untouched"
