@@ -181,6 +181,7 @@ def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not():
             fit.epoch(x, y, x[:32], y[:32])
         return list(recipe.cpu_state(fit.state()).values())
 
+    assert trainer(seed=3).generator.initial_seed() == 3, "the order and the shifts follow the seed"
     first, again, other = weights(3), weights(3), weights(4)
     assert all(a.equal(b) for a, b in zip(first, again))
     assert not all(a.equal(b) for a, b in zip(first, other))
@@ -196,8 +197,9 @@ def test_the_recipe_reaches_the_digits_model(trained):
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--label-smoothing", "1.5"], "argument --label-smoothing: must be in [0, 1), got 1.5"),
-    (["--weight-decay", "-0.1"], "argument --weight-decay: must be >= 0, got -0.1"),
-    (["--warmup-epochs", "nan"], "argument --warmup-epochs: must be >= 0, got nan"),
+    (["--weight-decay", "-0.1"], "argument --weight-decay: must be a finite number >= 0, got -0.1"),
+    (["--warmup-epochs", "nan"], "argument --warmup-epochs: must be a finite number >= 0, got nan"),
+    (["--weight-decay", "inf"], "argument --weight-decay: must be a finite number >= 0, got inf"),
     (["--precision", "fp8"], "argument --precision: invalid choice: 'fp8'"),
 ])
 def test_bad_recipe_flags_are_refused_naming_the_value(tmp_path, flags, message):
