@@ -6,8 +6,8 @@ What it writes, in the experiment named after the model (``--model-name``, e.g. 
   ``dataset.version``, ``dataset.uri``; the dataset as an input; the production model's test accuracy on
   this run's test split; the gate's decision once the registry has the run's record);
 * each candidate is a child run (tag ``mlflow.parentRunId``): its params (framework, learning rate,
-  epochs, batch size, seed, patience, augment, warm start), its per-epoch history (``loss``, ``val_loss``,
-  ``val_accuracy``, ``samples_per_s`` with ``step`` = epoch), its test metrics, ``curve.png``,
+  epochs, batch size, seed, patience, augment, warm start), its per-epoch history (each number of an epoch:
+  ``loss``, ``val_loss``, ``val_accuracy``, ``samples_per_s``…, with ``step`` = epoch), its test metrics, ``curve.png``,
   ``confusion.png`` and both metrics files as artifacts, and the registry version its weights would be
   (tag ``retrain.version``);
 * with ``--registry``: each version of this run that the registry holds (it has a card) becomes a model
@@ -85,7 +85,6 @@ PARENT = "mlflow.parentRunId"
 AIRFLOW_RUN = "airflow.run_id"
 AIRFLOW_DAG = "airflow.dag_id"
 
-HISTORY_METRICS = ("loss", "val_loss", "val_accuracy", "samples_per_s")  #: per epoch (``step`` = epoch)
 _BATCH = {"metrics": 1000, "params": 100, "tags": 100}  #: MLflow's per-request limits of ``runs/log-batch``
 
 
@@ -362,35 +361,42 @@ def track_run(server: MlflowServer, *, model: str, run_id: str, dag_id: str, dat
         production: layout.Evaluation = json.loads(manifest.read_verified(baseline, layout.METRICS))
         parent_metrics.append(_metric("production_test_accuracy", production.get("test_accuracy"), 0,
                                       parent["info"]["start_time"]))
-    log_batch(server, parent_id, metrics=list(filter(None, parent_metrics)),
-              params={"candidates": len(candidates)}, tags=tags)
-    children = {}
+    log_batch(server, parent_id, metrics=list(filter(None, parent_metrics)), tags=tags)
+    children, versions = {}, {}
     for index, (train, evaluation) in enumerate(candidates):
+        if not artifacts.exists(layout.file_in(train, layout.MANIFEST)):
+            log.warning("track: candidate %d has no train output at %s (its train task failed): not tracked",
+                        index, train)
+            continue
         child = ensure_run(server, experiment, {RUN_KEY: key, ROLE: "candidate", CANDIDATE: str(index)},
                            name=f"{run_id} candidate {index}", tags={PARENT: parent_id, AIRFLOW_RUN: run_id})
-        children[index] = track_candidate(server, child, train, evaluation, inputs)
+        version = registry.model_version(train)
+        children[str(index)] = versions[version] = track_candidate(server, child, train, evaluation, inputs, version)
     result = {"experiment_id": experiment, "run_id": parent_id, "run_url": run_url(server.uri, experiment, parent_id),
-              "candidates": {str(i): c["info"]["run_id"] for i, c in children.items()}}
+              "candidates": {i: c["info"]["run_id"] for i, c in children.items()}}
     if registry_uri:
-        versions = {registry.model_version(train): children[i] for i, (train, _) in enumerate(candidates)}
         result.update(track_registry(server, model=model, run_id=run_id, registry_uri=registry_uri,
                                      parent_id=parent_id, children=versions))
     finish(server, parent)
     return result
 
 
-def track_candidate(server: MlflowServer, child: dict, train: str, evaluation: str, inputs: list[dict]) -> dict:
-    """Log a candidate's params, per-epoch history, test metrics and plots into its child run (once in full)."""
+def track_candidate(server: MlflowServer, child: dict, train: str, evaluation: str, inputs: list[dict],
+                    version: str) -> dict:
+    """Log a candidate's params, per-epoch history, test metrics and plots (an evaluation missing: the child run
+    ends FAILED) and its registry ``version`` into its child run, once in full."""
     child_id, start = child["info"]["run_id"], int(child["info"]["start_time"])
-    train_manifest = artifacts.read_json(layout.file_in(train, layout.MANIFEST))
     evaluated = artifacts.exists(layout.file_in(evaluation, layout.MANIFEST))
-    logged = json.dumps([train_manifest.get("key"),
-                         artifacts.read_json(layout.file_in(evaluation, layout.MANIFEST)).get("key") if evaluated else None])
+    evaluate_manifest = artifacts.read_json(layout.file_in(evaluation, layout.MANIFEST)) if evaluated else {}
+    logged = json.dumps([artifacts.read_json(layout.file_in(train, layout.MANIFEST)).get("key"),
+                         evaluate_manifest.get("key")])
+    status = "FINISHED" if evaluated else "FAILED"
     if _tags_of(child).get(LOGGED) == logged:
+        finish(server, child, status)
         return child
     metrics: layout.TrainMetrics = json.loads(manifest.read_verified(train, layout.METRICS))
-    points = [_metric(name, epoch.get(name), int(epoch["epoch"]), start + int(epoch["epoch"]))
-              for epoch in metrics.get("history", []) for name in HISTORY_METRICS]
+    points = [_metric(name, value, int(epoch["epoch"]), start + int(epoch["epoch"]))  # every number of an epoch
+              for epoch in metrics.get("history", []) for name, value in epoch.items() if name != "epoch"]
     points += [_metric("best_val_accuracy", metrics.get("val_accuracy"), 0, start),
                _metric("best_epoch", metrics.get("best_epoch"), 0, start)]
     files = {"train_metrics.json": (train, layout.METRICS), layout.CURVE_PLOT: (train, layout.CURVE_PLOT)}
@@ -398,15 +404,15 @@ def track_candidate(server: MlflowServer, child: dict, train: str, evaluation: s
         test: layout.Evaluation = json.loads(manifest.read_verified(evaluation, layout.METRICS))
         points += [_metric(name, test.get(name), 0, start) for name in ("test_accuracy", "macro_f1")]
         files["evaluation.json"] = (evaluation, layout.METRICS)
-        if layout.CONFUSION_PLOT in artifacts.read_json(layout.file_in(evaluation, layout.MANIFEST))["outputs"]:
+        if layout.CONFUSION_PLOT in evaluate_manifest.get("outputs", {}):
             files[layout.CONFUSION_PLOT] = (evaluation, layout.CONFUSION_PLOT)
     server.api("POST", "runs/log-inputs", {"run_id": child_id, "datasets": inputs})
     log_batch(server, child_id, metrics=list(filter(None, points)), params=layout.card_params(metrics),
-              tags={VERSION: registry.model_version(train)})
+              tags={VERSION: version})
     for name, (folder, source) in files.items():
         server.upload(child["info"]["artifact_uri"], name, manifest.read_verified(folder, source))
     log_batch(server, child_id, tags={LOGGED: logged})
-    finish(server, child, "FINISHED" if evaluated else "FAILED")
+    finish(server, child, status)
     return child
 
 
