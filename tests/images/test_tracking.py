@@ -107,7 +107,8 @@ def write_candidate(trained: dict, base, index: int, learning_rate: float) -> tu
     shutil.copytree(artifacts.local_path(trained["evaluate"]), evaluation)
     metrics = json.loads((train / layout.METRICS).read_text())
     metrics["learning_rate"] = learning_rate
-    metrics["history"] = [{**h, "val_accuracy": h["val_accuracy"] / 2, "loss": h["loss"] * 3} for h in metrics["history"]]
+    metrics["history"] = [{**h, "val_accuracy": h["val_accuracy"] / 2, "loss": h["loss"] * 3}
+                          for h in metrics["history"]]
     (train / layout.METRICS).write_text(json.dumps(metrics))
     with open(train / "model.pt", "ab") as weights:
         weights.write(b"another candidate")
@@ -157,7 +158,8 @@ def test_the_run_is_an_mlflow_run_with_its_candidates_as_child_runs(mlflow_uri, 
     inputs = parent["inputs"]["dataset_inputs"]
     assert [i["dataset"]["digest"] for i in inputs] == [dataset["version"]]
     assert json.loads(inputs[0]["dataset"]["source"]) == {"uri": dataset["source"]}
-    children = search_runs(mlflow_uri, experiment["experiment_id"], f"tags.`mlflow.parentRunId` = '{parent['info']['run_id']}'")
+    children = search_runs(mlflow_uri, experiment["experiment_id"],
+                           f"tags.`mlflow.parentRunId` = '{parent['info']['run_id']}'")
     assert sorted(tags(c)[tracking.CANDIDATE] for c in children) == ["0", "1"]
     assert sorted(c["info"]["run_id"] for c in children) == sorted(tracked["candidates"].values())
     assert tracked["run_url"] == f"{mlflow_uri}/#/experiments/{experiment['experiment_id']}/runs/{tracked['run_id']}"
@@ -167,12 +169,13 @@ def test_a_candidate_has_its_params_history_and_plots(mlflow_uri, tracked, run_o
     for index, (train, evaluation) in enumerate(run_outputs["candidates"]):
         child = api(mlflow_uri, "GET", "runs/get", {"run_id": tracked["candidates"][str(index)]})["run"]
         metrics = artifacts.read_json(layout.file_in(train, layout.METRICS))
-        assert params(child) == {**{k: str(v) for k, v in layout.card_params(metrics).items() if v is not None}}
+        assert params(child) == {k: str(v) for k, v in layout.card_params(metrics).items() if v is not None}
         assert float(params(child)["learning_rate"]) == metrics["learning_rate"]
         keys = {key for h in metrics["history"] for key in h} - {"epoch"}
         assert {"loss", "val_loss", "val_accuracy", "samples_per_s"} <= keys
         for key in keys:
-            assert history(mlflow_uri, child["info"]["run_id"], key) == [(h["epoch"], h[key]) for h in metrics["history"]]
+            expected = [(h["epoch"], h[key]) for h in metrics["history"]]
+            assert history(mlflow_uri, child["info"]["run_id"], key) == expected
         test = artifacts.read_json(layout.file_in(evaluation, layout.METRICS))
         assert history(mlflow_uri, child["info"]["run_id"], "test_accuracy") == [(0, test["test_accuracy"])]
         assert tags(child)[tracking.VERSION] == registry.model_version(train)
@@ -186,6 +189,7 @@ def test_a_candidate_has_its_params_history_and_plots(mlflow_uri, tracked, run_o
 def test_a_registered_version_is_a_model_version_and_the_champion(mlflow_uri, tracked, run_outputs):
     child = tracked["candidates"]["0"]
     assert tracked["model_versions"] == {run_outputs["first"]: "1"}  # the second candidate was not registered
+    assert tracked["registered_model_url"] == f"{mlflow_uri}/#/models/{MODEL}"
     version = champion_version(mlflow_uri)
     assert (version["version"], version["run_id"], version["source"]) == ("1", child, f"runs:/{child}/model")
     assert {t["key"]: t["value"] for t in version["tags"]}[tracking.VERSION] == run_outputs["first"]
@@ -225,7 +229,8 @@ def test_the_champion_follows_promotions_and_rollbacks(mlflow_uri, tracked, run_
     assert champion_version(mlflow_uri)["version"] == "1"
     # The official client resolves the alias to the registered files.
     code = ("import hashlib, pathlib, sys, mlflow\n"
-            f"path = pathlib.Path(mlflow.artifacts.download_artifacts('models:/{MODEL}@champion', dst_path=sys.argv[1]))\n"
+            f"uri = 'models:/{MODEL}@champion'\n"
+            "path = pathlib.Path(mlflow.artifacts.download_artifacts(uri, dst_path=sys.argv[1]))\n"
             "print(sorted(p.name for p in path.iterdir()))\n"
             "print(hashlib.sha256((path / 'model.pt').read_bytes()).hexdigest())\n")
     client = subprocess.run([env_python(".venv-mlflow"), "-c", code, str(tmp_path)], capture_output=True, text=True,

@@ -6,10 +6,10 @@ What it writes, in the experiment named after the model (``--model-name``, e.g. 
   ``dataset.version``, ``dataset.uri``; the dataset as an input; the production model's test accuracy on
   this run's test split; the gate's decision once the registry has the run's record);
 * each candidate is a child run (tag ``mlflow.parentRunId``): its params (framework, learning rate,
-  epochs, batch size, seed, patience, augment, warm start), its per-epoch history (each number of an epoch:
-  ``loss``, ``val_loss``, ``val_accuracy``, ``samples_per_s``…, with ``step`` = epoch), its test metrics, ``curve.png``,
-  ``confusion.png`` and both metrics files as artifacts, and the registry version its weights would be
-  (tag ``retrain.version``);
+  epochs, batch size, seed, patience, augment, warm start), its per-epoch history (each number of an
+  epoch: ``loss``, ``val_loss``, ``val_accuracy``, ``samples_per_s``…, with ``step`` = epoch), its test
+  metrics, ``curve.png``, ``confusion.png`` and both metrics files as artifacts, and the registry
+  version its weights would be (tag ``retrain.version``);
 * with ``--registry``: each version of this run that the registry holds (it has a card) becomes a model
   version of the registered model ``<model name>``, registered from ``runs:/<child run>/model`` after the
   version's files (verified by the sha256 its card records) were logged there; and the alias
@@ -188,7 +188,7 @@ class MlflowServer:
 
     def request(self, method: str, url: str, data: bytes | None = None,
                 content_type: str = "application/json") -> dict:
-        """One request; its JSON answer (``{}`` when empty). Raises :class:`TrackingRefused` or :class:`TrackingUnavailable`."""
+        """One request, its JSON answer (``{}`` when empty); :class:`TrackingRefused`, :class:`TrackingUnavailable`."""
         what = f"MLflow {method} {url.removeprefix(self.uri) or '/'} at {self.uri}"
         request = urllib.request.Request(url, data=data, method=method, headers=self._headers(content_type))
         try:
@@ -206,7 +206,7 @@ class MlflowServer:
         try:
             return json.loads(body) if body.strip() else {}
         except ValueError:
-            raise TrackingUnavailable(f"{what}: the answer is not JSON (is {self.uri} an MLflow server?)") from None
+            raise TrackingRefused(f"{what}: the answer is not JSON (is {self.uri} an MLflow server?)") from None
 
     def api(self, method: str, endpoint: str, body: dict | None = None) -> dict:
         """``/api/2.0/mlflow/<endpoint>``: ``body`` as the query of a GET, else as JSON (a DELETE's too)."""
@@ -434,7 +434,8 @@ def track_registry(server: MlflowServer, *, model: str, run_id: str, registry_ur
             card = registry.card(registry_uri, version)
             if registry.model_of(card) == model:
                 versions[version] = register_version(server, model, card, registry_uri, child)["version"]
-    return {"model_versions": versions, "champion": follow_production(server, model, registry_uri)}
+    return {"model_versions": versions, "champion": follow_production(server, model, registry_uri),
+            "registered_model_url": registered_model_url(server.uri, model)}
 
 
 # The model registry
@@ -514,9 +515,9 @@ def run_url(uri: str, experiment: str, run_id: str) -> str:
     return f"{uri}/#/experiments/{experiment}/runs/{run_id}"
 
 
-def model_version_url(uri: str, name: str, version: str) -> str:
-    """A model version's page in the MLflow UI."""
-    return f"{uri}/#/models/{urllib.parse.quote(name)}/versions/{version}"
+def registered_model_url(uri: str, name: str) -> str:
+    """A registered model's page in the MLflow UI (its versions and aliases)."""
+    return f"{uri}/#/models/{urllib.parse.quote(name)}"
 
 
 # The step
