@@ -5,14 +5,15 @@ it through the real step CLIs (``download``, ``preprocess``, ``train`` on the ch
 the step's samples/s (``metrics.json``: the median over its epochs of the training pass). In the same
 run it times a bare loop over the same prepared data, on the same device, for as many epochs: the same
 CNN and AdamW (fused on CUDA), batches gathered on the device, and nothing else (no schedule, label
-smoothing, augmentation, loss bookkeeping or validation); its figure is the median epoch, the mean of
-one bare run before the step and one after it (the machine's drift). Goal: step / bare >= 0.9x.
+smoothing, augmentation, loss bookkeeping or validation); its figure is its median epoch too. Rounds
+interleave them (bare, step, bare, step, ..., bare: a busy machine drifts), and each side's figure is the
+median of its rounds. Goal: step / bare >= 0.9x.
 Rows: fp32; bf16 autocast + channels_last (``--precision bf16``) when CUDA is present.
 
 Run here:      PYTHONPATH=images/steps/src .venv-steps/bin/python bench/train.py
 GPU machine:   PYTHONPATH=images/steps/src python3 bench/train.py   (imports: torch, numpy, the steps)
 Config (env): BENCH_SIZES ("8,28" on the CPU, "28,64" on CUDA), BENCH_SAMPLES (2000 / 30000),
-BENCH_EPOCHS (3 / 5), BENCH_BATCH (64 / 256), BENCH_DEVICE (auto).
+BENCH_EPOCHS (3 / 5), BENCH_BATCH (64 / 256), BENCH_ROUNDS (3 / 1), BENCH_DEVICE (auto).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from retrain_steps.preprocess import load_spec, load_splits  # noqa: E402
 DEVICE = resolve_device(os.environ.get("BENCH_DEVICE", "auto"))
 CUDA = DEVICE == "cuda"
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "28,64" if CUDA else "8,28").split(",")]
-SAMPLES = int(os.environ.get("BENCH_SAMPLES", 30000 if CUDA else 2000))
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", 30000 if CUDA else 1500))
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", 5 if CUDA else 3))
 BATCH = int(os.environ.get("BENCH_BATCH", 256 if CUDA else 64))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if CUDA else 3))
 LEARNING_RATE, WEIGHT_DECAY = 1e-3, 0.05
 
 
@@ -99,7 +101,7 @@ def main() -> None:
     precisions = ["fp32", "bf16"] if CUDA else ["fp32"]
     name = torch.cuda.get_device_name(0) if CUDA else f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} threads"
     print(f"device {DEVICE} ({name}), torch {torch.__version__}; {SAMPLES} images (70 % train), "
-          f"{EPOCHS} epochs, batch {BATCH}")
+          f"{EPOCHS} epochs, batch {BATCH}, {ROUNDS} round(s)")
     print(f"{'size':>7} {'precision':<10}{'step samples/s':>15}{'bare samples/s':>16}{'ratio':>8}   (goal >= 0.9x)")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,17 +114,21 @@ def main() -> None:
             step("download", "--source", f"file://{source}", "--output", f"{store}/dl")
             step("preprocess", "--input", f"{store}/dl", "--output", f"{store}/pp")
             for precision in precisions:
-                before = bare_loop(f"{store}/pp", precision)
-                out = f"{store}/train-{precision}"
-                step("train", "--input", f"{store}/pp", "--output", out, "--device", DEVICE, "--precision", precision,
-                     "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--learning-rate", str(LEARNING_RATE))
-                measured = json.loads((Path(out.removeprefix("file://")) / "metrics.json").read_text())
-                after = bare_loop(f"{store}/pp", precision)
-                bare = (before + after) / 2
-                rows[side, precision] = measured["samples_per_s"]
-                print(f"{side:>3}x{side:<3} {precision:<10}{measured['samples_per_s']:15.0f}{bare:16.0f}"
-                      f"{measured['samples_per_s'] / bare:7.2f}x   (bare before/after: {before:.0f}/{after:.0f}; "
-                      f"step val_accuracy {measured['val_accuracy']:.3f})", flush=True)
+                steps, bares, accuracy = [], [bare_loop(f"{store}/pp", precision)], None
+                for round_ in range(ROUNDS):
+                    out = f"{store}/train-{precision}-{round_}"
+                    step("train", "--input", f"{store}/pp", "--output", out, "--device", DEVICE, "--precision",
+                         precision, "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--learning-rate",
+                         str(LEARNING_RATE), "--seed", str(round_))
+                    measured = json.loads((Path(out.removeprefix("file://")) / "metrics.json").read_text())
+                    steps.append(measured["samples_per_s"])
+                    accuracy = measured["val_accuracy"]
+                    bares.append(bare_loop(f"{store}/pp", precision))
+                rows[side, precision] = mine = statistics.median(steps)
+                bare = statistics.median(bares)
+                print(f"{side:>3}x{side:<3} {precision:<10}{mine:15.0f}{bare:16.0f}{mine / bare:7.2f}x   (step rounds "
+                      f"{', '.join(f'{v:.0f}' for v in steps)}; bare {', '.join(f'{v:.0f}' for v in bares)}; "
+                      f"step val_accuracy {accuracy:.3f})", flush=True)
     if CUDA:
         for side in SIZES:
             print(f"step bf16 / fp32 at {side}x{side}: {rows[side, 'bf16'] / rows[side, 'fp32']:.2f}x")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -170,6 +171,18 @@ def test_bf16_runs_channels_last_under_autocast_on_any_device():
     saved = recipe.cpu_state(fit.state())
     assert all(t.is_contiguous() for t in saved.values()), "saved in the standard layout"
     assert recipe.resolve_precision("auto", "cpu") == "fp32" and recipe.resolve_precision("bf16", "cpu") == "bf16"
+
+
+def test_cuda_runs_get_a_deterministic_cublas_workspace(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        recipe.make_deterministic("cpu")
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ and torch.are_deterministic_algorithms_enabled()
+        recipe.make_deterministic("cuda")
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not():

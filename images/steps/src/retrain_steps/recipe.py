@@ -27,6 +27,7 @@ the augmentation (:func:`shift_images`) runs there, batch-wise.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -145,6 +146,16 @@ def parameter_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
+def make_deterministic(device: str) -> None:
+    """Same seed, same weights (on one machine): deterministic kernels only, and on CUDA cuBLAS' fixed workspace,
+    which must be set before its first call (without it torch warns on every matmul and cuBLAS may vary)."""
+    import torch
+
+    if device == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def optimizer_options(device: str) -> dict:
     """The fused AdamW (one kernel for every parameter, no host reads) on CUDA; torch's default elsewhere."""
     return {"fused": True} if device == "cuda" else {}
@@ -198,7 +209,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
-            total += loss.detach() * len(idx)
+            total.add_(loss.detach(), alpha=len(idx))
         return total
 
     def evaluate(self, x, y):

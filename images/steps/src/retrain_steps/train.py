@@ -146,7 +146,7 @@ def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
 
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    recipe.make_deterministic(device)
     log.info("train: torch %s on %s", torch.__version__, device)
     plan = torch_recipe(args, len(splits["y_train"]), device)
     log.info("train: recipe %s", ", ".join(f"{k} {v}" for k, v in plan.to_dict().items()))
