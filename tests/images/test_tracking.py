@@ -288,3 +288,60 @@ def test_a_bad_setting_is_bad_input_naming_it(run_outputs, environ, named):
     completed = track(*run_outputs["arguments"], uri=None, env=environ)
     assert completed.returncode == 2 and named in completed.stderr, completed.stderr
     assert "secret" not in completed.stderr
+
+
+@pytest.fixture()
+def answering():
+    """An HTTP server in this process answering every request with the (status, headers, body) set in
+    ``answers[path]``; ``seen`` holds each request's path and Authorization header."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers: dict[str, tuple[int, dict, bytes]] = {}
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?")[0]
+            seen.append((path, self.headers.get("Authorization")))
+            status, headers, body = answers.get(path, (404, {}, b"{}"))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", answers, seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_credentials_go_to_the_tracking_server_only(answering):
+    uri, answers, seen = answering
+    endpoint = "/api/2.0/mlflow/experiments/get-by-name"
+    server = tracking.MlflowServer(tracking.TrackingSettings.from_environment(
+        {tracking.URI_ENV: uri, tracking.USERNAME_ENV: "alice", tracking.PASSWORD_ENV: "s3cret"}))
+    answers[endpoint] = (200, {}, b'{"experiment": {"experiment_id": "7"}}')
+    assert tracking.experiment_id(server, MODEL) == "7"
+    assert seen[-1] == (endpoint, "Basic YWxpY2U6czNjcmV0")  # alice:s3cret
+    answers[endpoint] = (302, {"Location": f"{uri}/elsewhere"}, b"")
+    with pytest.raises(tracking.TrackingRefused, match="redirect to .*/elsewhere.*not followed"):
+        tracking.experiment_id(server, MODEL)
+    assert seen[-1][0] == endpoint  # the credentials were not sent after the redirect
+    answers[endpoint] = (503, {}, b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}')
+    with pytest.raises(tracking.TrackingUnavailable, match="HTTP 503 TEMPORARILY_UNAVAILABLE: busy"):
+        tracking.experiment_id(server, MODEL)
+    bearer = tracking.MlflowServer(tracking.TrackingSettings.from_environment(
+        {tracking.URI_ENV: uri, tracking.TOKEN_ENV: "t0ken"}))
+    answers[endpoint] = (403, {}, b'{"error_code": "PERMISSION_DENIED", "message": "no"}')
+    with pytest.raises(tracking.TrackingRefused, match="HTTP 403 PERMISSION_DENIED: no") as refused:
+        tracking.experiment_id(bearer, MODEL)
+    assert seen[-1] == (endpoint, "Bearer t0ken") and "t0ken" not in str(refused.value)

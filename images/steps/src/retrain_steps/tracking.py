@@ -200,6 +200,8 @@ class MlflowServer:
                 raise TrackingUnavailable(f"{what}: HTTP {err.code} {detail} (the server's trouble; retried)") from None
             if 300 <= err.code < 400:
                 detail = f"redirect to {err.headers.get('Location')!r} (not followed: set {URI_ENV} to the final URL)"
+            elif err.code in (401, 403):
+                detail += f" (the credentials: {USERNAME_ENV} and {PASSWORD_ENV}, or {TOKEN_ENV})"
             raise TrackingRefused(f"{what}: HTTP {err.code} {detail}", code) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
             raise TrackingUnavailable(f"{what}: cannot reach the server: {getattr(err, 'reason', err)}") from None
@@ -237,10 +239,11 @@ def _error_detail(err: urllib.error.HTTPError) -> tuple[str, str]:
     """MLflow's ``error_code: message`` of an error answer (its first 300 characters), and the code."""
     try:
         answer = json.loads(err.read(65536))
-        code = str(answer.get("error_code", ""))
-        return f"{code}: {str(answer.get('message', ''))[:300]}", code
+        if answer.get("error_code"):
+            return f"{answer['error_code']}: {str(answer.get('message', ''))[:300]}", str(answer["error_code"])
     except (ValueError, AttributeError, OSError):
-        return str(err.reason)[:300], ""
+        pass
+    return str(err.reason)[:300], ""
 
 
 # Experiments, runs and registered models, found before they are made
