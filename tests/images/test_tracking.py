@@ -110,7 +110,7 @@ def write_candidate(trained: dict, base, index: int, learning_rate: float) -> tu
     metrics["history"] = [{**h, "val_accuracy": h["val_accuracy"] / 2, "loss": h["loss"] * 3}
                           for h in metrics["history"]]
     (train / layout.METRICS).write_text(json.dumps(metrics))
-    with open(train / "model.pt", "ab") as weights:
+    with open(train / layout.WEIGHTS["torch"], "ab") as weights:
         weights.write(b"another candidate")
     test = json.loads((evaluation / layout.METRICS).read_text())
     (evaluation / layout.METRICS).write_text(json.dumps({**test, "test_accuracy": 0.5}))
@@ -228,16 +228,16 @@ def test_the_champion_follows_promotions_and_rollbacks(mlflow_uri, tracked, run_
     assert tracking.champion(settings, MODEL, registry.production_version(reg, MODEL)) == "1"  # the Airflow side's
     assert champion_version(mlflow_uri)["version"] == "1"
     # The official client resolves the alias to the registered files.
+    card = registry.card(reg, run_outputs["first"])
     code = ("import hashlib, pathlib, sys, mlflow\n"
             f"uri = 'models:/{MODEL}@champion'\n"
             "path = pathlib.Path(mlflow.artifacts.download_artifacts(uri, dst_path=sys.argv[1]))\n"
             "print(sorted(p.name for p in path.iterdir()))\n"
-            "print(hashlib.sha256((path / 'model.pt').read_bytes()).hexdigest())\n")
+            f"print(hashlib.sha256((path / {card['file']!r}).read_bytes()).hexdigest())\n")
     client = subprocess.run([env_python(".venv-mlflow"), "-c", code, str(tmp_path)], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": "", tracking.URI_ENV: mlflow_uri}, timeout=300)
     assert client.returncode == 0, client.stderr[-3000:]
     names, digest = client.stdout.strip().splitlines()[-2:]
-    card = registry.card(reg, run_outputs["first"])
     assert names == str(sorted({card["file"], layout.MODEL_INFO, layout.OOD_STATS} & set(card["files"])))
     assert digest.startswith(run_outputs["first"])
 
