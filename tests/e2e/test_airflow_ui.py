@@ -382,8 +382,8 @@ def test_the_first_hour_a_second_model_beside_the_first(page, stack):
     page.get_by_role("button", name="Data", exact=True).click()
     page.locator("[name=element_dataset_uri]").fill(shapes_zip)
     page.get_by_role("button", name="Training", exact=True).click()
-    page.locator("[name=element_epochs]").fill("12")
-    page.locator("[name=element_patience]").fill("4")
+    page.locator("[name=element_epochs]").fill("20")
+    page.locator("[name=element_patience]").fill("6")
     page.get_by_role("button", name="Deployment", exact=True).click()
     page.locator("[name=element_min_accuracy]").fill("0.8")
     screenshot(page, "trigger-form-new-model")
@@ -396,6 +396,7 @@ def test_the_first_hour_a_second_model_beside_the_first(page, stack):
         time.sleep(0.5)
     (run,) = runs
     assert (run["conf"]["model"], run["conf"]["new_model"], run["conf"]["dataset_uri"]) == ("shapes", True, shapes_zip)
+    assert (run["conf"]["epochs"], run["conf"]["min_accuracy"]) == (20, 0.8)
     path = f"/api/v2/dags/retrain/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
     started = time.monotonic()
     while (state := api_get(stack, path)["state"]) not in ("success", "failed"):
@@ -404,6 +405,7 @@ def test_the_first_hour_a_second_model_beside_the_first(page, stack):
     print(f"retrain of the new model shapes on the scheduler: {state} in {time.monotonic() - started:.0f} s")
     assert state == "success", stack["log"].read_text()[-3000:]
     shapes = registry.production(stack["registry"], "shapes")
+    assert shapes, f"shapes was not deployed: {registry.run_record(stack['registry'], run['dag_run_id'], 'shapes')}"
     assert shapes["model"] == "shapes" and shapes["input_spec"]["class_names"] == ["circle", "square", "triangle"]
     assert registry.production_version(stack["registry"]) == digits_before, "digits' production is its own"
     assert served_version(stack["serving"]) == digits_before, "the server of digits still serves digits"
