@@ -62,12 +62,12 @@ def test_the_trainer_steps_the_schedule_once_per_batch():
 def test_defaults_follow_the_dataset_size():
     digits = recipe.plan(1257, 15, 64, 1e-3)
     assert (digits.steps_per_epoch, digits.total_steps, digits.warmup_steps) == (20, 300, 15)
-    assert digits.weight_decay == pytest.approx(0.05 * math.sqrt(50), abs=1e-4) and digits.label_smoothing == 0.1
+    assert digits.weight_decay == 0.05 and digits.label_smoothing == 0.1
     mid = recipe.plan(48_000, 20, 64, 1e-3)
-    assert (mid.total_steps, mid.warmup_steps, mid.weight_decay) == (15_000, 750, 0.05)
-    huge = recipe.plan(2_000_000, 30, 64, 1e-3)
-    assert huge.warmup_steps == 2000 and huge.weight_decay == 0.01, "warm-up and decay are bounded"
-    assert recipe.plan(100, 1, 64, 1e-3).weight_decay == 0.5
+    assert (mid.total_steps, mid.warmup_steps, mid.label_smoothing) == (15_000, 750, 0.1)
+    assert recipe.plan(2_000_000, 30, 64, 1e-3).warmup_steps == 2000, "warm-up is bounded"
+    small = recipe.plan(420, 20, 64, 3e-3)
+    assert (small.label_smoothing, small.warmup_steps, small.weight_decay) == (0.0, 7, 0.05), "no smoothing < 1000"
     chosen = recipe.plan(1257, 15, 64, 1e-3, weight_decay=0.0, label_smoothing=0.0, warmup_epochs=2)
     assert (chosen.weight_decay, chosen.label_smoothing, chosen.warmup_steps) == (0.0, 0.0, 40)
     with pytest.raises(ValueError, match="--warmup-epochs 15 must be below --epochs 15"):
@@ -92,7 +92,8 @@ def test_training_smooths_the_labels_and_validation_does_not():
         float(torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.2)))
     assert float(fit.train_loss(logits, target)) > 10 * float(plain), "a confident right answer still costs"
     assert float(fit.val_loss(logits, target)) == pytest.approx(float(plain))
-    assert trainer().train_loss.label_smoothing == recipe.LABEL_SMOOTHING == 0.1
+    assert trainer(n=1000).train_loss.label_smoothing == recipe.LABEL_SMOOTHING == 0.1
+    assert trainer(n=999).train_loss.label_smoothing == 0.0, "a small set trains on the plain loss"
 
 
 def test_the_device_shift_is_the_numpy_shift():

@@ -9,13 +9,14 @@ early stopping as before. The Keras path keeps Adam at a constant rate.
 Defaults, from the run's size (n training images, batch b, E epochs; S = E x ceil(n / b) planned
 steps), so the form's defaults give a good model without tuning:
 
-- weight decay ``0.05 x sqrt(15000 / S)`` clipped to [0.01, 0.5] (Loshchilov & Hutter's normalised
-  weight decay, decay ~ 1/sqrt(steps), anchored at 0.05, the AdamW default of timm/ConvNeXt, for
-  15,000 steps: 48k images, batch 64, 20 epochs). Small sets get more: the digits set (1,257
-  training images, 15 epochs, S = 300) 0.35; a 50k set at 20 epochs 0.05.
 - warm-up ``min(2000, ceil(S / 20))`` steps: 5 % of the run (the usual 1 epoch in 20), never more
   than Ma & Yarats' untuned rule for Adam, 2 / (1 - beta2) = 2,000 steps.
-- label smoothing 0.1 (Szegedy et al.; the usual value whatever the size).
+- label smoothing 0.1 (Szegedy et al.) from 1,000 training images up; none below, where a few hundred
+  steps are all the model gets and smoothing cost accuracy (measured here, mean test accuracy of 3
+  seeds: 4-class 28x28 shapes, 420 images, 20 epochs at 0.003: 0.97 without, 0.94 with; the digits
+  set, 1,257 images, 15 epochs at 0.001: 0.98 with, 0.97 without; small test splits, 88 and 269 images).
+- weight decay 0.05 (the AdamW default of timm and ConvNeXt), whatever the size: a decay normalised by
+  the steps (Loshchilov & Hutter, 0.35-0.5 on these small sets) did no better on them.
 
 Precision: ``auto`` is bf16 autocast with channels_last tensors on a CUDA GPU that computes in bf16,
 fp32 elsewhere. ``bf16`` on the CPU runs the same code path (for tests; slow without AMX).
@@ -34,7 +35,8 @@ from dataclasses import asdict, dataclass
 PRECISIONS = ("auto", "fp32", "bf16")
 LABEL_SMOOTHING = 0.1
 BETAS = (0.9, 0.999)
-REFERENCE_STEPS, REFERENCE_DECAY, DECAY_RANGE = 15_000, 0.05, (0.01, 0.5)
+WEIGHT_DECAY = 0.05
+SMOOTHING_FROM = 1000  #: training images from which the labels are smoothed by default
 WARMUP_FRACTION, MAX_WARMUP = 0.05, round(2 / (1 - BETAS[1]))
 EVAL_BATCH = 2048
 
@@ -58,9 +60,8 @@ class Recipe:
         return asdict(self)
 
 
-def default_weight_decay(total_steps: int) -> float:
-    low, high = DECAY_RANGE
-    return round(min(high, max(low, REFERENCE_DECAY * math.sqrt(REFERENCE_STEPS / max(1, total_steps)))), 4)
+def default_label_smoothing(n_train: int) -> float:
+    return LABEL_SMOOTHING if n_train >= SMOOTHING_FROM else 0.0
 
 
 def default_warmup_steps(total_steps: int) -> int:
@@ -84,8 +85,8 @@ def plan(n_train: int, epochs: int, batch_size: int, learning_rate: float, *, pr
         warmup = round(warmup_epochs * steps_per_epoch)
     return Recipe(
         learning_rate=learning_rate,
-        weight_decay=default_weight_decay(total) if weight_decay is None else weight_decay,
-        label_smoothing=LABEL_SMOOTHING if label_smoothing is None else label_smoothing,
+        weight_decay=WEIGHT_DECAY if weight_decay is None else weight_decay,
+        label_smoothing=default_label_smoothing(n_train) if label_smoothing is None else label_smoothing,
         warmup_steps=warmup,
         total_steps=total,
         steps_per_epoch=steps_per_epoch,
