@@ -48,23 +48,29 @@ def test_the_schedule_warms_up_linearly_then_follows_a_cosine_to_zero():
     assert factors[60] == pytest.approx(0.5) and factors[35] == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
     assert 0 < factors[-1] < 1e-3 and all(a >= b for a, b in zip(factors[10:], factors[11:])), "decays to 0"
     assert recipe.lr_factor(0, 0, 50) == 1.0, "no warm-up: the peak from the first step"
+    assert [recipe.lr_factor(step, 10, 110, anneal=False) for step in (0, 9, 60, 109)] == [0.1, 1.0, 1.0, 1.0]
 
 
-def test_the_trainer_steps_the_schedule_once_per_batch():
+@pytest.mark.parametrize("anneal_from", [1, recipe.ANNEAL_FROM])
+def test_the_trainer_steps_the_schedule_once_per_batch(monkeypatch, anneal_from):
+    monkeypatch.setattr(recipe, "ANNEAL_FROM", anneal_from)
     fit = trainer(batch_size=16, n=96, epochs=3)  # 6 steps per epoch, 18 planned
+    assert fit.recipe.anneal is (anneal_from == 1)
     x, y = tiny_data()
     assert fit.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 * recipe.lr_factor(0, 1, 18))
     fit.train_epoch(x, y)
-    assert fit.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 * recipe.lr_factor(6, 1, 18))
+    expected = 3e-3 * (recipe.lr_factor(6, 1, 18) if fit.recipe.anneal else 1.0)
+    assert fit.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
     assert fit.optimizer.param_groups[1]["lr"] == fit.optimizer.param_groups[0]["lr"]
 
 
 def test_defaults_follow_the_dataset_size():
     digits = recipe.plan(1257, 15, 64, 1e-3)
     assert (digits.steps_per_epoch, digits.total_steps, digits.warmup_steps) == (20, 300, 15)
-    assert digits.weight_decay == 0.05 and digits.label_smoothing == 0.1
+    assert digits.weight_decay == 0.05 and digits.label_smoothing == 0.1 and not digits.anneal
     mid = recipe.plan(48_000, 20, 64, 1e-3)
-    assert (mid.total_steps, mid.warmup_steps, mid.label_smoothing) == (15_000, 750, 0.1)
+    assert (mid.total_steps, mid.warmup_steps, mid.label_smoothing, mid.anneal) == (15_000, 750, 0.1, True)
+    assert recipe.plan(6400, 20, 64, 1e-3).anneal and not recipe.plan(6336, 20, 64, 1e-3).anneal, "from 2000 steps"
     assert recipe.plan(2_000_000, 30, 64, 1e-3).warmup_steps == 2000, "warm-up is bounded"
     small = recipe.plan(420, 20, 64, 3e-3)
     assert (small.label_smoothing, small.warmup_steps, small.weight_decay) == (0.0, 7, 0.05), "no smoothing < 1000"

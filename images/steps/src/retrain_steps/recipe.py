@@ -1,14 +1,19 @@
 """The torch path's training recipe, and its loop on the device (used by :mod:`retrain_steps.train`).
 
 Recipe: AdamW (peak rate ``--learning-rate``, betas 0.9/0.999, decoupled weight decay on the
-conv and dense weights, none on biases), a per-step schedule (linear warm-up, then cosine down to
-0 at the last planned step: ``epochs x ceil(n / batch)``; early stopping may end the run before),
+conv and dense weights, none on biases), a per-step schedule (linear warm-up, then, in a run long
+enough, cosine down to 0 at the last planned step: ``epochs x ceil(n / batch)``; early stopping may
+end the run before),
 cross-entropy with label smoothing for training (validation loss and accuracy are the plain ones),
 early stopping as before. The Keras path keeps Adam at a constant rate.
 
 Defaults, from the run's size (n training images, batch b, E epochs; S = E x ceil(n / b) planned
 steps), so the form's defaults give a good model without tuning:
 
+- cosine annealing from S = 2,000 planned steps up; a shorter run keeps the peak rate after its
+  warm-up: it is still learning when a cosine would already have slowed it (measured here, mean test
+  accuracy of 3 seeds, digits set with ``--augment``, 12 epochs, S = 240: 0.985 constant, 0.962
+  cosine, 0.968 cosine to a 10 % floor, 0.981 the previous constant-rate Adam).
 - warm-up ``min(2000, ceil(S / 20))`` steps: 5 % of the run (the usual 1 epoch in 20), never more
   than Ma & Yarats' untuned rule for Adam, 2 / (1 - beta2) = 2,000 steps.
 - label smoothing 0.1 (Szegedy et al.) from 1,000 training images up; none below, where a few hundred
@@ -37,6 +42,7 @@ LABEL_SMOOTHING = 0.1
 BETAS = (0.9, 0.999)
 WEIGHT_DECAY = 0.05
 SMOOTHING_FROM = 1000  #: training images from which the labels are smoothed by default
+ANNEAL_FROM = 2000  #: planned steps from which the rate follows a cosine after the warm-up
 WARMUP_FRACTION, MAX_WARMUP = 0.05, round(2 / (1 - BETAS[1]))
 EVAL_BATCH = 2048
 
@@ -53,8 +59,8 @@ class Recipe:
     steps_per_epoch: int
     batch_size: int
     precision: str  #: "fp32" or "bf16" (bf16 autocast and channels_last)
+    anneal: bool  #: cosine to 0 after the warm-up (else the peak rate to the end)
     optimizer: str = "AdamW"
-    schedule: str = "linear warm-up, cosine to 0 (per step)"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,16 +98,19 @@ def plan(n_train: int, epochs: int, batch_size: int, learning_rate: float, *, pr
         steps_per_epoch=steps_per_epoch,
         batch_size=batch_size,
         precision=precision,
+        anneal=total >= ANNEAL_FROM,
     )
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
+def lr_factor(step: int, warmup: int, total: int, anneal: bool = True) -> float:
     """The rate at optimizer step ``step`` (0: the first batch) as a fraction of the peak.
 
-    Linear warm-up ``1/warmup, 2/warmup, ... 1`` over the first ``warmup`` steps, then cosine from 1
-    to 0 at step ``total`` (the last step, ``total - 1``, still moves the weights a little)."""
+    Linear warm-up ``1/warmup, 2/warmup, ... 1`` over the first ``warmup`` steps, then (``anneal``) cosine
+    from 1 to 0 at step ``total`` (the last step, ``total - 1``, still moves the weights a little), or 1."""
     if step < warmup:
         return (step + 1) / warmup
+    if not anneal:
+        return 1.0
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
@@ -179,7 +188,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, recipe.weight_decay), lr=recipe.learning_rate,
                                            betas=BETAS, **optimizer_options(device))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, recipe.warmup_steps, recipe.total_steps))
+            self.optimizer, lambda step: lr_factor(step, recipe.warmup_steps, recipe.total_steps, recipe.anneal))
         self.train_loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         self.val_loss = nn.CrossEntropyLoss(reduction="sum")
         # One generator on the device for the order and the shifts: drawing them needs no host round trip.
