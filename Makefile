@@ -73,6 +73,7 @@ lock: | $(UV) ## Re-resolve the lock files (needs the package index)
 	for f in control steps steps-tf train serving; do \
 	  $(UV) pip compile -q $(UV_FLAGS) -c requirements/dev.txt requirements/$$f.in -o requirements/$$f.txt; done
 	$(UV) pip compile -q $(UV_FLAGS) requirements/kfp.in -o requirements/kfp.txt
+	$(UV) pip compile -q $(UV_FLAGS) requirements/mlflow.in -o requirements/mlflow.txt
 
 bench: env ## Print the benchmark figures (DAG parse time, end-to-end overhead)
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-bench $(VENV)/bin/python bench/dag_parse.py

@@ -141,3 +141,29 @@ def s3_endpoint():
     with patched_environ(env):
         yield endpoint
     server.stop()
+
+
+def env_python(name: str) -> str:
+    """The interpreter of environment ``name`` (``.venv-steps``...); a failure naming ``make test`` when missing."""
+    python = ROOT / name / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"{python} is missing: run the tests through `make test`, which builds the image environments")
+    return str(python)
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    """A real MLflow tracking server: SQLite backend store, artifacts served through its proxy (``mlflow-artifacts:``);
+    one per module, in its own process group, stopped by it."""
+    from tests.helpers.servers import serve
+
+    mlflow = Path(env_python(".venv-mlflow")).parent / "mlflow"
+    folder = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    argv = [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+            "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1"]
+    uri = f"http://127.0.0.1:{port}"
+    env = {"PYTHONPATH": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runners: 2 processes, not 7
+    with serve(argv, ready_url=f"{uri}/health", env=env, cwd=folder, log_path=folder / "server.log", timeout=240):
+        yield uri

@@ -122,6 +122,18 @@ def evaluate_arguments(candidate: dict) -> list[str]:
     return candidate["evaluate"]
 
 
+def track_arguments(*, candidates: list[dict], dataset: str, model: str, run_id: str, dag_id: str,
+                    artifact_store: str, registry: str) -> list[str]:
+    """Arguments of ``python -m retrain_steps track`` for a run: its dataset, each candidate's train and evaluate
+    folders, the production model's evaluation on this run's split, and the registry (versions, champion)."""
+    arguments = ["track", "--model-name", model, "--run-id", run_id, "--dag-id", dag_id, "--dataset", dataset,
+                 "--baseline", layout.evaluate_folder(artifact_store, run_id, layout.PRODUCTION_EVALUATION),
+                 "--registry", registry]
+    for candidate in candidates:
+        arguments += ["--candidate", candidate["model"], candidate["evaluation"]]
+    return arguments
+
+
 def package_arguments(*, candidate: dict, dataset: str, registry: str, run_id: str, model: str) -> list[str]:
     """Arguments of ``python -m serving.package`` for the selected candidate of a run of ``model``."""
     return [

@@ -70,16 +70,19 @@ class LocalStepOperator(BaseOperator):
         return [*cmds, *map(str, self.arguments)]
 
     def execute(self, context):
-        from airflow.sdk.exceptions import AirflowException
+        from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+        if self.arguments is None:  # a teardown (track) whose arguments' task never ran: nothing to do
+            raise AirflowSkipException(NO_ARGUMENTS)
         argv = self.command()
         self.log.info("Running: %s", " ".join(argv))
         started = time.monotonic()
         from retraining.store_connection import artifact_store_env
+        from retraining.tracking_connection import tracking_env
 
         with tempfile.TemporaryDirectory(prefix="retrain-step-") as folder:
             result_file = Path(folder) / "result.json"
-            env = {**os.environ, **artifact_store_env(self.artifact_conn_id), **self.env_vars,
+            env = {**os.environ, **artifact_store_env(self.artifact_conn_id), **tracking_env(), **self.env_vars,
                    "PYTHONUNBUFFERED": "1", protocol.RESULT_ENV: str(result_file)}
             self._process = subprocess.Popen(  # noqa: S603 (argv built from our own step table)
                 argv, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -101,6 +104,9 @@ class LocalStepOperator(BaseOperator):
     def on_kill(self) -> None:
         if self._process and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGTERM)
+
+
+NO_ARGUMENTS = "no arguments: the task that plans them did not run (the run ended before it)"
 
 
 def _operator(step: str, cmds: list[str], settings: Settings, python_bin: str):

@@ -15,10 +15,11 @@ from retrain_steps import protocol
 from retrain_steps.accelerators import GPU_RESOURCE, GPU_TOLERATION
 
 from retraining.config import Settings
+from retraining.tracking_connection import SECRET as TRACKING_SECRET
 
 IMAGE_OF_STEP = {
     "download": "steps", "preprocess": "steps", "evaluate": "steps", "evaluate_production": "steps",
-    "train": "train", "package": "serving",
+    "train": "train", "package": "serving", "track": "steps",
 }
 IMAGE_UID = 10001  # the user every image creates (images/*/Dockerfile)
 RESOURCES = {
@@ -54,7 +55,9 @@ def pod_operator_kwargs(step: str, *, cmds: list[str], settings: Settings) -> di
         "image_pull_secrets": [k8s.V1LocalObjectReference(name=s) for s in pods.image_pull_secrets] or None,
         "service_account_name": pods.service_account,
         "container_resources": k8s.V1ResourceRequirements(**resources),
-        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=pods.artifact_secret))],
+        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=pods.artifact_secret)),
+                     # MLFLOW_* of experiment tracking, when the deployment tracks (retraining.tracking_connection)
+                     k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=TRACKING_SECRET, optional=True))],
         "labels": {"app.kubernetes.io/part-of": "retrain", "app.kubernetes.io/component": step},
         "security_context": k8s.V1PodSecurityContext(
             run_as_non_root=True, run_as_user=IMAGE_UID, run_as_group=IMAGE_UID, fs_group=IMAGE_UID,

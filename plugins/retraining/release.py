@@ -85,7 +85,7 @@ def release_tasks(*, candidates, data, settings: Settings):
     """
 
     @task(multiple_outputs=True, retry_policy=bad_input.RETRY_POLICY)
-    def select_best(candidates: list[dict], dataset: str, model: str = DEFAULT_MODEL, run_id: str | None = None) -> dict:
+    def select_best(candidates: list[dict], dataset: str, model: str = DEFAULT_MODEL, dag_run=None) -> dict:
         store_connection.apply_to_process(settings.artifact_conn_id)
         scored = [candidate_metrics(c) for c in candidates]
         try:  # retrain_kubeflow prepares its data in the KFP run: the first task that can compare
@@ -97,10 +97,14 @@ def release_tasks(*, candidates, data, settings: Settings):
                      c["val_accuracy"], c["test_accuracy"])
         best = selection.select_best(scored)
         log.info("best candidate: %s", best)
+        run_id, dag_id = (dag_run.run_id, dag_run.dag_id) if dag_run else ("", "")
         arguments = commands.package_arguments(
-            candidate=best, dataset=dataset, registry=settings.registry, run_id=run_id or "", model=model
+            candidate=best, dataset=dataset, registry=settings.registry, run_id=run_id, model=model
         )
-        return {"candidate": best, "candidates": scored, "package_arguments": arguments}
+        track = commands.track_arguments(candidates=candidates, dataset=dataset, model=model, run_id=run_id,
+                                         dag_id=dag_id, artifact_store=settings.artifact_store,
+                                         registry=settings.registry)
+        return {"candidate": best, "candidates": scored, "package_arguments": arguments, "track_arguments": track}
 
     @task
     def plan_production(model: str = DEFAULT_MODEL, run_id: str | None = None) -> list[dict]:
@@ -182,5 +186,13 @@ def release_tasks(*, candidates, data, settings: Settings):
     )
     go = gate(best, baseline, data["model"])
     best >> baseline >> evaluate_production >> go  # after select_best, hence after preprocess wrote the splits
-    go >> package >> register(best["candidate"]) >> deploy_model(best["candidate"], baseline, data["model"])
+    deployed = deploy_model(best["candidate"], baseline, data["model"])
+    go >> package >> register(best["candidate"]) >> deployed
+    # Experiment tracking (off unless MLFLOW_TRACKING_URI or the retrain_mlflow connection is set): a teardown, so it
+    # runs however the release ended (the gate's short-circuit skips no teardown; without select_best's arguments it
+    # skips) and its failure, shown on its own task, never fails the run: the model is gated and deployed whether
+    # MLflow is up or not.
+    track = step_task("track", arguments=best["track_arguments"], cmds=commands.STEPS_CMDS, settings=settings,
+                      python_bin=settings.steps_python)
+    deployed >> track.as_teardown()
     return best

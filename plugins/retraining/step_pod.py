@@ -43,6 +43,13 @@ class StepPodOperator(KubernetesPodOperator):
         super().__init__(**{"retry_policy": bad_input.RETRY_POLICY,
                             "termination_message_policy": "FallbackToLogsOnError", **kwargs})
 
+    def execute(self, context):
+        if self.arguments is None:  # a teardown (track) whose arguments' task never ran: nothing to do
+            from retraining.launcher import NO_ARGUMENTS
+
+            raise AirflowSkipException(NO_ARGUMENTS)
+        return super().execute(context)
+
     def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
         try:
             super().cleanup(pod, remote_pod, xcom_result, context)

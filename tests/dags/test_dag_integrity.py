@@ -59,7 +59,7 @@ def test_retrain_schedule_and_shape(dagbag):
 
     assert set(dag.task_ids) == {
         "plan", "plan_candidates", "download", "preprocess", "check_model", "train", "evaluate", "select_best",
-        "plan_production", "evaluate_production", "gate", "package", "register", "deploy_model",
+        "plan_production", "evaluate_production", "gate", "package", "register", "deploy_model", "track",
     }
     assert dag.get_task("download").downstream_task_ids == {"preprocess"}
     # the prepared data must fit the run's model before anything trains
@@ -72,6 +72,8 @@ def test_retrain_schedule_and_shape(dagbag):
     assert dag.get_task("gate").downstream_task_ids == {"package"}
     assert dag.get_task("package").downstream_task_ids == {"register"}
     assert dag.get_task("register").downstream_task_ids == {"deploy_model"}
+    # experiment tracking: a teardown after deploy_model (runs however the release ended, never fails the run)
+    assert dag.get_task("deploy_model").downstream_task_ids == {"track"} and dag.get_task("track").is_teardown
     # model versions as assets: registered ones and changes of production (Airflow's Assets view)
     assert [a.name for a in dag.get_task("register").outlets] == ["model-versions"]
     assert [a.name for a in dag.get_task("deploy_model").outlets] == ["model-in-production"]
@@ -129,7 +131,8 @@ def test_dag_files_import_no_heavy_library(backend):
 def test_retrain_kubeflow_shape(dagbag):
     dag = dagbag.dags["retrain_kubeflow"]
     assert set(dag.task_ids) == {"plan", "plan_candidates", "pipeline_arguments", "kubeflow_run", "select_best",
-                                 "plan_production", "evaluate_production", "gate", "package", "register", "deploy_model"}
+                                 "plan_production", "evaluate_production", "gate", "package", "register", "deploy_model",
+                                 "track"}
     assert dag.get_task("kubeflow_run").downstream_task_ids == {"select_best"}
     assert dag.params.validate() == dagbag.dags["retrain"].params.validate(), "the same form as retrain"
     assert dag.get_task("kubeflow_run").pipeline_package.endswith("images/steps/pipelines/retrain.yaml")

@@ -18,12 +18,26 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory, notifications):
+def airflow_env(tmp_path_factory, notifications, mlflow_uri):
+    """The embedded default, tracking its runs in a real MLflow server (the Airflow connection ``retrain_mlflow``)."""
     base = tmp_path_factory.mktemp("e2e")
     dataset = f"file://{base}/artifacts/datasets/digits/digits.npz"
     run_cli("retrain_steps", "export-default", "--output", dataset)
     hook = json.dumps({"conn_type": "http", "host": notifications[0], "password": "s3cret"})
-    return local_airflow_env(base, RETRAIN_DATASET_URI=dataset, AIRFLOW_CONN_RETRAIN_NOTIFICATIONS=hook)
+    host, port = mlflow_uri.removeprefix("http://").split(":")
+    tracking = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
+    return local_airflow_env(base, RETRAIN_DATASET_URI=dataset, AIRFLOW_CONN_RETRAIN_NOTIFICATIONS=hook,
+                             AIRFLOW_CONN_RETRAIN_MLFLOW=tracking)
+
+
+def mlflow_get(uri: str, endpoint: str, **query) -> dict:
+    """One GET of MLflow's REST API."""
+    import urllib.parse
+    import urllib.request
+
+    url = f"{uri}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
 
 
 def dags_test(env: dict, conf: dict) -> str:
@@ -33,7 +47,7 @@ def dags_test(env: dict, conf: dict) -> str:
     return output
 
 
-def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications):
+def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications, mlflow_uri):
     reg = airflow_env["RETRAIN_REGISTRY"]
     first = dags_test(airflow_env, {"epochs": 12, "learning_rates": [0.001, 0.003], "min_accuracy": 0.9})
     assert "gate: deploy" in first
@@ -42,7 +56,19 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications):
     assert production["bento"]["uri"].endswith(".bento") and production["params"]["epochs"] == 12
     (deployed,) = [b for b in notifications[1] if b["event"] == "deployed"]
     assert deployed["version"] == production["version"] and deployed["_authorization"] == "Bearer s3cret"
-    assert f"promote of {production['version']} by airflow:retrain (was empty)" in deployed["text"]
+    assert f"promote of digits {production['version']} by airflow:retrain (was empty)" in deployed["text"]
+    # tracked in MLflow (the track teardown): the run, its two candidates as child runs, the deployed version as a
+    # model version of the registered model digits, with the alias champion
+    experiment = mlflow_get(mlflow_uri, "experiments/get-by-name", experiment_name="digits")["experiment"]
+    champion = mlflow_get(mlflow_uri, "registered-models/alias", name="digits", alias="champion")["model_version"]
+    assert {t["key"]: t["value"] for t in champion["tags"]}["retrain.version"] == production["version"]
+    child = mlflow_get(mlflow_uri, "runs/get", run_id=champion["run_id"])["run"]
+    parent = mlflow_get(mlflow_uri, "runs/get", run_id={t["key"]: t["value"] for t in child["data"]["tags"]}[
+        "mlflow.parentRunId"])["run"]
+    assert parent["info"]["experiment_id"] == experiment["experiment_id"]
+    assert parent["info"]["run_name"] == registry.run_record(reg, production["run_id"])["run_id"]
+    history = mlflow_get(mlflow_uri, "metrics/get-history", run_id=champion["run_id"], metric_key="val_accuracy")
+    assert len(history["metrics"]) == production["params"]["epochs"], "one point per epoch"
 
     port = free_port()
     argv = [str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1", "--port", str(port)]
@@ -68,5 +94,7 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications):
         assert "(same test split)" in second, "production was evaluated on this run's split"
         assert "unchanged: reusing the preprocessing" in second, "same dataset version: no second preprocessing"
         assert registry.production(reg)["version"] == production["version"]
+        champion = mlflow_get(mlflow_uri, "registered-models/alias", name="digits", alias="champion")["model_version"]
+        assert {t["key"]: t["value"] for t in champion["tags"]}["retrain.version"] == production["version"]
         again = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("d.png", sample)}, timeout=30)
         assert again.headers[VERSION_HEADER] == production["version"]

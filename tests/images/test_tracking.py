@@ -19,38 +19,12 @@ import urllib.request
 import pytest
 
 from retrain_steps import artifacts, layout, registry, tracking
-from tests.conftest import ROOT, run_step_process
-from tests.helpers.servers import free_port, serve
+from tests.conftest import env_python, run_step_process
+from tests.helpers.servers import free_port
 
 MODEL = "digits"
 RUN_ID = "manual__2026-11-30T08:00:00+00:00"
 DAG_ID = "retrain"
-MLFLOW_VENV = ROOT / ".venv-mlflow"
-
-
-def env_python(name: str) -> str:
-    python = ROOT / name / "bin" / "python"
-    if not python.exists():
-        pytest.fail(f"{python} is missing: run the tests through `make test`, which builds the image environments")
-    return str(python)
-
-
-@pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory):
-    """A real MLflow tracking server: SQLite backend store, artifacts served through its proxy (``mlflow-artifacts:``);
-    one per module, in its own process group, stopped by it."""
-    env_python(".venv-mlflow")
-    folder = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    argv = [str(MLFLOW_VENV / "bin" / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
-            "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1"]
-    uri = f"http://127.0.0.1:{port}"
-    env = {"PYTHONPATH": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runners: 2 processes, not 7
-    with serve(argv, ready_url=f"{uri}/health", env=env, cwd=folder, log_path=folder / "server.log", timeout=240):
-        yield uri
-
-
 def api(uri: str, method: str, endpoint: str, body: dict | None = None) -> dict:
     """One call of MLflow's REST API, written here (not the module under test's client)."""
     url = f"{uri}/api/2.0/mlflow/{endpoint}"

@@ -284,3 +284,12 @@ def test_no_request_to_any_route_is_answered_with_a_5xx(view):
     assert [a for a in answers if a[2] >= 500] == []
     assert client.triggered == [], "no bad request reached the promote_model DAG"
     assert registry.production_version(reg) == new
+
+
+def test_a_models_page_links_to_mlflow_when_runs_are_tracked(view, monkeypatch):
+    client, reg = view
+    packaged(reg, "a" * 12)
+    assert 'id="mlflow"' not in client().get("/digits/", headers={"accept": "text/html"}).text, "off: no link"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    page = client().get("/digits/", headers={"accept": "text/html"}).text
+    assert '<a href="http://mlflow.example:5000/#/models/digits" target="_blank" rel="noopener" id="mlflow">' in page

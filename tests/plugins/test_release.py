@@ -135,13 +135,17 @@ def test_the_run_record_holds_candidates_best_production_and_decision():
 def test_select_best_picks_on_validation_and_plans_the_package(tasks, conf, candidates):
     trained(candidates[0], weights=b"w0", val_accuracy=0.95, test_accuracy=0.99)
     version = trained(candidates[1], weights=b"w1", val_accuracy=0.97, test_accuracy=0.96)
-    out = tasks["select_best"].python_callable(candidates, DATASET, run_id=RUN_ID)
+    out = tasks["select_best"].python_callable(candidates, DATASET, dag_run=dag_run())
     assert out["candidate"]["index"] == 1 and out["candidate"]["version"] == version, "validation, not test, decides"
     assert [c["test_accuracy"] for c in out["candidates"]] == [0.99, 0.96]
     assert out["package_arguments"] == commands.package_arguments(candidate=out["candidate"], dataset=DATASET,
                                                                   registry=conf.registry, run_id=RUN_ID,
                                                                   model="digits")
     assert out["package_arguments"][:2] == ["--model", candidates[1]["model"]]
+    assert out["track_arguments"] == commands.track_arguments(
+        candidates=candidates, dataset=DATASET, model="digits", run_id=RUN_ID, dag_id="retrain",
+        artifact_store=conf.artifact_store, registry=conf.registry)
+    assert out["track_arguments"].count("--candidate") == 2, "every candidate is tracked, not only the best"
 
 
 def test_plan_production_is_empty_until_a_version_is_promoted(tasks, conf):
@@ -268,6 +272,6 @@ def test_select_best_refuses_candidates_of_other_classes_than_the_models_product
     info = layout.file_in(candidates[0]["model"], layout.MODEL_INFO)
     artifacts.write_json(info, {**artifacts.read_json(info), "input_spec": {**spec, "class_names": ["a", "b"]}})
     with pytest.raises(BadInput, match="cannot retrain model 'digits': its production aaaaaaaaaaaa predicts classes"):
-        tasks["select_best"].python_callable(candidates[:1], DATASET, "digits", run_id=RUN_ID)
-    out = tasks["select_best"].python_callable(candidates[:1], DATASET, "letters", run_id=RUN_ID)
+        tasks["select_best"].python_callable(candidates[:1], DATASET, "digits", dag_run=dag_run())
+    out = tasks["select_best"].python_callable(candidates[:1], DATASET, "letters", dag_run=dag_run())
     assert out["package_arguments"][-2:] == ["--model-name", "letters"], "a new model's first run packages for it"

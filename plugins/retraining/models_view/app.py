@@ -113,6 +113,20 @@ def _row(registry_uri: str, model: str, version: str) -> dict:
     return _catalog_row(registry_uri, model, version)[0]
 
 
+def _mlflow_link(model: str) -> str | None:
+    """The model's page in MLflow when runs are tracked (``MLFLOW_TRACKING_URI`` or the ``retrain_mlflow``
+    connection), else None."""
+    from retrain_steps import tracking
+
+    from retraining.tracking_connection import tracking_settings
+
+    try:
+        settings = tracking_settings()
+    except Exception:  # noqa: BLE001 (a bad MLFLOW_* value or no connection lookup here: no link, never a 500)
+        return None
+    return tracking.registered_model_url(settings.uri, model) if settings.enabled else None
+
+
 def _form_value(check, value: str) -> str:
     """``check(value)`` (a registry check), a ``ValueError`` answered as a 400 naming the value."""
     try:
@@ -183,7 +197,8 @@ def create_app() -> FastAPI:
         shown = production or next((r for r in models["versions"] if r["card"]), None)
         classes = (((shown or {}).get("card") or {}).get("input_spec") or {}).get("class_names", [])
         return _page("model.html", depth=1, model=model, classes=classes, models=models, production=production,
-                     message=message, registry=settings.registry, dag_id=DAG_ID, problems=models["problems"])
+                     message=message, registry=settings.registry, dag_id=DAG_ID, problems=models["problems"],
+                     mlflow=_mlflow_link(model))
 
     @app.get("/{model}", include_in_schema=False)
     def model_folder(model: str) -> Response:  # the model's pages link relative to its folder
