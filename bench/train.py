@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
-from retrain_steps import data, recipe  # noqa: E402
+from retrain_steps import data, layout, recipe  # noqa: E402
 from retrain_steps.input_spec import prepare  # noqa: E402
 from retrain_steps.models import resolve_device, torch_cnn  # noqa: E402
 from retrain_steps.preprocess import load_spec, load_splits  # noqa: E402
@@ -73,12 +73,12 @@ def bare_loop(preprocessed: str, precision: str) -> float:
     spec = load_spec(preprocessed)
     splits = load_splits(preprocessed, spec)
     fast = precision == "bf16"
-    layout = torch.channels_last if fast else torch.contiguous_format
+    memory_format = torch.channels_last if fast else torch.contiguous_format
     torch.manual_seed(0)
-    model = torch_cnn(spec).to(DEVICE, memory_format=layout).train()
+    model = torch_cnn(spec).to(DEVICE, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(recipe.parameter_groups(model, WEIGHT_DECAY), lr=LEARNING_RATE,
                                   **recipe.optimizer_options(DEVICE))
-    x = torch.from_numpy(prepare(splits["x_train"], spec)).to(DEVICE).contiguous(memory_format=layout)
+    x = torch.from_numpy(prepare(splits["x_train"], spec)).to(DEVICE).contiguous(memory_format=memory_format)
     y = torch.from_numpy(splits["y_train"]).to(DEVICE)
     rates = []
     for _ in range(EPOCHS):
@@ -120,7 +120,7 @@ def main() -> None:
                     step("train", "--input", f"{store}/pp", "--output", out, "--device", DEVICE, "--precision",
                          precision, "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--learning-rate",
                          str(LEARNING_RATE), "--seed", str(round_))
-                    measured = json.loads((Path(out.removeprefix("file://")) / "metrics.json").read_text())
+                    measured = json.loads((Path(out.removeprefix("file://")) / layout.METRICS).read_text())
                     steps.append(measured["samples_per_s"])
                     accuracy = measured["val_accuracy"]
                     bares.append(bare_loop(f"{store}/pp", precision))

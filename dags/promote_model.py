@@ -77,22 +77,7 @@ def promote_model():
         except (registry.StalePromotion, ValueError) as err:  # a retry would not change the answer
             raise AirflowFailException(str(err)) from None
         announce.production_changed(SETTINGS, entry, outlet_events[PRODUCTION_ASSET], dag_run)
-        follow_in_tracking(entry)
         return entry
-
-    def follow_in_tracking(entry: dict) -> None:
-        """MLflow's alias ``champion`` follows the change (tracking on); production changed either way."""
-        import logging
-
-        from retrain_steps import tracking
-
-        from retraining.tracking_connection import tracking_settings
-
-        try:
-            tracking.champion(tracking_settings(), entry["model"], entry["version"])
-        except Exception as err:  # noqa: BLE001 (MLflow down or refusing: the promotion stands; the next track syncs)
-            logging.getLogger(__name__).warning("MLflow alias champion of %s not moved to %s: %s", entry["model"],
-                                                entry["version"], err)
 
     deploy_version()
 

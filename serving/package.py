@@ -158,7 +158,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _already_registered(registry_uri: str, card: dict) -> dict:
-    """The version's card as its first run wrote it; this run is recorded as a reproduction of it."""
+    """The version's card as its first run wrote it; this run is recorded as a reproduction of it. The same weights
+    registered for another model are bad input: a version belongs to one model."""
+    existing = registry.card(registry_uri, card["version"])
+    if registry.model_of(existing) != registry.model_of(card):
+        raise ValueError(f"version {card['version']} (these weights) is registered for model "
+                         f"{registry.model_of(existing)!r} already, not {registry.model_of(card)!r}: a version belongs "
+                         "to one model; train this model with another seed or learning rate")
     existing = registry.reproduced(registry_uri, card)
     bento_uri = existing.get("bento", {}).get("uri", "")
     if not bento_uri or not artifacts.exists(bento_uri):

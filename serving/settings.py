@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from retrain_steps.input_spec import MAX_UPLOAD_PIXELS
-from retrain_steps.layout import DEFAULT_MODEL, MODEL_NAME
+from retrain_steps.layout import DEFAULT_MODEL, MODEL_NAME, MODEL_NAME_RULE
 from retrain_steps.models import DEVICES
 
 
@@ -44,8 +44,7 @@ def _number(environ: Mapping[str, str], name: str, default: str, kind: type, low
 def _model_name(environ: Mapping[str, str]) -> str:
     value = environ.get("DIGITS_MODEL", "").strip() or DEFAULT_MODEL
     if not MODEL_NAME.fullmatch(value):
-        raise SettingError(f"DIGITS_MODEL={value!r} is not a model name: 1 to 63 of a-z, 0-9 and '-', "
-                           "not starting with '-'")
+        raise SettingError(f"DIGITS_MODEL={value!r} is not a model name: {MODEL_NAME_RULE}")
     return value
 
 

@@ -238,11 +238,11 @@ class _Reader:
             return ()
 
     def model_name(self, name: str) -> str:
-        from retrain_steps.layout import DEFAULT_MODEL, MODEL_NAME
+        from retrain_steps.layout import DEFAULT_MODEL, MODEL_NAME, MODEL_NAME_RULE
 
         value = self.text(name) or DEFAULT_MODEL
         if not MODEL_NAME.fullmatch(value):
-            self._bad(name, self.environ[name], "a model name: 1 to 63 of a-z, 0-9 and '-', not starting with '-'")
+            self._bad(name, self.environ[name], f"a model name: {MODEL_NAME_RULE}")
             return DEFAULT_MODEL
         return value
 

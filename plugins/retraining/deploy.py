@@ -120,7 +120,21 @@ def deploy(settings: Settings, version: str, *, model: str = "", expected=regist
             roll_out(settings, winner)
         raise
     log.info("deployed %s of model %s (%s); production was %s", version, model, target["backend"], entry["previous"])
+    follow_in_tracking(model, version)
     return {**target, **entry, "model": model}
+
+
+def follow_in_tracking(model: str, version: str) -> None:
+    """MLflow's alias ``champion`` of ``model`` follows a change of production, on every path (tracking on); a
+    failure is logged, never raised: production changed either way, and the next ``track`` syncs the alias."""
+    from retrain_steps import tracking
+
+    from retraining.tracking_connection import tracking_settings
+
+    try:
+        tracking.champion(tracking_settings(), model, version)
+    except Exception as err:  # noqa: BLE001 (MLflow down or refusing, a bad MLFLOW_* value)
+        log.warning("MLflow alias champion of %s not moved to %s: %s", model, version, err)
 
 
 def rollback(settings: Settings, *, model: str = "", actor: str = "", reason: str = "", expected=registry.CURRENT,

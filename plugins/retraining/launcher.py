@@ -82,7 +82,8 @@ class LocalStepOperator(BaseOperator):
 
         with tempfile.TemporaryDirectory(prefix="retrain-step-") as folder:
             result_file = Path(folder) / "result.json"
-            env = {**os.environ, **artifact_store_env(self.artifact_conn_id), **tracking_env(), **self.env_vars,
+            tracking = tracking_env() if self.task_id == TRACK_STEP else {}  # MLflow credentials for track only
+            env = {**os.environ, **artifact_store_env(self.artifact_conn_id), **tracking, **self.env_vars,
                    "PYTHONUNBUFFERED": "1", protocol.RESULT_ENV: str(result_file)}
             self._process = subprocess.Popen(  # noqa: S603 (argv built from our own step table)
                 argv, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -106,6 +107,7 @@ class LocalStepOperator(BaseOperator):
             os.killpg(self._process.pid, signal.SIGTERM)
 
 
+TRACK_STEP = "track"  #: the step that talks to MLflow (retrain_steps.tracking)
 NO_ARGUMENTS = "no arguments: the task that plans them did not run (the run ended before it)"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow.sdk import Param
-from retrain_steps.layout import DEFAULT_MODEL
+from retrain_steps import layout
 
 FRAMEWORKS = ["torch", "tensorflow"]
 # a number in (0, 1] as typed: 1, a fraction (.5, 0.001, 0.5e-3) or d[.ddd]e-N with N in 1..99; nothing a
@@ -21,16 +21,16 @@ def learning_rates(values: list) -> list[float]:
     return rates
 
 
-MODEL_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"  # retrain_steps.layout.MODEL_NAME, as a JSON-schema pattern
+MODEL_NAME = f"^{layout.MODEL_NAME.pattern}$"  # the registry's rule, as a JSON-schema pattern
 
 
 def model_param(default: str, *, description: str) -> Param:
     """The form's model name (a registered model, MLflow's word): a DNS label, as the registry takes it."""
-    return Param(default, type="string", pattern=MODEL_NAME, minLength=1, maxLength=63, title="Model",
+    return Param(default, type="string", pattern=MODEL_NAME, minLength=1, maxLength=40, title="Model",
                  description=description, section="Model")
 
 
-def retrain_params(default_model: str = DEFAULT_MODEL) -> dict[str, Param]:
+def retrain_params(default_model: str = layout.DEFAULT_MODEL) -> dict[str, Param]:
     """Params shared by ``retrain`` and ``retrain_kubeflow``; each validated on trigger."""
     return {
         "model": model_param(

@@ -67,15 +67,21 @@ def model_check(settings: Settings):
 
 def run_model(settings: Settings, params: dict) -> str:
     """The model a run trains (its form's, else the deployment's ``RETRAIN_MODEL``), checked against ``new_model``:
-    ``ValueError`` for a bad name, or for a new model whose name has a production version already."""
+    ``ValueError`` for a bad name, for a new model whose name has a production version already, and for a model
+    other than the deployment's that has none without ``new_model`` (a typo cannot start a model)."""
     from retrain_steps import registry
 
     model = registry.check_model(params.get("model") or settings.model)
-    if params.get("new_model"):
+    if params.get("new_model") or model != settings.model:
         store_connection.apply_to_process(settings.artifact_conn_id)
-        if (version := registry.production_version(settings.registry, model)) is not None:
+        version = registry.production_version(settings.registry, model)
+        if params.get("new_model") and version is not None:
             raise ValueError(f"model {model!r} exists (production {version}): 'New model' starts a model; "
                              f"name another model, or untick 'New model' to retrain {model}")
+        if not params.get("new_model") and version is None:  # a typo must not start a model
+            known = ", ".join(registry.models(settings.registry)) or "none yet"
+            raise ValueError(f"model {model!r} has no production version (models: {known}); tick 'New model' "
+                             "to start it")
     return model
 
 

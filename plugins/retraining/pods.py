@@ -55,9 +55,10 @@ def pod_operator_kwargs(step: str, *, cmds: list[str], settings: Settings) -> di
         "image_pull_secrets": [k8s.V1LocalObjectReference(name=s) for s in pods.image_pull_secrets] or None,
         "service_account_name": pods.service_account,
         "container_resources": k8s.V1ResourceRequirements(**resources),
-        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=pods.artifact_secret)),
-                     # MLFLOW_* of experiment tracking, when the deployment tracks (retraining.tracking_connection)
-                     k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=TRACKING_SECRET, optional=True))],
+        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=pods.artifact_secret))] + (
+            # the track pod: MLFLOW_* of experiment tracking, when the deployment tracks (retraining.tracking_connection)
+            [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=TRACKING_SECRET, optional=True))]
+            if step == "track" else []),
         "labels": {"app.kubernetes.io/part-of": "retrain", "app.kubernetes.io/component": step},
         "security_context": k8s.V1PodSecurityContext(
             run_as_non_root=True, run_as_user=IMAGE_UID, run_as_group=IMAGE_UID, fs_group=IMAGE_UID,

@@ -30,6 +30,16 @@ def airflow_env(tmp_path_factory, notifications, mlflow_uri):
                              AIRFLOW_CONN_RETRAIN_MLFLOW=tracking)
 
 
+def mlflow_post(uri: str, endpoint: str, body: dict) -> dict:
+    """One POST of MLflow's REST API."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
 def mlflow_get(uri: str, endpoint: str, **query) -> dict:
     """One GET of MLflow's REST API."""
     import urllib.parse
@@ -96,5 +106,10 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications, mlflow
         assert registry.production(reg)["version"] == production["version"]
         champion = mlflow_get(mlflow_uri, "registered-models/alias", name="digits", alias="champion")["model_version"]
         assert {t["key"]: t["value"] for t in champion["tags"]}["retrain.version"] == production["version"]
+        # the second run (the gate kept production: package, register and deploy_model skipped) is tracked too
+        found = mlflow_post(mlflow_uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]],
+                                                         "max_results": 100})["runs"]
+        parents = [r for r in found if "mlflow.parentRunId" not in {t["key"] for t in r["data"].get("tags", [])}]
+        assert len(parents) == 2 and len(found) == 2 + 3, "two runs; their 2 + 1 candidates as child runs"
         again = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("d.png", sample)}, timeout=30)
         assert again.headers[VERSION_HEADER] == production["version"]

@@ -155,7 +155,7 @@ def test_a_candidate_has_its_params_history_and_plots(mlflow_uri, tracked, run_o
         assert tags(child)[tracking.VERSION] == registry.model_version(train)
         for name, folder, source in [(layout.CURVE_PLOT, train, layout.CURVE_PLOT),
                                      (layout.CONFUSION_PLOT, evaluation, layout.CONFUSION_PLOT),
-                                     ("train_metrics.json", train, layout.METRICS)]:
+                                     (layout.TRACKED_TRAIN_METRICS, train, layout.METRICS)]:
             assert download(mlflow_uri, child["info"]["run_id"], name) == artifacts.read_bytes(
                 layout.file_in(folder, source))
 

@@ -172,3 +172,6 @@ def test_a_run_trains_its_forms_model_and_new_model_cannot_fork_one(tmp_path):
                                          r"\['0', '1'\], this run's data has \['circle', 'square'\]; .*'New model'"):
         check_run_fits_model(conf, "digits", shapes)
     assert check_run_fits_model(conf, "shapes", shapes) == "shapes", "a model with no production takes any data"
+    with pytest.raises(ValueError, match=r"model 'digts' has no production version \(models: digits\); tick 'New model'"):
+        run_model(conf, {"model": "digts"})  # a typo cannot start a model
+    assert run_model(conf, {"model": "digits"}) == "digits"

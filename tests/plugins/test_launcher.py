@@ -114,3 +114,52 @@ def test_the_result_of_a_real_step_is_its_manifest(tmp_path):
     operator(["export-default", "--output", source]).execute({})
     manifest = operator(["download", "--source", source, "--output", output]).execute({})
     assert manifest["step"] == "download" and manifest["dataset"]["samples"] > 0
+
+
+def test_a_step_without_arguments_skips(tmp_path):
+    """The track teardown of a run that ended before select_best planned its arguments: skipped, nothing run."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="the task that plans them did not run"):
+        operator(None).execute({})
+
+
+def test_only_the_track_step_gets_the_mlflow_credentials(tmp_path, monkeypatch):
+    """The retrain_mlflow connection's variables reach the track step's process, and no other step's."""
+    import json
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_RETRAIN_MLFLOW", json.dumps(
+        {"conn_type": "http", "host": "mlflow.example", "port": 5000, "login": "ann", "password": "pw"}))
+    code = ("import json, os, sys; open(sys.argv[1], 'w').write(json.dumps("
+            "{k: v for k, v in os.environ.items() if k.startswith('MLFLOW_')}))")
+    seen = {}
+    for task_id in ("track", "train"):
+        out = tmp_path / f"{task_id}.json"
+        op = LocalStepOperator(task_id=task_id, cmds=["python", "-c", code], arguments=[str(out)],
+                               python_bin=sys.executable, cwd=str(ROOT))
+        try:
+            op.execute({})
+        except Exception:  # noqa: BLE001 (the snippet writes no step result: what it saw is in its file)
+            pass
+        seen[task_id] = json.loads(out.read_text())
+    assert seen["track"] == {"MLFLOW_TRACKING_URI": "http://mlflow.example:5000", "MLFLOW_TRACKING_USERNAME": "ann",
+                             "MLFLOW_TRACKING_PASSWORD": "pw"}
+    assert seen["train"] == {}
+
+
+def test_an_mlflow_server_in_the_environment_replaces_the_connection_whole(monkeypatch):
+    """Credentials of the connection never go to another server: the environment's server comes with its own."""
+    import json
+
+    from retraining.tracking_connection import server_uri, tracking_env
+
+    monkeypatch.setenv("AIRFLOW_CONN_RETRAIN_MLFLOW", json.dumps(
+        {"conn_type": "http", "host": "mlflow.example", "login": "ann", "password": "pw", "extra": {"token": "t"}}))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_env() == {"MLFLOW_TRACKING_URI": "http://mlflow.example", "MLFLOW_TRACKING_USERNAME": "ann",
+                              "MLFLOW_TRACKING_PASSWORD": "pw", "MLFLOW_TRACKING_TOKEN": "t"}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://other:5000")
+    assert tracking_env() == {}
+    assert server_uri("https://ml.example/prefix/", None, 8443) == "https://ml.example:8443/prefix"
+    assert server_uri("ml.example", "https", None) == "https://ml.example"

@@ -87,7 +87,10 @@ def test_the_models_are_listed_first_each_with_its_own_versions_and_rollback(vie
     assert f'data-version="{shape}"' in shapes_page and f'data-version="{old}"' not in shapes_page
     assert "Classes: circle, square, triangle" in shapes_page
     assert client().get(f"/shapes/versions/{old}").status_code == 404, "a version of another model is not shapes'"
-    assert client().get("/shapes").status_code == 200, "the folder without its slash redirects to it"
+    moved = client().get("/shapes", follow_redirects=False)
+    assert moved.status_code == 307 and moved.headers["location"] == "shapes/", "the folder without its slash"
+    unknown = client().get("/shapse/")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "no model 'shapse' in the registry; models: digits, shapes"
     assert client().post("/shapes/rollback", data={"expected": shape}).status_code == 400, "shapes has no previous"
     back = client().post("/digits/rollback", data={"expected": new}, follow_redirects=False)
     assert back.status_code == 303 and back.headers["location"].startswith("./?message=rollback%20of%20digits")

@@ -56,8 +56,7 @@ def test_pods_run_the_step_cli_non_root_with_secret_credentials(pods):
     for name, manifest in pods[1].items():
         spec, container = manifest["spec"], manifest["spec"]["containers"][0]
         assert spec["securityContext"]["runAsNonRoot"] is True
-        assert container["envFrom"] == [{"secretRef": {"name": "artifact-store"}},
-                                        {"secretRef": {"name": "mlflow-tracking", "optional": True}}]
+        assert container["envFrom"] == [{"secretRef": {"name": "artifact-store"}}], "no MLflow secret but in track"
         assert not any("SECRET" in env.get("name", "") for env in container.get("env", []))
         labels = manifest["metadata"]["labels"]
         assert labels["dag_id"] == "retrain" and labels["run_id"]

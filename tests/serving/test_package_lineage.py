@@ -104,3 +104,12 @@ def test_the_card_names_the_model_the_run_trained_for(store, monkeypatch):
     with pytest.raises(SystemExit) as refused:
         package.build_parser().parse_args([*step_outputs(store, "manual__2", 0.9), "--model-name", "Shapes/2"])
     assert refused.value.code == 2
+
+
+def test_the_same_weights_for_another_model_are_refused(store, monkeypatch):
+    """A version id is the weights' hash: a model trained to the same weights as another's cannot take its version."""
+    first = packaged(monkeypatch, [*step_outputs(store, "manual__1", 0.97), "--model-name", "digits"], [])
+    with pytest.raises(ValueError, match=f"version {first['version']} .these weights. is registered for model "
+                                         "'digits' already, not 'digits-v2'"):
+        packaged(monkeypatch, [*step_outputs(store, "manual__2", 0.97), "--model-name", "digits-v2"], [])
+    assert registry.reproductions(artifacts.join(store, "registry"), first["version"]) == [], "nothing recorded"

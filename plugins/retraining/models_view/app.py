@@ -92,6 +92,16 @@ def _model(model: str) -> str:
         raise HTTPException(404, str(err)) from None
 
 
+def _known_model(registry_uri: str, model: str) -> str:
+    """``model`` when the registry has it; 404 naming the models it has otherwise (a mistyped URL is not an empty
+    model)."""
+    from retrain_steps import registry
+
+    if _model(model) not in (known := registry.models(registry_uri)):
+        raise HTTPException(404, f"no model {model!r} in the registry; models: {', '.join(known) or 'none yet'}")
+    return model
+
+
 def _catalog_row(registry_uri: str, model: str, version: str) -> tuple[dict, dict]:
     """The version's catalog row and its model's catalog; 404 for an impossible id (before the store is read) or
     one the model does not have."""
@@ -183,7 +193,8 @@ def create_app() -> FastAPI:
     def model_json(model: str) -> JSONResponse:
         from retraining import catalog
 
-        return JSONResponse(catalog.models(_settings().registry, _model(model)))
+        settings = _settings()
+        return JSONResponse(catalog.models(settings.registry, _known_model(settings.registry, model)))
 
     @app.get("/{model}/", response_class=HTMLResponse, dependencies=[reader])
     def model_page(model: str, message: str = "") -> HTMLResponse:
@@ -192,7 +203,7 @@ def create_app() -> FastAPI:
         if len(message) > MAX_MESSAGE_CHARS:
             raise HTTPException(400, f"message is {len(message)} characters long; at most {MAX_MESSAGE_CHARS}")
         settings = _settings()
-        models = catalog.models(settings.registry, _model(model))
+        models = catalog.models(settings.registry, _known_model(settings.registry, model))
         production = next((r for r in models["versions"] if r["status"] == "production"), None)
         shown = production or next((r for r in models["versions"] if r["card"]), None)
         classes = (((shown or {}).get("card") or {}).get("input_spec") or {}).get("class_names", [])

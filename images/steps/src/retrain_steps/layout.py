@@ -50,6 +50,8 @@ METRICS = "metrics.json"  #: train: :class:`TrainMetrics`; evaluate: :class:`Eva
 OOD_STATS = "ood.json"  #: train (and a registry version, and its bento's model): :class:`OodStatistics`
 CURVE_PLOT = "curve.png"  #: train: the training curve
 CONFUSION_PLOT = "confusion.png"  #: evaluate: the confusion matrix
+TRACKED_TRAIN_METRICS = "train_metrics.json"  #: a candidate's MLflow run: train's metrics.json, by this name
+TRACKED_EVALUATION = "evaluation.json"  #: a candidate's MLflow run: evaluate's metrics.json, by this name
 MANIFEST = "manifest.json"  #: every step folder: key and sha256 of each output, written last
 WEIGHTS = {"torch": "model.pt", "tensorflow": "model.keras"}  #: the weights file by framework
 
@@ -99,6 +101,7 @@ class TrainMetrics(TypedDict, total=False):
     warm_start_from: str | None
     val_accuracy: float
     val_loss: float
+    recipe: dict  #: torch path: the resolved recipe (retrain_steps.recipe.Recipe)
     samples_per_s: float
     history: list[dict]
 
@@ -205,7 +208,10 @@ def dataset_watch_record(artifact_store: str, dataset_uri: str) -> str:
 # The registry
 
 DEFAULT_MODEL = "digits"  #: ``RETRAIN_MODEL``'s default, and the one model of a registry from before named models
-MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  #: a model's name: lower case, digits and dashes (a DNS label)
+#: a model's name: 1 to 40 of a-z, 0-9 and '-', not starting or ending with '-' (a DNS label that leaves room for
+#: the Helm release ``serving-<model>``, at most 53 characters)
+MODEL_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
+MODEL_NAME_RULE = "1 to 40 of a-z, 0-9 and '-', not starting or ending with '-'"
 
 
 def models_folder(registry: str) -> str:

@@ -221,8 +221,7 @@ def card(registry: str, version: str) -> dict:
 def check_model(model) -> str:
     """``model`` if it can name a model (:data:`layout.MODEL_NAME`), else :class:`InvalidId`."""
     if not isinstance(model, str) or not layout.MODEL_NAME.fullmatch(model):
-        raise InvalidId(f"not a model name: {_shown(model)} (1 to 63 of a-z, 0-9 and '-', starting with a letter "
-                        "or digit)")
+        raise InvalidId(f"not a model name: {_shown(model)} ({layout.MODEL_NAME_RULE})")
     return model
 
 

@@ -402,11 +402,11 @@ def track_candidate(server: MlflowServer, child: dict, train: str, evaluation: s
               for epoch in metrics.get("history", []) for name, value in epoch.items() if name != "epoch"]
     points += [_metric("best_val_accuracy", metrics.get("val_accuracy"), 0, start),
                _metric("best_epoch", metrics.get("best_epoch"), 0, start)]
-    files = {"train_metrics.json": (train, layout.METRICS), layout.CURVE_PLOT: (train, layout.CURVE_PLOT)}
+    files = {layout.TRACKED_TRAIN_METRICS: (train, layout.METRICS), layout.CURVE_PLOT: (train, layout.CURVE_PLOT)}
     if evaluated:
         test: layout.Evaluation = json.loads(manifest.read_verified(evaluation, layout.METRICS))
         points += [_metric(name, test.get(name), 0, start) for name in ("test_accuracy", "macro_f1")]
-        files["evaluation.json"] = (evaluation, layout.METRICS)
+        files[layout.TRACKED_EVALUATION] = (evaluation, layout.METRICS)
         if layout.CONFUSION_PLOT in evaluate_manifest.get("outputs", {}):
             files[layout.CONFUSION_PLOT] = (evaluation, layout.CONFUSION_PLOT)
     server.api("POST", "runs/log-inputs", {"run_id": child_id, "datasets": inputs})
@@ -545,8 +545,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> d
     if not settings.enabled:
         log.info("track: %s is not set: nothing tracked", URI_ENV)
         return {"tracked": False, "reason": f"{URI_ENV} is not set"}
-    if not layout.MODEL_NAME.fullmatch(args.model_name):
-        raise ValueError(f"--model-name {args.model_name!r}: 1 to 63 of a-z, 0-9 and '-', not starting with '-'")
+    registry.check_model(args.model_name)
     if args.run_id is not None:
         registry.check_run_id(args.run_id)
         if not args.dataset or not args.candidate:
