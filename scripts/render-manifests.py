@@ -34,7 +34,8 @@ def main() -> None:
     if os.environ.get("FRAMEWORK"):
         overrides["framework"] = os.environ["FRAMEWORK"]
     env = {**os.environ, "RETRAIN_BACKEND": "kubernetes"}
-    pods = render_pods(settings(env), default_params(**overrides),
+    deployment = settings(env)
+    pods = render_pods(deployment, default_params(model=deployment.model, **overrides),
                        production_version=os.environ.get("PRODUCTION_VERSION") or None)
     for name, manifest in pods.items():
         (out / f"{name}.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))

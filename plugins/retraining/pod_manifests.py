@@ -42,7 +42,8 @@ def render_pods(
     planned += [("evaluate", c["index"], commands.STEPS_CMDS, c["evaluate"]) for c in candidates]
     planned += [("evaluate_production", 0, commands.STEPS_CMDS, b["evaluate"]) for b in baseline]
     package = commands.package_arguments(candidate=candidates[0], dataset=data["dataset"],
-                                         registry=settings.registry, run_id=run_id, model=settings.model)
+                                         registry=settings.registry, run_id=run_id,
+                                         model=params.get("model") or settings.model)
     planned.append(("package", -1, commands.PACKAGE_CMDS, package))
     pods = {}
     for step, index, cmds, arguments in planned:

@@ -171,3 +171,10 @@ def test_pods_run_as_the_image_user_with_a_read_only_root(pods):
         container = manifest["spec"]["containers"][0]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_the_package_pod_registers_for_the_runs_model():
+    args = render_pods(K8S, default_params(gpus=0, model="shapes"))["package"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--model-name") + 1] == "shapes"
+    args = render_pods(K8S, {**default_params(gpus=0), "model": None})["package"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--model-name") + 1] == K8S.model, "no model in the form: the deployment's"
