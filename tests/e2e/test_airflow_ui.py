@@ -257,6 +257,19 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
+def submit_trigger_form(page, stack) -> dict:
+    """Press the open trigger form's *Trigger*; return the one run of ``retrain`` it created (REST API)."""
+    before = {r["dag_run_id"] for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]}
+    page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
+    deadline, runs = time.monotonic() + 20, []
+    while not runs and time.monotonic() < deadline:
+        runs = [r for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]
+                if r["dag_run_id"] not in before]
+        time.sleep(0.5)
+    (run,) = runs
+    return run
+
+
 def test_the_trigger_form_takes_typed_input(page, stack):
     """Typed key by key, as a user types: the learning rates (one per line) and epochs reach the run's conf."""
     page.goto(f"{stack['airflow']}/dags/retrain")
@@ -270,14 +283,7 @@ def test_the_trigger_form_takes_typed_input(page, stack):
     epochs.press_sequentially("1", delay=30)
     assert rates.input_value() == "0.002\n0.02" and epochs.input_value() == "1"
     screenshot(page, "trigger-form")
-    before = {r["dag_run_id"] for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]}
-    page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
-    deadline, runs = time.monotonic() + 20, []
-    while not runs and time.monotonic() < deadline:
-        runs = [r for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]
-                if r["dag_run_id"] not in before]
-        time.sleep(0.5)
-    (run,) = runs
+    run = submit_trigger_form(page, stack)
     assert run["conf"]["learning_rates"] == ["0.002", "0.02"] and run["conf"]["epochs"] == 1
     api_call(stack, "PATCH", f"/api/v2/dags/retrain/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}",
              {"state": "failed"})  # the run itself is not what this test is about
@@ -387,14 +393,7 @@ def test_the_first_hour_a_second_model_beside_the_first(page, stack):
     page.get_by_role("button", name="Deployment", exact=True).click()
     page.locator("[name=element_min_accuracy]").fill("0.8")
     screenshot(page, "trigger-form-new-model")
-    before = {r["dag_run_id"] for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]}
-    page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
-    deadline, runs = time.monotonic() + 20, []
-    while not runs and time.monotonic() < deadline:
-        runs = [r for r in api_get(stack, "/api/v2/dags/retrain/dagRuns?limit=100")["dag_runs"]
-                if r["dag_run_id"] not in before]
-        time.sleep(0.5)
-    (run,) = runs
+    run = submit_trigger_form(page, stack)
     assert (run["conf"]["model"], run["conf"]["new_model"], run["conf"]["dataset_uri"]) == ("shapes", True, shapes_zip)
     assert (run["conf"]["epochs"], run["conf"]["min_accuracy"]) == (20, 0.8)
     path = f"/api/v2/dags/retrain/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
