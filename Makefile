@@ -7,9 +7,12 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
-# torch==2.13.0 (CPU) lies in pip's find-links folder on these machines; give uv the same folder.
-FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
-UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) --python-version 3.11
+# torch 2.14.1 + torchvision 0.29.1 and their nvidia-* wheels (GBs) lie on these machines' disk behind
+# pip's extra index (file:///DIR/simple, the wheels in DIR/files): give uv those folders as find-links,
+# or it downloads them. Elsewhere FIND_LINKS is empty and they come from PyPI.
+PIP_DISK_INDEXES := $(patsubst file://%/simple,%/files,$(filter file://%,$(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null)))
+FIND_LINKS ?= $(wildcard $(PIP_DISK_INDEXES))
+UV_FLAGS := $(foreach dir,$(FIND_LINKS),--find-links $(dir)) --python-version 3.11
 PYTEST_ARGS ?=
 # Two pytest-xdist workers (these machines have two cores); a module's tests stay in one worker (tests/conftest.py).
 TEST_WORKERS ?= 2

@@ -17,13 +17,29 @@ if docker info >/dev/null 2>&1; then ENGINE=docker; else ENGINE=podman; fi
 declare -A DOCKERFILE=([steps]=images/steps/Dockerfile [train]=images/train-cuda/Dockerfile
                        [serving]=images/serving/Dockerfile [airflow]=images/airflow/Dockerfile)
 
-# What a build on this machine mounts: its CA bundle (pip behind the machine's TLS) and pip's
-# find-links folder (the CPU torch wheel); both only when podman builds with stand-in bases.
+# What a build on this machine mounts (only when podman builds with stand-in bases): its CA bundle (pip
+# behind the machine's TLS), pip's find-links folder as /wheels (the stand-in's find-links), and pip's
+# extra indexes that are folders on disk (file:///DIR/simple: torch, torchvision and their nvidia-*
+# wheels, GBs), each DIR as /pip-index-N with an /etc/pip.conf naming them. As find-links, pip 23 would
+# still download a wheel that PyPI has under the same name; from an extra index it takes the disk's.
 BUILD_MOUNTS=()
 if [ "$ENGINE" = podman ]; then
   [ -f /etc/ssl/certs/ca-certificates.crt ] && BUILD_MOUNTS+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
   FIND_LINKS=$(python3 -m pip config get global.find-links 2>/dev/null || true)
   [ -n "$FIND_LINKS" ] && [ -d "$FIND_LINKS" ] && BUILD_MOUNTS+=(-v "$FIND_LINKS:/wheels:ro")
+  indexes=()
+  for url in $(python3 -m pip config get global.extra-index-url 2>/dev/null || true); do
+    case $url in file:///*/simple|file:///*/simple/) ;; *) continue ;; esac
+    dir=${url#file://}; dir=${dir%/}; dir=${dir%/simple}
+    [ -d "$dir/simple" ] || continue
+    BUILD_MOUNTS+=(-v "$dir:/pip-index-${#indexes[@]}:ro")
+    indexes+=("file:///pip-index-${#indexes[@]}/simple")
+  done
+  if [ ${#indexes[@]} -gt 0 ]; then
+    mkdir -p build
+    printf '[global]\nextra-index-url = %s\n' "${indexes[*]}" > build/pip-images.conf
+    BUILD_MOUNTS+=(-v "$PWD/build/pip-images.conf:/etc/pip.conf:ro")
+  fi
 fi
 
 bases_of() {  # every FROM image of a Dockerfile (ARG defaults resolved, earlier stages skipped)

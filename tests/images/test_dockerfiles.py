@@ -53,7 +53,15 @@ def test_lock_files_pin_every_package():
         for line in lock.read_text().splitlines():
             if line and not line.startswith((" ", "#", "-")):
                 assert "==" in line, f"{lock.name}: unpinned {line}"
-    assert "torch==2.13.0" in (ROOT / "requirements" / "steps.txt").read_text()
+
+
+def test_every_lock_with_torch_pins_the_same_torch_and_torchvision():
+    """One torch everywhere (a model trained in one environment loads in the others); torchvision beside it."""
+    pins = {lock.name: dict(re.findall(r"^(torch|torchvision)==(\S+)$", lock.read_text(), re.MULTILINE))
+            for lock in (ROOT / "requirements").glob("*.txt")}
+    with_torch = {name: pin for name, pin in pins.items() if pin}
+    assert set(with_torch) == {"dev.txt", "steps.txt", "steps-tf.txt", "train.txt", "serving.txt", "kfp.txt"}
+    assert all(pin == {"torch": "2.14.1", "torchvision": "0.29.1"} for pin in with_torch.values()), with_torch
 
 
 def test_dockerignore_keeps_the_context_small():
