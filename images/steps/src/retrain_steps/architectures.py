@@ -1,0 +1,77 @@
+"""Standard image classifiers from torchvision, built by name for an input ``(channels, height, width)``
+and a number of classes.
+
+:func:`build` returns the torchvision model with its head sized for the classes; for grayscale input its
+first convolution takes one channel (its weights, when it has any from a checkpoint, are the sum of the RGB
+weights over the input channels, so an RGB checkpoint adapted with :func:`adapt_first_conv` sees a grey
+image as it saw the same image in RGB). Every architecture here ends in adaptive average pooling, so one
+model takes any input from its :data:`MIN_SIDE` up (224x224 is torchvision's training size).
+
+torch and torchvision are imported only inside the functions: ``import torchvision`` imports
+``torch._dynamo`` (several seconds on these machines), which the small-CNN path never needs.
+"""
+
+from __future__ import annotations
+
+from retrain_steps.errors import InputError
+
+# torchvision.models builders (each takes ``weights`` and ``num_classes``)
+ARCHITECTURES = ("resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
+                 "convnext_tiny")
+# The smallest side each one runs at (measured): ConvNeXt's 4x4 patchify stem and three 2x2 merges need
+# 32 pixels; the others pool whatever is left after their stride-32 stages (1x1 from 8 pixels up).
+MIN_SIDE = {**dict.fromkeys(ARCHITECTURES, 8), "convnext_tiny": 32}
+
+
+def check(name: str, channels: int, height: int, width: int, classes: int) -> None:
+    """Raise :class:`InputError` (exit 2) naming the bad value, before anything is imported or built."""
+    if name not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {name!r}; expected one of {list(ARCHITECTURES)}")
+    if channels not in (1, 3):
+        raise InputError(f"{name} takes 1 (grayscale) or 3 (RGB) channels, got {channels}")
+    if min(height, width) < MIN_SIDE[name]:
+        side = MIN_SIDE[name]
+        raise InputError(f"{name} needs images of at least {side}x{side} pixels, got {height}x{width}")
+    if classes < 2:
+        raise InputError(f"{name} needs at least 2 classes, got {classes}")
+
+
+def build(name: str, channels: int, height: int, width: int, classes: int):
+    """The torchvision classifier ``name`` (random weights) for ``channels`` x ``height`` x ``width`` inputs."""
+    check(name, channels, height, width, classes)
+    from torchvision import models
+
+    model = getattr(models, name)(weights=None, num_classes=classes)
+    if channels == 1:
+        adapt_first_conv(model, 1)
+    return model
+
+
+def first_conv(model):
+    """``(parent module, attribute name, conv)`` of the model's first ``Conv2d`` (its stem)."""
+    from torch import nn
+
+    for path, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            parent_path, _, attribute = path.rpartition(".")
+            return model.get_submodule(parent_path), attribute, module
+    raise ValueError(f"{type(model).__name__} has no Conv2d")
+
+
+def adapt_first_conv(model, channels: int) -> None:
+    """Give ``model``'s stem ``channels`` input channels; 1 from 3: the RGB kernels summed over colour."""
+    import torch
+    from torch import nn
+
+    parent, attribute, conv = first_conv(model)
+    if conv.in_channels == channels:
+        return
+    if (conv.in_channels, channels) != (3, 1) or conv.groups != 1:
+        raise ValueError(f"cannot adapt a stem of {conv.in_channels} input channels to {channels}")
+    adapted = nn.Conv2d(1, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                        dilation=conv.dilation, bias=conv.bias is not None, padding_mode=conv.padding_mode)
+    with torch.no_grad():
+        adapted.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None:
+            adapted.bias.copy_(conv.bias)
+    setattr(parent, attribute, adapted)
