@@ -73,7 +73,7 @@ kfp-compile: .venv-kfp/.installed ## Recompile images/steps/pipelines/retrain.ya
 
 lock: | $(UV) ## Re-resolve the lock files (needs the package index)
 	$(UV) pip compile -q $(UV_FLAGS) requirements/dev.in -o requirements/dev.txt
-	for f in control steps steps-tf train serving; do \
+	for f in torch control steps steps-tf train serving; do \
 	  $(UV) pip compile -q $(UV_FLAGS) -c requirements/dev.txt requirements/$$f.in -o requirements/$$f.txt; done
 	$(UV) pip compile -q $(UV_FLAGS) requirements/kfp.in -o requirements/kfp.txt
 	$(UV) pip compile -q $(UV_FLAGS) requirements/mlflow.in -o requirements/mlflow.txt

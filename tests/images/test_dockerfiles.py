@@ -55,13 +55,35 @@ def test_lock_files_pin_every_package():
                 assert "==" in line, f"{lock.name}: unpinned {line}"
 
 
-def test_every_lock_with_torch_pins_the_same_torch_and_torchvision():
-    """One torch everywhere (a model trained in one environment loads in the others); torchvision beside it."""
-    pins = {lock.name: dict(re.findall(r"^(torch|torchvision)==(\S+)$", lock.read_text(), re.MULTILINE))
-            for lock in (ROOT / "requirements").glob("*.txt")}
-    with_torch = {name: pin for name, pin in pins.items() if pin}
-    assert set(with_torch) == {"dev.txt", "steps.txt", "steps-tf.txt", "train.txt", "serving.txt", "kfp.txt"}
-    assert all(pin == {"torch": "2.14.1", "torchvision": "0.29.1"} for pin in with_torch.values()), with_torch
+def pins(lock: str) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "requirements" / lock).read_text(), re.MULTILINE))
+
+
+def test_every_lock_with_torch_pins_the_torch_lock():
+    """One torch everywhere (a model trained in one environment loads in the others), torchvision beside it:
+    every lock that has torch pins each package of requirements/torch.txt at its version, so the images' second
+    install leaves their shared torch layer as it is."""
+    torch_lock = pins("torch.txt")
+    assert {torch_lock["torch"], torch_lock["torchvision"]} == {"2.14.1", "0.29.1"}
+    with_torch = {lock.name for lock in (ROOT / "requirements").glob("*.txt") if "torch" in pins(lock.name)}
+    assert with_torch == {"torch.txt", "dev.txt", "steps.txt", "steps-tf.txt", "train.txt", "serving.txt", "kfp.txt"}
+    for lock in sorted(with_torch):
+        differ = {name: (version, pins(lock).get(name)) for name, version in torch_lock.items()
+                  if pins(lock).get(name) != version}
+        assert not differ, f"{lock} pins the torch lock's packages otherwise (torch.txt, {lock}): {differ}"
+
+
+def test_the_torch_images_share_their_torch_layer():
+    """steps, train and serving are the same instructions up to and including the torch install: an engine builds
+    that ~4.5 GB layer once for the three (its layer cache keys on the parent and the instruction)."""
+    def prefix(role: str) -> list[str]:
+        lines = [line for line in (ROOT / "images" / role / "Dockerfile").read_text().splitlines()
+                 if line.strip() and not line.startswith("#")]
+        end = lines.index("RUN pip install -r requirements/torch.txt")
+        return lines[:end + 1]
+
+    assert prefix("steps") == prefix("train-cuda") == prefix("serving")
+    assert prefix("steps")[0].startswith("FROM ") and "COPY requirements/torch.txt requirements/torch.txt" in prefix("steps")
 
 
 def test_dockerignore_keeps_the_context_small():
