@@ -6,6 +6,8 @@ entry point) and the same ``arguments`` built here, so there is no local-only co
 
 from __future__ import annotations
 
+import re
+
 from retrain_steps import layout
 from retrain_steps.artifacts import safe_name
 
@@ -65,6 +67,78 @@ def production_baseline(*, run_id: str, artifact_store: str, registry: str, prod
 MAX_GPUS_PER_TRAIN_POD = 1
 
 
+def pretrained_uri(weights: str, artifact_store: str) -> str:
+    """The URI of the form's *Pretrained weights*: a path inside the artifact store (``weights/resnet18.pth``) or a
+    full URI inside it. ``ValueError`` naming it for anything else: a URI elsewhere (the train pods read only the
+    store, with its credentials), a path climbing out of it (``..``, a symbolic link), the store itself."""
+    from retrain_steps.artifacts import ArtifactError, StoreURI, check_allowed, join
+
+    text = weights.strip()
+    store = artifact_store.rstrip("/") + "/"
+    try:
+        if not text or text.endswith("/") or text.startswith("/"):  # a folder, or a local path read as the store's
+            raise ArtifactError(text)
+        target = check_allowed(text if "://" in text else join(artifact_store, text), [store])
+        if target.path == StoreURI.parse(store).path.rstrip("/"):
+            raise ArtifactError(text)
+    except ArtifactError:
+        raise ValueError(f"pretrained weights {weights!r}: not a file in the artifact store {store}; give a path "
+                         f"inside it (e.g. weights/resnet18-imagenet.pth) or a URI under {store}") from None
+    return str(target)
+
+
+def train_options(params: dict, artifact_store: str) -> list[str]:
+    """The ``train`` flags every candidate of a run shares beyond the basics: ``--augment``, ``--flip``,
+    ``--patience``, ``--architecture`` (unless automatic), ``--pretrained`` with ``--pretrained-sha256``; each only
+    when set, so a run of the form's defaults trains with the step's defaults.
+
+    ``ValueError`` (bad input) for what cannot train: pretrained weights without their sha256 or the reverse, weights
+    outside the store (:func:`pretrained_uri`), weights for the small CNN or for Keras (which trains only the small
+    CNN), Keras with a standard architecture, pretrained weights with a warm start (both set the initial weights), an
+    image size below what the architecture takes."""
+    from retraining.params import AUTO_ARCHITECTURE, CNN
+
+    framework = params.get("framework") or "torch"
+    architecture = params.get("architecture") or AUTO_ARCHITECTURE
+    weights, sha256 = (params.get("pretrained_weights") or "").strip(), (params.get("pretrained_sha256") or "").strip()
+    if bool(weights) != bool(sha256):
+        given, missing = ("Pretrained weights", "Pretrained weights sha256") if weights else \
+            ("Pretrained weights sha256", "Pretrained weights")
+        raise ValueError(f"{given} is set ({weights or sha256}) but {missing} is empty: give both, or neither")
+    if sha256 and not re.fullmatch("[0-9a-f]{64}", sha256):
+        raise ValueError(f"Pretrained weights sha256 {sha256!r} is not 64 lower-case hex digits")
+    if framework == "tensorflow" and architecture not in (AUTO_ARCHITECTURE, CNN):
+        raise ValueError(f"architecture {architecture!r}: Keras (framework tensorflow) trains the small CNN only; "
+                         f"choose the framework PyTorch for {architecture}, or the architecture 'Small CNN'")
+    if weights and (framework == "tensorflow" or architecture == CNN):
+        which = "Keras (framework tensorflow), which trains the small CNN only" if framework == "tensorflow" \
+            else "the small CNN"
+        raise ValueError(f"pretrained weights {weights!r} cannot start {which}: they are for a standard architecture "
+                         "(choose the framework PyTorch and e.g. the architecture ResNet-18)")
+    if weights and params.get("warm_start"):
+        raise ValueError(f"pretrained weights {weights!r} and 'Warm start from production' both set the initial "
+                         "weights: choose one")
+    side = int(params.get("image_size") or 0)
+    if side and architecture not in (AUTO_ARCHITECTURE, CNN):
+        from retrain_steps.architectures import MIN_SIDE
+
+        if side < MIN_SIDE.get(architecture, 0):
+            raise ValueError(f"architecture {architecture!r} needs images of at least {MIN_SIDE[architecture]} px a "
+                             f"side, and 'Image size' is {side}: raise it, or choose another architecture")
+    options = []
+    if params.get("augment"):
+        options += ["--augment"]
+    if params.get("flip"):
+        options += ["--flip"]
+    if params.get("patience"):
+        options += ["--patience", str(params["patience"])]
+    if architecture != AUTO_ARCHITECTURE:
+        options += ["--architecture", architecture]
+    if weights:
+        options += ["--pretrained", pretrained_uri(weights, artifact_store), "--pretrained-sha256", sha256]
+    return options
+
+
 def candidates(*, params: dict, run_id: str, artifact_store: str, init_from: str | None = None) -> list[dict]:
     """One candidate per learning rate: its output URIs and its ``train`` and ``evaluate`` arguments.
 
@@ -79,6 +153,7 @@ def candidates(*, params: dict, run_id: str, artifact_store: str, init_from: str
             "(several learning rates train in parallel, one pod and one GPU each)"
         )
     splits = layout.preprocess_folder(artifact_store, run_id)
+    options = train_options(params, artifact_store)
     out = []
     from retraining.params import learning_rates
 
@@ -93,11 +168,8 @@ def candidates(*, params: dict, run_id: str, artifact_store: str, init_from: str
             "--batch-size", str(params["batch_size"]),
             "--seed", str(params.get("seed", 0)),
             "--device", "auto",
+            *options,
         ]  # fmt: skip
-        if params.get("augment"):
-            train += ["--augment"]
-        if params.get("patience"):
-            train += ["--patience", str(params["patience"])]
         if init_from:
             train += ["--init-from", init_from]
         evaluate = ["evaluate", "--data", splits, "--model", model, "--output", evaluation]

@@ -4,8 +4,26 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 from retrain_steps import layout
+from retrain_steps.architectures import ARCHITECTURES
 
 FRAMEWORKS = ["torch", "tensorflow"]
+# the train step's --architecture: "auto" picks by input size, "cnn" is the small CNN family (Keras trains only it)
+AUTO_ARCHITECTURE, CNN = "auto", "cnn"
+_DISPLAY = {
+    AUTO_ARCHITECTURE: "Automatic: small CNN under 64 px a side, ResNet-18 from 64 px",
+    CNN: "Small CNN (PyTorch or Keras)",
+    "resnet18": "ResNet-18",
+    "resnet50": "ResNet-50",
+    "mobilenet_v3_small": "MobileNetV3 Small",
+    "mobilenet_v3_large": "MobileNetV3 Large",
+    "efficientnet_b0": "EfficientNet-B0",
+    "convnext_tiny": "ConvNeXt-Tiny (32 px a side or more)",
+}
+ARCHITECTURE_NAMES = {name: _DISPLAY.get(name, name) for name in (AUTO_ARCHITECTURE, CNN, *ARCHITECTURES)}
+SHA256 = "^[0-9a-f]{64}$"
+# a path inside the artifact store (no leading '/', no scheme) or a full file:// or s3:// URI; plan checks it lies in
+# the store (commands.pretrained_uri)
+WEIGHTS_LOCATION = r"^((file|s3)://\S+|[A-Za-z0-9_][^\s:]*)$"
 # a number in (0, 1] as typed: 1, a fraction (.5, 0.001, 0.5e-3) or d[.ddd]e-N with N in 1..99; nothing a
 # float parses as 0 or above 1 ("9e-0", "0e-5", "1e-400" were accepted by the form and refused by the run)
 LEARNING_RATE = (r"^[ \t\r\n]*(1(\.0*)?|0?\.0{0,15}[1-9][0-9]*([eE]-0*[1-9][0-9]?)?"
@@ -65,7 +83,7 @@ def retrain_params(default_model: str = layout.DEFAULT_MODEL) -> dict[str, Param
             type=["null", "string"],
             title="Dataset sha256",
             description="Expected sha256 of the dataset object; the run fails if it differs. Empty: not checked.",
-            pattern="^[0-9a-f]{64}$",
+            pattern=SHA256,
             section="Data",
         ),
         "image_size": Param(
@@ -127,6 +145,40 @@ def retrain_params(default_model: str = layout.DEFAULT_MODEL) -> dict[str, Param
             description="What trains the candidates; the model server loads either.",
             section="Training",
         ),
+        "architecture": Param(
+            AUTO_ARCHITECTURE,
+            type="string",
+            enum=list(ARCHITECTURE_NAMES),
+            values_display=ARCHITECTURE_NAMES,
+            title="Architecture",
+            description="The network every candidate trains. Automatic: the small CNN for images under 64 px a "
+            "side, ResNet-18 from 64 px. The standard ones are torchvision's (PyTorch only; Keras trains the small "
+            "CNN); each takes grayscale or RGB images of any size from 8 px a side (ConvNeXt-Tiny from 32 px).",
+            section="Training",
+        ),
+        "pretrained_weights": Param(
+            "",
+            type=["null", "string"],
+            pattern=f"^$|{WEIGHTS_LOCATION}",
+            maxLength=1024,
+            title="Pretrained weights",
+            description="Start every candidate from a weights file in the artifact store: a torchvision "
+            "state_dict of the chosen architecture, as a path inside the store (weights/resnet18-imagenet.pth) or "
+            "its full URI. The classifier head is re-initialised for this run's classes, then trained alone for a "
+            "few epochs before the whole network is fine-tuned. Needs the file's sha256 below. Empty: random "
+            "initial weights.",
+            section="Training",
+        ),
+        "pretrained_sha256": Param(
+            "",
+            type=["null", "string"],
+            pattern=f"^$|{SHA256}",
+            title="Pretrained weights sha256",
+            description="sha256 of the pretrained weights file (64 lower-case hex digits, e.g. from "
+            "`sha256sum resnet18-imagenet.pth`); the run refuses a file that differs. Required with pretrained "
+            "weights.",
+            section="Training",
+        ),
         "seed": Param(0, type="integer", minimum=0, title="Random seed",
                       description="Seeds the split, initial weights and shuffling: the same seed and data give the "
                       "same model.", section="Training"),
@@ -144,8 +196,17 @@ def retrain_params(default_model: str = layout.DEFAULT_MODEL) -> dict[str, Param
             False,
             type="boolean",
             title="Augment training images",
-            description="Shift each training image by up to one pixel at random, every epoch (validation and test "
-            "images are left as they are).",
+            description="Vary the training images at random, every epoch: the small CNN shifts each by up to one "
+            "pixel; the standard architectures crop and rescale part of it, jitter its colours (RGB) and erase a "
+            "patch (validation and test images are left as they are).",
+            section="Training",
+        ),
+        "flip": Param(
+            False,
+            type="boolean",
+            title="Horizontal flips",
+            description="With 'Augment training images' and a standard architecture, also mirror training images "
+            "left-right at random. For photos of objects, never for digits or text (a mirrored 2 is no 2).",
             section="Training",
         ),
         "warm_start": Param(

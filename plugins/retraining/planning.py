@@ -22,15 +22,17 @@ def planning_head(settings: Settings):
 
     @task(multiple_outputs=True, retry_policy=bad_input.RETRY_POLICY)
     def plan(params: dict | None = None, run_id: str | None = None) -> dict:
-        """Arguments and output folders of the data steps for this run."""
+        """Arguments and output folders of the data steps for this run; refuses what the train step could not train
+        (:func:`commands.train_options`) before anything downloads."""
         try:
             settings.check()
+            commands.train_options(params, settings.artifact_store)
             model = run_model(settings, params)
             return {**commands.data_steps(
                 params=params, run_id=run_id, artifact_store=settings.artifact_store,
                 default_dataset=settings.dataset_uri, allowed=dataset_allowed(settings),
             ), "model": model}
-        except ValueError as err:  # a bad dataset location, allow-list entry or model is not retried
+        except ValueError as err:  # a bad dataset location, allow-list entry, model or training option: not retried
             bad_input.fail(str(err))
 
     @task(retry_policy=bad_input.RETRY_POLICY)
@@ -38,6 +40,7 @@ def planning_head(settings: Settings):
         """One candidate per learning rate, with its train and evaluate arguments."""
         try:
             settings.check()
+            commands.train_options(params, settings.artifact_store)  # plan's refusals first, then the warm start's
             return commands.candidates(params=params, run_id=run_id, artifact_store=settings.artifact_store,
                                        init_from=warm_start_model(settings, params))
         except ValueError as err:  # e.g. more GPUs than a candidate uses: not retried

@@ -47,7 +47,8 @@ def run_step(argv: list) -> str:
 
 @dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
-    """Train one candidate on ``gpus`` GPUs (0: CPU); log its validation metrics."""
+    """Train one candidate on ``gpus`` GPUs (0: CPU); log its validation metrics, architecture and pretrained
+    weights (``argv`` carries ``--architecture``/``--pretrained``, as on the pods)."""
     from retrain_steps import artifacts, layout
     from retrain_steps.__main__ import main
     from retrain_steps.protocol import call_step
@@ -59,6 +60,9 @@ def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
         metrics.log_metric(key, float(result[key]))
     metrics.metadata["model_uri"] = output
     metrics.metadata["gpus"] = gpus
+    metrics.metadata["architecture"] = result.get("architecture", "cnn")  # models trained before it was recorded: cnn
+    if result.get("pretrained"):
+        metrics.metadata["pretrained"] = result["pretrained"]["uri"]
     return output
 
 
