@@ -95,7 +95,7 @@ def train_options(params: dict, artifact_store: str) -> list[str]:
     ``ValueError`` (bad input) for what cannot train: pretrained weights without their sha256 or the reverse, weights
     outside the store (:func:`pretrained_uri`), weights for the small CNN or for Keras (which trains only the small
     CNN), Keras with a standard architecture, pretrained weights with a warm start (both set the initial weights), an
-    image size below what the architecture takes."""
+    image size below what the architecture takes, flips without the augmentation they belong to."""
     from retraining.params import AUTO_ARCHITECTURE, CNN
 
     framework = params.get("framework") or "torch"
@@ -118,6 +118,9 @@ def train_options(params: dict, artifact_store: str) -> list[str]:
     if weights and params.get("warm_start"):
         raise ValueError(f"pretrained weights {weights!r} and 'Warm start from production' both set the initial "
                          "weights: choose one")
+    if params.get("flip") and not params.get("augment"):
+        raise ValueError("'Horizontal flips' is part of the augmentation: tick 'Augment training images' too, or "
+                         "untick 'Horizontal flips'")
     side = int(params.get("image_size") or 0)
     if side and architecture not in (AUTO_ARCHITECTURE, CNN):
         from retrain_steps.architectures import MIN_SIDE

@@ -205,8 +205,9 @@ def retrain_params(default_model: str = layout.DEFAULT_MODEL) -> dict[str, Param
             False,
             type="boolean",
             title="Horizontal flips",
-            description="With 'Augment training images' and a standard architecture, also mirror training images "
-            "left-right at random. For photos of objects, never for digits or text (a mirrored 2 is no 2).",
+            description="Part of 'Augment training images' (tick both): also mirror half the training images "
+            "left-right at random, every epoch. For photos of objects; never for digits or text (a mirrored 2 is "
+            "no 2).",
             section="Training",
         ),
         "warm_start": Param(
