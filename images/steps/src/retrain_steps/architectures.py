@@ -7,6 +7,10 @@ weights over the input channels, so an RGB checkpoint adapted with :func:`adapt_
 image as it saw the same image in RGB). Every architecture here ends in adaptive average pooling, so one
 model takes any input from its :data:`MIN_SIDE` up (224x224 is torchvision's training size).
 
+Beside them the train step knows :data:`CNN`, the project's own small CNN family
+(:func:`retrain_steps.models.torch_cnn`), and ``auto`` (:func:`resolve`): the CNN below :data:`AUTO_FROM`
+pixels a side, ResNet-18 from there up; Keras trains the CNN only.
+
 torch and torchvision are imported only inside the functions: ``import torchvision`` imports
 ``torch._dynamo`` (several seconds on these machines), which the small-CNN path never needs.
 """
@@ -18,9 +22,42 @@ from retrain_steps.errors import InputError
 # torchvision.models builders (each takes ``weights`` and ``num_classes``)
 ARCHITECTURES = ("resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
                  "convnext_tiny")
+CNN, AUTO = "cnn", "auto"
+CHOICES = (AUTO, CNN, *ARCHITECTURES)  #: what ``train --architecture`` takes
+AUTO_FROM = 64  #: ``auto``: the shorter image side from which a standard architecture (ResNet-18) is trained
+AUTO_STANDARD = "resnet18"
+# The classifier head of each (the module a pretrained checkpoint's head is re-initialised in when its shape
+# differs, and the part trained alone in the head-only epochs of fine-tuning).
+HEADS = {"resnet18": "fc", "resnet50": "fc", "mobilenet_v3_small": "classifier", "mobilenet_v3_large": "classifier",
+         "efficientnet_b0": "classifier", "convnext_tiny": "classifier"}
 # The smallest side each one runs at (measured): ConvNeXt's 4x4 patchify stem and three 2x2 merges need
 # 32 pixels; the others pool whatever is left after their stride-32 stages (1x1 from 8 pixels up).
 MIN_SIDE = {**dict.fromkeys(ARCHITECTURES, 8), "convnext_tiny": 32}
+
+
+def resolve(requested: str, height: int, width: int, framework: str = "torch",
+            warm_start: str | None = None) -> str:
+    """The architecture a run trains: ``requested`` unless it is ``auto``, which is the warm-start model's
+    architecture when there is one (``warm_start``), else :data:`CNN` below :data:`AUTO_FROM` pixels (the
+    shorter side) and :data:`AUTO_STANDARD` from there up; always the CNN for Keras (``framework`` tensorflow).
+    Keras with a standard architecture is an :class:`InputError` (exit 2) naming it."""
+    if requested not in CHOICES:
+        raise InputError(f"unknown architecture {requested!r}; expected one of {list(CHOICES)}")
+    if requested == AUTO:
+        if framework == "tensorflow":
+            return CNN
+        if warm_start:
+            return warm_start
+        return CNN if min(height, width) < AUTO_FROM else AUTO_STANDARD
+    if framework == "tensorflow" and requested != CNN:
+        raise InputError(f"Keras trains the CNN family only, not {requested}: choose the PyTorch framework "
+                         f"(--framework torch) for {requested}, or the architecture cnn (or auto) for Keras")
+    return requested
+
+
+def head(model, name: str):
+    """The classifier head of a :func:`build` model (:data:`HEADS`)."""
+    return getattr(model, HEADS[name])
 
 
 def check(name: str, channels: int, height: int, width: int, classes: int) -> None:

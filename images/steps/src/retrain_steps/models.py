@@ -1,10 +1,12 @@
 """Model definitions and the framework-neutral predictor used by ``evaluate`` and serving.
 
 A trained model is a folder with ``model.json`` (``framework``, ``file``, ``input_spec``: see
-:mod:`retrain_steps.input_spec`; the spec decides the architecture, :func:`conv_stages`) and the
-weights: ``model.pt`` (a torch ``state_dict`` of :func:`torch_cnn`, loaded with
-``weights_only=True``) or ``model.keras`` (Keras 3; served on Keras' torch backend, so the serving image needs no
-TensorFlow). torch and keras are imported only inside the functions that use them.
+:mod:`retrain_steps.input_spec`; ``architecture``: ``cnn``, the CNN family whose layers the spec decides
+(:func:`conv_stages`), or a standard architecture of :mod:`retrain_steps.architectures`; absent in models trained
+before architectures existed: ``cnn``) and the weights: ``model.pt`` (a torch ``state_dict`` of
+:func:`torch_model`, loaded with ``weights_only=True``) or ``model.keras`` (Keras 3, the CNN only; served on
+Keras' torch backend, so the serving image needs no TensorFlow). torch and keras are imported only inside the
+functions that use them, torchvision only for a standard architecture.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain_steps import layout
+from retrain_steps import architectures, layout
 from retrain_steps.input_spec import DIGITS, InputSpec, spec_of_model
 
 FRAMEWORKS = ("torch", "tensorflow")
@@ -69,6 +71,37 @@ def torch_cnn(spec: InputSpec = DIGITS):
         nn.Dropout(0.25),
         nn.Linear(128, len(spec.class_names)),
     )
+
+
+def torch_model(architecture: str, spec: InputSpec = DIGITS):
+    """The untrained torch model of ``architecture`` (``cnn`` or a standard one) for ``spec``."""
+    if architecture == architectures.CNN:
+        return torch_cnn(spec)
+    return architectures.build(architecture, spec.channels, spec.height, spec.width, len(spec.class_names))
+
+
+def architecture_of(info: dict) -> str:
+    """The architecture a ``model.json`` records; ``cnn`` for every model from before architectures."""
+    return info.get("architecture") or architectures.CNN
+
+
+def architecture_of_state(state: dict, spec: InputSpec) -> str:
+    """The architecture (for ``spec``) whose ``state_dict`` has ``state``'s names and shapes: ``cnn`` when none
+    does (its load then names the mismatch). Standard architectures are built on torch's meta device (no
+    memory, no initialisation), and only when the weights are not a CNN's."""
+    import torch
+
+    def shapes(module) -> dict:
+        return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+    wanted = {k: tuple(v.shape) for k, v in state.items()}
+    with torch.device("meta"):
+        if shapes(torch_cnn(spec)) == wanted:
+            return architectures.CNN
+        for name in architectures.ARCHITECTURES:
+            if min(spec.height, spec.width) >= architectures.MIN_SIDE[name] and shapes(torch_model(name, spec)) == wanted:
+                return name
+    return architectures.CNN
 
 
 def keras_cnn(learning_rate: float, spec: InputSpec = DIGITS):
@@ -132,7 +165,9 @@ def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS, devic
     """Load a model folder; return ``f(x: (n, C, H, W) float32 from prepare) -> probabilities (n, classes)``.
 
     ``device`` (``cpu``, ``cuda``, ``auto``) places a torch model; Keras models follow Keras' own
-    device choice (``KERAS_TORCH_DEVICE``).
+    device choice (``KERAS_TORCH_DEVICE``). A torch model is built for the architecture its ``model.json``
+    names (:func:`architecture_of`); in a folder without ``model.json`` (``evaluate`` fetches the weights
+    alone) the architecture whose parameters the weights are, by names and shapes (:func:`architecture_of_state`).
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
@@ -143,8 +178,14 @@ def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS, devic
         import torch
 
         device = resolve_device(device)
-        module = torch_cnn(spec)
-        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        info_path = folder / layout.MODEL_INFO
+        if info_path.is_file():
+            architecture = architecture_of(json.loads(info_path.read_text()))
+        else:
+            architecture = architecture_of_state(state, spec)
+        module = torch_model(architecture, spec)
+        module.load_state_dict(state)
         module.to(device).eval()
 
         def predict_torch(x: np.ndarray) -> np.ndarray:

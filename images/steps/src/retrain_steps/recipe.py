@@ -27,7 +27,11 @@ Precision: ``auto`` is bf16 autocast with channels_last tensors on a CUDA GPU th
 fp32 elsewhere. ``bf16`` on the CPU runs the same code path (for tests; slow without AMX).
 On CUDA the optimizer is the fused AdamW, the loss is summed on the device (the host reads the
 epoch's figures once, after validation), batches are gathered from tensors kept on the device, and
-the augmentation (:func:`shift_images`) runs there, batch-wise.
+the augmentation (:func:`shift_images`, or :mod:`retrain_steps.augmentation`'s policies) runs there, batch-wise.
+
+Fine-tuning a pretrained model (:class:`Trainer` with its ``head``): the backbone's parameter groups learn at
+``backbone_lr_scale`` x the rate, the head's at the rate, under the same schedule; :meth:`Trainer.freeze_backbone`
+trains the head alone (the first epochs, ``train --head-epochs``).
 """
 
 from __future__ import annotations
@@ -149,11 +153,24 @@ def random_offsets(n: int, generator, device: str):
     return torch.randint(-1, 2, (n, 2), generator=generator, device=device)
 
 
-def parameter_groups(model, weight_decay: float) -> list[dict]:
-    """Weight decay on the conv and dense weights (2-d and up), none on biases (1-d)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    rest = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+def parameter_groups(model, weight_decay: float, head=None, learning_rate: float | None = None,
+                     backbone_lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on the conv and dense weights (2-d and up), none on biases (1-d).
+
+    With ``head`` (fine-tuning a pretrained model: the classifier head, a submodule of ``model``) the backbone's
+    groups come first, at ``learning_rate x backbone_lr_scale``, then the head's at ``learning_rate``."""
+    def split(params) -> list[dict]:
+        params = [p for p in params if p.requires_grad]
+        return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+    if head is None:
+        return split(model.parameters())
+    in_head = {id(p) for p in head.parameters()}
+    backbone = [{**group, "lr": learning_rate * backbone_lr_scale}
+                for group in split(p for p in model.parameters() if id(p) not in in_head)]
+    heads = [{**group, "lr": learning_rate} for group in split(head.parameters())]
+    return [group for group in backbone + heads if group["params"]]
 
 
 def make_deterministic(device: str) -> None:
@@ -175,24 +192,55 @@ class Trainer:
     """The recipe applied to ``model`` on ``device``; the data tensors stay on the device.
 
     :meth:`epoch` trains one pass and validates; the host waits for the device once per epoch
-    (to time it on CUDA) and reads the epoch's figures once (one ``tolist``)."""
+    (to time it on CUDA) and reads the epoch's figures once (one ``tolist``).
 
-    def __init__(self, model, recipe: Recipe, device: str, seed: int, augment: bool = False):
+    ``augment``: False, True (the one-pixel shift, :func:`shift_images`) or a function ``(batch, generator) ->
+    batch`` run on the device (:mod:`retrain_steps.augmentation`). ``head`` (fine-tuning): the model's classifier
+    head; the backbone (every other parameter) learns at ``backbone_lr_scale`` x the rate, and
+    :meth:`freeze_backbone` trains the head alone."""
+
+    def __init__(self, model, recipe: Recipe, device: str, seed: int, augment=False, head=None,
+                 backbone_lr_scale: float = 1.0):
         import torch
         from torch import nn
 
-        self.torch, self.recipe, self.device, self.augment = torch, recipe, device, augment
+        self.torch, self.recipe, self.device = torch, recipe, device
+        self.augment = self.shift if augment is True else augment or None
         self.fast = recipe.precision == "bf16"
         self.memory_format = torch.channels_last if self.fast else torch.contiguous_format
         self.model = model.to(device, memory_format=self.memory_format)
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, recipe.weight_decay), lr=recipe.learning_rate,
-                                           betas=BETAS, **optimizer_options(device))
+        self.head, self.frozen = head, False
+        groups = parameter_groups(self.model, recipe.weight_decay, head, recipe.learning_rate, backbone_lr_scale)
+        self.optimizer = torch.optim.AdamW(groups, lr=recipe.learning_rate, betas=BETAS, **optimizer_options(device))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, recipe.warmup_steps, recipe.total_steps, recipe.anneal))
         self.train_loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         self.val_loss = nn.CrossEntropyLoss(reduction="sum")
         # One generator on the device for the order and the shifts: drawing them needs no host round trip.
         self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def shift(self, batch, generator):
+        return shift_images(batch, random_offsets(len(batch), generator, self.device))
+
+    def freeze_backbone(self, frozen: bool) -> None:
+        """Head-only training (``frozen``): every parameter outside the head stops learning (``requires_grad``
+        False: no gradient, so AdamW neither moves nor decays it) and the backbone runs in eval mode (its
+        BatchNorm statistics stay the checkpoint's); unfrozen, the whole network trains."""
+        if self.head is None:
+            raise ValueError("freeze_backbone needs the model's head (fine-tuning)")
+        in_head = {id(p) for p in self.head.parameters()}
+        for parameter in self.model.parameters():
+            if id(parameter) not in in_head:
+                parameter.requires_grad_(not frozen)
+        self.frozen = frozen
+
+    def train_mode(self) -> None:
+        """The model in training mode; with a frozen backbone only the head is (dropout in the head still drops)."""
+        if self.frozen:
+            self.model.eval()
+            self.head.train()
+        else:
+            self.model.train()
 
     def to_device(self, x):
         """A float batch laid out as the model wants it (channels_last in bf16)."""
@@ -204,14 +252,14 @@ class Trainer:
     def train_epoch(self, x, y):
         """One pass over ``x`` (on the device) in a random order; the summed training loss, a device tensor."""
         torch = self.torch
-        self.model.train()
+        self.train_mode()
         order = torch.randperm(len(x), generator=self.generator, device=self.device)
         total = torch.zeros((), device=self.device)
         for begin in range(0, len(order), self.recipe.batch_size):
             idx = order[begin : begin + self.recipe.batch_size]
             batch = x[idx]
             if self.augment:
-                batch = shift_images(batch, random_offsets(len(idx), self.generator, self.device))
+                batch = self.augment(batch, self.generator)
             batch = batch.contiguous(memory_format=self.memory_format)
             self.optimizer.zero_grad(set_to_none=True)
             with self.autocast():

@@ -1,4 +1,4 @@
-"""``train``: fit one candidate CNN (torch, or Keras with ``--framework tensorflow``).
+"""``train``: fit one candidate model (torch, or Keras with ``--framework tensorflow``).
 
 Logs one progress line per epoch (epoch, loss, val accuracy, samples/s). Writes under
 ``--output``: the model (``model.pt`` or ``model.keras``), ``model.json``, ``metrics.json``
@@ -12,7 +12,20 @@ channels_last on CUDA (``--precision``). The Keras path trains with Adam at a co
 ``--device auto`` trains on CUDA when present, else on the CPU. ``--patience N`` stops after N
 epochs without a lower validation loss; ``--init-from`` fine-tunes a model folder of the same
 framework and shape (a registry version: warm start from production) instead of starting fresh;
-``--augment`` shifts training images by up to one pixel.
+``--augment`` augments the training images on the device (:mod:`retrain_steps.augmentation`: the CNN's
+one-pixel shift; random resized crops, colour jitter and erasing for a standard architecture; flips only with
+``--flip``).
+
+``--architecture`` (:mod:`retrain_steps.architectures`): ``cnn`` (the CNN family, :func:`retrain_steps.models
+.torch_cnn`), a torchvision classifier by name, or ``auto``: the warm-start model's architecture with
+``--init-from``, else the CNN below 64 pixels a side and ResNet-18 from 64 up. Keras trains the CNN only (a
+standard architecture with ``--framework tensorflow`` is exit 2). ``model.json`` and ``metrics.json`` record it.
+
+``--pretrained URI --pretrained-sha256 HEX`` (:mod:`retrain_steps.pretrained`): a standard architecture starts from
+a state_dict in the artifact store, verified by its sha256 (missing, corrupt, wrong sha256, keys of another
+architecture: exit 2 naming the file). Fine-tuning: ``--head-epochs`` epochs train the classifier head alone (the
+backbone frozen, its BatchNorm statistics the checkpoint's), then the whole network, the backbone at
+``--backbone-lr-scale`` x the learning rate (the head at the full rate), under the one warm-up + cosine schedule.
 """
 
 from __future__ import annotations
@@ -21,15 +34,18 @@ import argparse
 import logging
 import math
 import os
+import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from retrain_steps import artifacts, layout, manifest, ood, plots, recipe
+from retrain_steps import architectures, artifacts, layout, manifest, ood, plots, recipe
+from retrain_steps.errors import InputError
 from retrain_steps.input_spec import InputSpec, prepare, spec_of_model
-from retrain_steps.models import DEVICES, FRAMEWORKS, MODEL_FILES, resolve_device
+from retrain_steps.models import DEVICES, FRAMEWORKS, MODEL_FILES, architecture_of, resolve_device
 from retrain_steps.preprocess import load_spec, load_splits
 
 log = logging.getLogger(__name__)
@@ -56,11 +72,41 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def sha256_hex(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise argparse.ArgumentTypeError(f"must be a sha256: 64 hexadecimal digits, got {text!r}")
+    return text.lower()
+
+
+def lr_scale(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def smoothing(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
+
+
+BACKBONE_LR_SCALE = 0.1
+MAX_HEAD_EPOCHS = 2
+
+
+def default_head_epochs(epochs: int) -> int:
+    """Head-only epochs when ``--head-epochs`` is unset: up to 2, at most a quarter of the run (none below 4
+    epochs: the warm-up and the backbone's lower rate then protect the pretrained features alone)."""
+    return min(MAX_HEAD_EPOCHS, epochs // 4)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +122,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many epochs without a lower validation loss (0: train every epoch)")
     parser.add_argument("--init-from", default=None, help="model folder URI to fine-tune (warm start)")
     parser.add_argument("--augment", action="store_true",
-                        help="shift each training image by up to one pixel at random (both frameworks)")
+                        help="augment the training images: the CNN's one-pixel shift (both frameworks); random "
+                             "resized crops, colour jitter (RGB) and erasing for a standard architecture")
+    parser.add_argument("--flip", action="store_true",
+                        help="with --augment: mirror half the training images left-right (not for digits or text)")
+    parser.add_argument("--architecture", choices=architectures.CHOICES, default=architectures.AUTO,
+                        help="auto: the --init-from model's, else cnn below 64 pixels a side and resnet18 from 64 "
+                             "up (cnn for Keras, which trains the CNN only)")
+    fine = parser.add_argument_group("fine-tuning", "a standard architecture from pretrained weights in the store")
+    fine.add_argument("--pretrained", default=None, metavar="URI",
+                      help="a torch state_dict (s3://..., file://... or a path) for the architecture")
+    fine.add_argument("--pretrained-sha256", type=sha256_hex, default=None, metavar="HEX",
+                      help="the weights file's sha256 (required with --pretrained)")
+    fine.add_argument("--head-epochs", type=non_negative_int, default=None,
+                      help="epochs training the head alone first (backbone frozen); "
+                           "default min(2, epochs // 4); --epochs trains the head only")
+    fine.add_argument("--backbone-lr-scale", type=lr_scale, default=BACKBONE_LR_SCALE,
+                      help="the backbone's rate as a fraction of --learning-rate after the head epochs")
     recipe_flags = parser.add_argument_group("torch recipe", "unset: the default for the dataset's size "
                                              "(retrain_steps.recipe); the Keras path ignores them")
     recipe_flags.add_argument("--weight-decay", type=non_negative_float, default=None,
@@ -108,9 +170,14 @@ def shift_by(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
-def shift_batch(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Augmentation (the Keras path): each image moved by -1, 0 or +1 pixel on each axis at random."""
-    return shift_by(x, rng.integers(-1, 2, size=(len(x), 2)))
+def shift_batch(x: np.ndarray, rng: np.random.Generator, flip: bool = False) -> np.ndarray:
+    """Augmentation (the Keras path): each image moved by -1, 0 or +1 pixel on each axis at random; with ``flip``
+    half of them (at random) mirrored left-right."""
+    shifted = shift_by(x, rng.integers(-1, 2, size=(len(x), 2)))
+    if flip:
+        mirrored = rng.random(len(x)) < 0.5
+        shifted[mirrored] = shifted[mirrored, :, :, ::-1]
+    return shifted
 
 
 def should_stop(history: list[dict], patience: int) -> bool:
@@ -121,8 +188,55 @@ def should_stop(history: list[dict], patience: int) -> bool:
     return min(h["val_loss"] for h in history[-patience:]) >= best_before
 
 
-def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path) -> Path | None:
-    """Copy the ``--init-from`` model into ``folder`` (verified); refuse another framework, input or classes."""
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the run trains, resolved from the command line and the data (:func:`choose_model`)."""
+
+    architecture: str
+    pretrained: str | None = None
+    pretrained_sha256: str | None = None
+    head_epochs: int = 0
+    backbone_lr_scale: float = BACKBONE_LR_SCALE
+
+    def fine_tuning(self) -> dict | None:
+        """The pretrained weights and the fine-tuning schedule (the manifest key's and metrics.json's), if any."""
+        if not self.pretrained:
+            return None
+        return {"uri": self.pretrained, "sha256": self.pretrained_sha256, "head_epochs": self.head_epochs,
+                "backbone_lr_scale": self.backbone_lr_scale}
+
+
+def choose_model(args: argparse.Namespace, spec: InputSpec) -> ModelChoice:
+    """The architecture and fine-tuning of this run; bad combinations are :class:`InputError` naming the flags."""
+    warm = None
+    if args.init_from and args.architecture == architectures.AUTO and args.framework == "torch":
+        warm = architecture_of(artifacts.read_json(layout.file_in(args.init_from, layout.MODEL_INFO)))
+    name = architectures.resolve(args.architecture, spec.height, spec.width, args.framework, warm)
+    if name != architectures.CNN:
+        architectures.check(name, spec.channels, spec.height, spec.width, len(spec.class_names))
+    if args.pretrained_sha256 and not args.pretrained:
+        raise InputError("--pretrained-sha256 is set without --pretrained (the weights file it verifies)")
+    if not args.pretrained:
+        return ModelChoice(name)
+    if not args.pretrained_sha256:
+        raise InputError(f"--pretrained {args.pretrained} needs --pretrained-sha256 (the weights file's sha256)")
+    if name == architectures.CNN:
+        chosen = "auto chose cnn" if args.architecture == architectures.AUTO else "cnn has no pretrained weights"
+        raise InputError(f"--pretrained {args.pretrained} needs a standard architecture ({chosen} for "
+                         f"{spec.height}x{spec.width} images): choose the checkpoint's with --architecture, one of "
+                         f"{', '.join(architectures.ARCHITECTURES)}")
+    if args.init_from:
+        raise InputError(f"--pretrained {args.pretrained} and --init-from {args.init_from}: a warm start already "
+                         "starts from trained weights; choose one")
+    head_epochs = default_head_epochs(args.epochs) if args.head_epochs is None else args.head_epochs
+    if head_epochs > args.epochs:
+        raise InputError(f"--head-epochs {head_epochs} must be at most --epochs {args.epochs}")
+    return ModelChoice(name, args.pretrained, args.pretrained_sha256, head_epochs, args.backbone_lr_scale)
+
+
+def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path, architecture: str) -> Path | None:
+    """Copy the ``--init-from`` model into ``folder`` (verified); refuse another framework, architecture, input or
+    classes."""
     if not args.init_from:
         return None
     from retrain_steps.evaluate import fetch_model, model_fingerprint
@@ -133,36 +247,61 @@ def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path)
     if framework != args.framework:
         raise WarmStartError(f"cannot warm-start a {args.framework} candidate from the {framework} model "
                              f"at {args.init_from}; choose the framework {framework} or turn warm start off")
+    if (theirs := architecture_of(info)) != architecture:
+        raise WarmStartError(f"cannot warm-start a {architecture} candidate from the {theirs} model at "
+                             f"{args.init_from}; choose the architecture {theirs} (or auto) or turn warm start off")
     if reason := spec.compatible(spec_of_model(info)):
         raise WarmStartError(f"cannot warm-start from the model at {args.init_from}: {reason}; "
                              "turn warm start off to train from scratch")
     return folder / MODEL_FILES[framework]
 
 
-def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict]:
+def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path,
+                 choice: ModelChoice) -> tuple[list[dict], dict, dict]:
+    """Train on the torch path; the history, the resolved recipe and what the pretrained load did (or {})."""
     import torch
 
-    from retrain_steps.models import torch_cnn
+    from retrain_steps import augmentation
+    from retrain_steps.models import torch_model
 
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     recipe.make_deterministic(device)
-    log.info("train: torch %s on %s", torch.__version__, device)
+    log.info("train: torch %s on %s, %s", torch.__version__, device, choice.architecture)
     plan = torch_recipe(args, len(splits["y_train"]), device)
     log.info("train: recipe %s", ", ".join(f"{k} {v}" for k, v in plan.to_dict().items()))
-    model = torch_cnn(spec)
-    if initial := fetch_initial_model(args, spec, folder / "init"):
+    loaded, head = {}, None
+    if choice.pretrained:
+        from retrain_steps import pretrained
+
+        state = pretrained.read_checkpoint(choice.pretrained, choice.pretrained_sha256)
+        model, done = pretrained.build_pretrained(choice.architecture, spec.channels, spec.height, spec.width,
+                                                  len(spec.class_names), state, choice.pretrained)
+        del state
+        head = architectures.head(model, choice.architecture)
+        loaded = {"reinitialised": list(done.reinitialised), "stem_summed": done.stem_summed}
+        log.info("train: pretrained weights %s (sha256 %s); head re-initialised: %s; %d head-only epochs, then "
+                 "the backbone at %g x the rate", choice.pretrained, choice.pretrained_sha256,
+                 ", ".join(done.reinitialised) or "none", choice.head_epochs, choice.backbone_lr_scale)
+    else:
+        model = torch_model(choice.architecture, spec)
+    if initial := fetch_initial_model(args, spec, folder / "init", choice.architecture):
         try:
             model.load_state_dict(torch.load(initial, map_location="cpu", weights_only=True))
         except RuntimeError as err:
             raise WarmStartError(f"the model at {args.init_from} does not fit this candidate: "
                                  f"{str(err).splitlines()[0]}") from None
         log.info("train: warm start from %s", args.init_from)
-    trainer = recipe.Trainer(model, plan, device, args.seed, augment=args.augment)
+    augment = augmentation.for_training(choice.architecture, spec, args.flip) if args.augment else False
+    trainer = recipe.Trainer(model, plan, device, args.seed, augment=augment, head=head,
+                             backbone_lr_scale=choice.backbone_lr_scale if head is not None else 1.0)
     x_train, x_val = (trainer.to_device(torch.from_numpy(splits[name])) for name in ("x_train", "x_val"))
     y_train, y_val = (torch.from_numpy(splits[name]).to(device) for name in ("y_train", "y_val"))
     history, best_state, best_acc = [], None, -1.0
     for epoch in range(1, args.epochs + 1):
+        if head is not None and trainer.frozen != (epoch <= choice.head_epochs):
+            trainer.freeze_backbone(epoch <= choice.head_epochs)
+            log.info("train: epoch %d on: %s", epoch, "the head alone" if trainer.frozen else "the whole network")
         figures = trainer.epoch(x_train, y_train, x_val, y_val)
         history.append(_epoch_line(epoch, args.epochs, figures["loss"], figures["val_loss"],
                                    figures["val_accuracy"], figures["samples_per_s"]))
@@ -172,7 +311,7 @@ def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
             log.info("train: early stop after epoch %d (no lower val_loss for %d epochs)", epoch, args.patience)
             break
     torch.save(recipe.cpu_state(best_state), folder / MODEL_FILES["torch"])
-    return history, plan.to_dict()
+    return history, plan.to_dict(), loaded
 
 
 def torch_recipe(args: argparse.Namespace, n_train: int, device: str) -> recipe.Recipe:
@@ -191,7 +330,8 @@ def keras_backend() -> str:
     return "tensorflow" if importlib.util.find_spec("tensorflow") else "torch"
 
 
-def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path) -> tuple[list[dict], None]:
+def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path,
+                 choice: ModelChoice) -> tuple[list[dict], None, dict]:
     backend = os.environ["KERAS_BACKEND"] = keras_backend()
     if backend == "torch":  # Keras places every tensor on this torch device: the GPU when there is one
         os.environ["KERAS_TORCH_DEVICE"] = resolve_device(args.device)
@@ -202,7 +342,7 @@ def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
     keras.utils.set_random_seed(args.seed)
     log.info("train: keras %s on the %s backend (%s)", keras.__version__, keras.backend.backend(),
              os.environ.get("KERAS_TORCH_DEVICE", "its default device"))
-    if initial := fetch_initial_model(args, spec, folder / "init"):
+    if initial := fetch_initial_model(args, spec, folder / "init", choice.architecture):
         model = keras.saving.load_model(str(initial), compile=False)
         expected = (spec.height, spec.width, spec.channels)
         if tuple(model.input_shape[1:]) != expected or model.output_shape[-1] != len(spec.class_names):
@@ -218,7 +358,8 @@ def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
     history, best_weights, best_acc = [], None, -1.0
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
-        inputs = np.transpose(shift_batch(splits["x_train"], rng), (0, 2, 3, 1)) if args.augment else x_train
+        inputs = (np.transpose(shift_batch(splits["x_train"], rng, args.flip), (0, 2, 3, 1)) if args.augment
+                  else x_train)
         fit = model.fit(inputs, splits["y_train"], batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True)
         elapsed = time.perf_counter() - start
         val_loss, val_acc = model.evaluate(x_val, splits["y_val"], verbose=0)
@@ -232,7 +373,7 @@ def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
             break
     model.set_weights(best_weights)
     model.save(folder / MODEL_FILES["tensorflow"])
-    return history, None
+    return history, None, {}
 
 
 def _epoch_line(epoch: int, epochs: int, loss: float, val_loss: float, val_acc: float, rate: float) -> dict:
@@ -255,6 +396,9 @@ def _init_fingerprint(init_from: str | None) -> dict | None:
 def run(args: argparse.Namespace) -> dict:
     splits_raw = manifest.read_verified(args.input, layout.SPLITS)
     spec = load_spec(args.input)
+    choice = choose_model(args, spec)
+    if args.flip and not args.augment:
+        log.warning("train: --flip without --augment flips nothing")
     key = manifest.input_key(
         "train",
         splits=artifacts.sha256(splits_raw),
@@ -267,6 +411,9 @@ def run(args: argparse.Namespace) -> dict:
         patience=args.patience,
         init_from=_init_fingerprint(args.init_from),
         augment=args.augment,
+        flip=args.flip and args.augment,
+        architecture=choice.architecture,
+        pretrained=choice.fine_tuning(),
         **({"recipe": {name: getattr(args, name) for name in RECIPE_FLAGS}} if args.framework == "torch" else {}),
     )
     if done := manifest.up_to_date(args.output, key):
@@ -277,7 +424,7 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         trainer = _train_torch if args.framework == "torch" else _train_keras
-        history, recipe_used = trainer(splits, spec, args, folder)
+        history, recipe_used, loaded = trainer(splits, spec, args, folder, choice)
         best = max(history, key=lambda h: h["val_accuracy"])
         metrics: layout.TrainMetrics = {
             "framework": args.framework,
@@ -289,6 +436,8 @@ def run(args: argparse.Namespace) -> dict:
             "epochs_run": len(history),
             "patience": args.patience,
             "augment": args.augment,
+            "flip": args.flip and args.augment,
+            "architecture": choice.architecture,
             "warm_start_from": args.init_from,
             "val_accuracy": best["val_accuracy"],
             "val_loss": best["val_loss"],
@@ -297,6 +446,8 @@ def run(args: argparse.Namespace) -> dict:
         }
         if recipe_used:
             metrics["recipe"] = recipe_used
+        if fine := choice.fine_tuning():
+            metrics["pretrained"] = {**fine, **loaded}
         model_file = MODEL_FILES[args.framework]
         outputs = {
             model_file: artifacts.write_bytes(
@@ -304,7 +455,8 @@ def run(args: argparse.Namespace) -> dict:
             ),
             layout.MODEL_INFO: artifacts.write_json(
                 layout.file_in(args.output, layout.MODEL_INFO),
-                {"framework": args.framework, "file": model_file, "input_spec": spec.to_dict()},
+                {"framework": args.framework, "file": model_file, "input_spec": spec.to_dict(),
+                 "architecture": choice.architecture},
             ),
             layout.METRICS: artifacts.write_json(layout.file_in(args.output, layout.METRICS), metrics),
             layout.OOD_STATS: artifacts.write_json(layout.file_in(args.output, layout.OOD_STATS),
