@@ -17,7 +17,10 @@ dataset is reproducible by seed and a class's images do not depend on which othe
     files = texture_files(TEXTURES, per_class=50, size=64, mode="RGB", seed=1)   # {"<class>/<n>.png": bytes}
     write_folder(tmp_path / "textures", files)   # tests.helpers.datasets: what ``download`` reads
 
-    python -m tests.helpers.textures OUT_DIR [--per-class N] [--size PX] [--mode L|RGB] [--seed S]
+    python -m tests.helpers.textures OUT_DIR [--per-class N] [--size PX] [--mode L|RGB] [--seed S] [--pretext]
+
+``PRETEXT`` is a second family of textures (stripes at the angles between TEXTURES', zigzags, bricks,
+spirals, plaids), disjoint from TEXTURES: pretrain on it, fine-tune on TEXTURES.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ from tests.helpers.datasets import png, write_folder  # noqa: E402
 STRIPES = {"stripes-0": 0, "stripes-45": 45, "stripes-90": 90, "stripes-135": 135}
 ANGLE_JITTER = 10
 TEXTURES = (*STRIPES, "checkers", "diamonds", "grid", "dots", "speckle", "rings", "waves", "blobs", "grain")
+# Other textures, none of them in TEXTURES, drawn the same way: a pretext task to pretrain a backbone on before
+# fine-tuning it on TEXTURES (transfer across classes, as from ImageNet to a user's data).
+PRETEXT_STRIPES = {"stripes-22": 22.5, "stripes-67": 67.5, "stripes-112": 112.5, "stripes-157": 157.5}
+PRETEXT = (*PRETEXT_STRIPES, "zigzag", "bricks", "spiral", "plaid")
+STRIPES_ALL = {**STRIPES, **PRETEXT_STRIPES}
 PERIOD = (0.10, 0.16)  # the base period of the periodic textures, in image sides
 SCALE = (0.75, 1.33)  # the per-image scale jitter of that period
 LUMA = np.array([0.299, 0.587, 0.114])  # Pillow's RGB -> L weights
@@ -74,8 +82,8 @@ def texture(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     y, x = (np.mgrid[0:size, 0:size] + 0.5) / size - 0.5
     period = rng.uniform(*PERIOD) * rng.uniform(*SCALE)
     phase = rng.uniform(0, 1, 2)
-    if kind in STRIPES:
-        u, _ = _rotated(x, y, STRIPES[kind] + rng.uniform(-ANGLE_JITTER, ANGLE_JITTER))
+    if kind in STRIPES_ALL:
+        u, _ = _rotated(x, y, STRIPES_ALL[kind] + rng.uniform(-ANGLE_JITTER, ANGLE_JITTER))
         return _square(u / period + phase[0])
     if kind in ("checkers", "diamonds"):
         angle = (0 if kind == "checkers" else 45) + rng.uniform(-ANGLE_JITTER, ANGLE_JITTER)
@@ -110,7 +118,27 @@ def texture(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     if kind == "grain":  # band-pass noise about the periodic textures' scale: grain, no orientation
         field = _spectral_noise(size, rng, 0.0, low=2 * 1.2 / period / size, high=2 * 2.5 / period / size)
         return np.clip((field - np.median(field)) * 4 + 0.5, 0, 1)
-    raise ValueError(f"unknown texture {kind!r}; expected one of {list(TEXTURES)}")
+    if kind == "zigzag":  # stripes bent by a triangle wave, any angle
+        u, v = _rotated(x, y, rng.uniform(0, 180))
+        wave = np.abs((v / (period * 2) + phase[1]) % 1 - 0.5) * 2 - 0.5
+        return _square((u + wave * period * rng.uniform(1.0, 1.6)) / period + phase[0])
+    if kind == "bricks":  # rows of bricks, each row offset by half a brick, any angle
+        u, v = _rotated(x, y, rng.uniform(0, 180))
+        row = np.floor(v / period + phase[1])
+        across = (u / (2 * period) + phase[0] + 0.5 * (row % 2)) % 1
+        along = (v / period + phase[1]) % 1
+        return np.maximum(np.clip((0.08 - np.minimum(along, 1 - along)) * 14, 0, 1),
+                          np.clip((0.05 - np.minimum(across, 1 - across)) * 28, 0, 1))
+    if kind == "spiral":  # arms winding out of a point in or near the image
+        cx, cy = rng.uniform(-0.4, 0.4, 2)
+        arms = int(rng.integers(2, 5))
+        theta = np.arctan2(y - cy, x - cx)
+        return _square(np.hypot(x - cx, y - cy) / (period * arms / 2) + arms * theta / (2 * np.pi) + phase[0])
+    if kind == "plaid":  # two soft sine gratings at right angles, summed
+        u, v = _rotated(x, y, rng.uniform(0, 90))
+        return (2 + np.sin(2 * np.pi * (u / period + phase[0]))
+                + np.sin(2 * np.pi * (v / (1.5 * period) + phase[1]))) / 4
+    raise ValueError(f"unknown texture {kind!r}; expected one of {list(TEXTURES + PRETEXT)}")
 
 
 def _colour(rng: np.random.Generator) -> np.ndarray:
@@ -127,7 +155,7 @@ def texture_image(kind: str, size: int, rng: np.random.Generator, mode: str = "R
     # background: clouds in two colours, and a faint texture of another class
     clouds = _spectral_noise(size, rng, 2.0)[..., None]
     back = _colour(rng) * (1 - clouds) + _colour(rng) * clouds
-    other = rng.choice([t for t in TEXTURES if t != kind])
+    other = rng.choice([t for t in (PRETEXT if kind in PRETEXT else TEXTURES) if t != kind])
     back += (texture(str(other), size, rng)[..., None] - 0.5) * rng.uniform(0.05, 0.2) * 255
     # the patch: an ellipse at a random place, the class's texture in two colours at a random contrast
     ink, paper = _colour(rng), _colour(rng)
@@ -157,12 +185,13 @@ def texture_image(kind: str, size: int, rng: np.random.Generator, mode: str = "R
 def texture_files(classes=TEXTURES, per_class: int = 50, size: int = 64, mode: str = "RGB",
                   seed: int = 0) -> dict[str, bytes]:
     """``{"<class>/<n>.png": png bytes}``: ``per_class`` images of each class, reproducible by ``seed``."""
-    unknown = [kind for kind in classes if kind not in TEXTURES]
+    known = TEXTURES + PRETEXT  # a texture's index here seeds its images: new ones go at the end
+    unknown = [kind for kind in classes if kind not in known]
     if unknown:
-        raise ValueError(f"unknown textures {unknown}; expected some of {list(TEXTURES)}")
+        raise ValueError(f"unknown textures {unknown}; expected some of {list(known)}")
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
-    return {f"{kind}/{i:04d}.png": png(texture_image(kind, size, np.random.default_rng([seed, TEXTURES.index(kind), i]),
+    return {f"{kind}/{i:04d}.png": png(texture_image(kind, size, np.random.default_rng([seed, known.index(kind), i]),
                                                      mode))
             for kind in classes for i in range(per_class)}
 
@@ -174,8 +203,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--mode", choices=("L", "RGB"), default="RGB")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretext", action="store_true", help="the pretext textures (PRETEXT) instead of TEXTURES")
     args = parser.parse_args(argv)
-    write_folder(args.output, texture_files(TEXTURES, args.per_class, args.size, args.mode, args.seed))
+    classes = PRETEXT if args.pretext else TEXTURES
+    write_folder(args.output, texture_files(classes, args.per_class, args.size, args.mode, args.seed))
 
 
 if __name__ == "__main__":
