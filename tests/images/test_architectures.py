@@ -48,3 +48,87 @@ def test_a_grayscale_stem_sees_a_grey_image_as_the_rgb_stem_saw_it():
 def test_bad_requests_are_input_errors_naming_the_value(args, message):
     with pytest.raises(InputError, match=message):
         architectures.build(*args)
+
+
+@pytest.mark.parametrize(("requested", "size", "framework", "warm", "expected"), [
+    ("auto", (63, 200), "torch", None, "cnn"),
+    ("auto", (64, 64), "torch", None, "resnet18"),
+    ("auto", (224, 224), "tensorflow", None, "cnn"),
+    ("auto", (224, 224), "torch", "cnn", "cnn"),
+    ("auto", (28, 28), "torch", "mobilenet_v3_small", "mobilenet_v3_small"),
+    ("cnn", (224, 224), "torch", None, "cnn"),
+    ("convnext_tiny", (28, 28), "torch", None, "convnext_tiny"),
+    ("cnn", (64, 64), "tensorflow", None, "cnn"),
+])
+def test_auto_is_the_cnn_below_64_pixels_and_resnet18_from_64(requested, size, framework, warm, expected):
+    assert architectures.resolve(requested, *size, framework=framework, warm_start=warm) == expected
+
+
+def test_keras_trains_the_cnn_only():
+    with pytest.raises(InputError, match="Keras trains the CNN family only, not resnet50: choose the PyTorch"):
+        architectures.resolve("resnet50", 64, 64, "tensorflow")
+    with pytest.raises(InputError, match="unknown architecture 'vgg'"):
+        architectures.resolve("vgg", 64, 64)
+
+
+def test_every_architecture_has_a_head_that_ends_in_its_classes():
+    import torch
+
+    for name in architectures.ARCHITECTURES:
+        with torch.device("meta"):
+            model = architectures.build(name, 3, 32, 32, 5)
+        last = [m for m in architectures.head(model, name).modules() if isinstance(m, torch.nn.Linear)][-1]
+        assert last.out_features == 5 and last is [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+
+
+def test_the_cnn_path_never_imports_torchvision(trained, tmp_path):
+    """train and load_predictor of a CNN in a fresh process: torchvision (and its torch._dynamo import) stays out."""
+    script = (
+        "import sys, pathlib\n"
+        "from retrain_steps.__main__ import main\n"
+        f"code = main(['train', '--input', {trained['preprocess']!r}, '--output', 'file://{tmp_path}/t',"
+        " '--epochs', '1', '--augment'])\n"
+        "from retrain_steps.models import load_predictor, read_model_info\n"
+        f"folder = pathlib.Path({str(tmp_path)!r}) / 't'\n"
+        "load_predictor(folder, *read_model_info(folder))\n"
+        "print('torchvision' in sys.modules, code)\n"
+    )
+    from tests.conftest import run_step_process
+
+    import os
+    import sys
+
+    result = run_step_process([sys.executable, "-c", script], dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False 0", result.stdout
+
+
+def test_a_model_json_without_an_architecture_is_a_cnn(trained, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from retrain_steps.models import load_predictor, read_model_info
+
+    folder = tmp_path / "old"
+    shutil.copytree(Path(trained["train"].removeprefix("file://")), folder)
+    info = json.loads((folder / "model.json").read_text())
+    assert info.pop("architecture") == "cnn"
+    (folder / "model.json").write_text(json.dumps(info))
+    framework, spec = read_model_info(folder)
+    assert load_predictor(folder, framework, spec)(__import__("numpy").zeros((2, *spec.shape), "float32")).shape \
+        == (2, len(spec.class_names))
+    info["architecture"] = "resnet18"
+    (folder / "model.json").write_text(json.dumps(info))
+    with pytest.raises(RuntimeError, match="Error\\(s\\) in loading state_dict for ResNet"):
+        load_predictor(folder, framework, spec)
+
+
+def test_warm_start_refuses_a_model_of_another_architecture(trained, tmp_path):
+    from tests.conftest import run_cli
+
+    result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/t",
+                     "--init-from", trained["train"], "--architecture", "resnet18", "--epochs", "1", check=False)
+    assert result.returncode == 2, result.stderr
+    assert (f"cannot warm-start a resnet18 candidate from the cnn model at {trained['train']}; choose the "
+            "architecture cnn (or auto) or turn warm start off") in result.stderr

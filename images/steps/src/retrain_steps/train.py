@@ -209,9 +209,12 @@ class ModelChoice:
 def choose_model(args: argparse.Namespace, spec: InputSpec) -> ModelChoice:
     """The architecture and fine-tuning of this run; bad combinations are :class:`InputError` naming the flags."""
     warm = None
-    if args.init_from and args.architecture == architectures.AUTO and args.framework == "torch":
+    if args.init_from:
         warm = architecture_of(artifacts.read_json(layout.file_in(args.init_from, layout.MODEL_INFO)))
     name = architectures.resolve(args.architecture, spec.height, spec.width, args.framework, warm)
+    if warm and warm != name:
+        raise WarmStartError(f"cannot warm-start a {name} candidate from the {warm} model at {args.init_from}; "
+                             f"choose the architecture {warm} (or auto) or turn warm start off")
     if name != architectures.CNN:
         architectures.check(name, spec.channels, spec.height, spec.width, len(spec.class_names))
     if args.pretrained_sha256 and not args.pretrained:
@@ -234,9 +237,9 @@ def choose_model(args: argparse.Namespace, spec: InputSpec) -> ModelChoice:
     return ModelChoice(name, args.pretrained, args.pretrained_sha256, head_epochs, args.backbone_lr_scale)
 
 
-def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path, architecture: str) -> Path | None:
-    """Copy the ``--init-from`` model into ``folder`` (verified); refuse another framework, architecture, input or
-    classes."""
+def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path) -> Path | None:
+    """Copy the ``--init-from`` model into ``folder`` (verified); refuse another framework, input or classes
+    (another architecture: :func:`choose_model`)."""
     if not args.init_from:
         return None
     from retrain_steps.evaluate import fetch_model, model_fingerprint
@@ -247,18 +250,16 @@ def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path,
     if framework != args.framework:
         raise WarmStartError(f"cannot warm-start a {args.framework} candidate from the {framework} model "
                              f"at {args.init_from}; choose the framework {framework} or turn warm start off")
-    if (theirs := architecture_of(info)) != architecture:
-        raise WarmStartError(f"cannot warm-start a {architecture} candidate from the {theirs} model at "
-                             f"{args.init_from}; choose the architecture {theirs} (or auto) or turn warm start off")
     if reason := spec.compatible(spec_of_model(info)):
         raise WarmStartError(f"cannot warm-start from the model at {args.init_from}: {reason}; "
                              "turn warm start off to train from scratch")
     return folder / MODEL_FILES[framework]
 
 
-def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path,
-                 choice: ModelChoice) -> tuple[list[dict], dict, dict]:
-    """Train on the torch path; the history, the resolved recipe and what the pretrained load did (or {})."""
+def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path, choice: ModelChoice,
+                 checkpoint: bytes | None) -> tuple[list[dict], dict, dict]:
+    """Train on the torch path (from the verified ``checkpoint``'s bytes with ``--pretrained``); the history, the
+    resolved recipe and what the pretrained load did (or {})."""
     import torch
 
     from retrain_steps import augmentation
@@ -274,7 +275,7 @@ def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
     if choice.pretrained:
         from retrain_steps import pretrained
 
-        state = pretrained.read_checkpoint(choice.pretrained, choice.pretrained_sha256)
+        state = pretrained.load_state(checkpoint, choice.pretrained)
         model, done = pretrained.build_pretrained(choice.architecture, spec.channels, spec.height, spec.width,
                                                   len(spec.class_names), state, choice.pretrained)
         del state
@@ -285,7 +286,7 @@ def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
                  ", ".join(done.reinitialised) or "none", choice.head_epochs, choice.backbone_lr_scale)
     else:
         model = torch_model(choice.architecture, spec)
-    if initial := fetch_initial_model(args, spec, folder / "init", choice.architecture):
+    if initial := fetch_initial_model(args, spec, folder / "init"):
         try:
             model.load_state_dict(torch.load(initial, map_location="cpu", weights_only=True))
         except RuntimeError as err:
@@ -330,8 +331,8 @@ def keras_backend() -> str:
     return "tensorflow" if importlib.util.find_spec("tensorflow") else "torch"
 
 
-def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path,
-                 choice: ModelChoice) -> tuple[list[dict], None, dict]:
+def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder: Path, choice: ModelChoice,
+                 checkpoint: None = None) -> tuple[list[dict], None, dict]:
     backend = os.environ["KERAS_BACKEND"] = keras_backend()
     if backend == "torch":  # Keras places every tensor on this torch device: the GPU when there is one
         os.environ["KERAS_TORCH_DEVICE"] = resolve_device(args.device)
@@ -342,7 +343,7 @@ def _train_keras(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
     keras.utils.set_random_seed(args.seed)
     log.info("train: keras %s on the %s backend (%s)", keras.__version__, keras.backend.backend(),
              os.environ.get("KERAS_TORCH_DEVICE", "its default device"))
-    if initial := fetch_initial_model(args, spec, folder / "init", choice.architecture):
+    if initial := fetch_initial_model(args, spec, folder / "init"):
         model = keras.saving.load_model(str(initial), compile=False)
         expected = (spec.height, spec.width, spec.channels)
         if tuple(model.input_shape[1:]) != expected or model.output_shape[-1] != len(spec.class_names):
@@ -419,12 +420,18 @@ def run(args: argparse.Namespace) -> dict:
     if done := manifest.up_to_date(args.output, key):
         log.info("train: %s is up to date", args.output)
         return done
+    checkpoint = None
+    if choice.pretrained:  # missing or not the sha256: refused before the data is loaded or torch imported
+        from retrain_steps.pretrained import read_verified
+
+        checkpoint = read_verified(choice.pretrained, choice.pretrained_sha256)
     raw = load_splits(args.input, spec, splits_raw)
     splits = {name: prepare(x, spec) if name.startswith("x_") else x for name, x in raw.items()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         trainer = _train_torch if args.framework == "torch" else _train_keras
-        history, recipe_used, loaded = trainer(splits, spec, args, folder, choice)
+        history, recipe_used, loaded = trainer(splits, spec, args, folder, choice, checkpoint)
+        del checkpoint
         best = max(history, key=lambda h: h["val_accuracy"])
         metrics: layout.TrainMetrics = {
             "framework": args.framework,
