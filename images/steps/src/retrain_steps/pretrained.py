@@ -4,6 +4,7 @@ The weights file is a torch ``state_dict`` (a torchvision or timm checkpoint the
 never fetched from a hub here), named by URI (``s3://...``, ``file://...`` or a local path: what
 :func:`retrain_steps.artifacts.read_bytes` reads) and by its sha256. :func:`read_checkpoint` reads the bytes,
 verifies them against the sha256 *before* unpickling anything, then ``torch.load(weights_only=True)``.
+(:func:`read_verified` needs no torch: ``train`` checks the file before it loads the data.)
 :func:`build_pretrained` builds the architecture and loads the checkpoint into it:
 
 * the keys must be the model's, strictly (a checkpoint of another architecture is refused naming the keys), except
@@ -37,14 +38,19 @@ class Loaded:
     stem_summed: bool
 
 
-def read_checkpoint(uri: str, sha256: str) -> dict:
-    """The ``state_dict`` at ``uri`` after its bytes matched ``sha256`` (ArtifactError otherwise, naming it)."""
-    import torch
-
+def read_verified(uri: str, sha256: str) -> bytes:
+    """The weights file's bytes once they match ``sha256`` (ArtifactError naming ``uri`` otherwise); no torch."""
     if not sha256:
         raise InputError(f"--pretrained {uri} needs --pretrained-sha256 (the weights file's sha256)")
     data = artifacts.read_bytes(uri)
     artifacts.verify_sha256(uri, data, sha256)
+    return data
+
+
+def load_state(data: bytes, uri: str) -> dict:
+    """The ``state_dict`` in verified bytes: ``torch.load(weights_only=True)``, a mapping of names to tensors."""
+    import torch
+
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 (any unpickling failure means the file is not a checkpoint)
@@ -56,6 +62,11 @@ def read_checkpoint(uri: str, sha256: str) -> dict:
         raise InputError(f"the pretrained weights {uri} are not a state_dict (a mapping of names to tensors), "
                          f"got {type(state).__name__}")
     return state
+
+
+def read_checkpoint(uri: str, sha256: str) -> dict:
+    """:func:`read_verified` then :func:`load_state`."""
+    return load_state(read_verified(uri, sha256), uri)
 
 
 def _named(keys, what: str) -> str:
