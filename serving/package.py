@@ -27,10 +27,34 @@ MODEL_NAME = "digits-classifier"  # the model each bento packs (serving.service.
 SERVICE = "serving.service:DigitsClassifier"
 SERVING_DIR = Path(__file__).resolve().parent
 STEPS_DIR = Path(artifacts.__file__).resolve().parent
+def imported_step_modules(sources: list[Path]) -> tuple[str, ...]:
+    """The ``retrain_steps`` modules ``sources`` import, directly or through each other (at any depth, lazy
+    imports inside functions included): what a bento must carry for its service to import and load a model."""
+    import ast
+
+    found, queue = {"__init__.py"}, list(sources)
+    while queue:
+        tree = ast.parse(queue.pop().read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "retrain_steps":
+                parts = node.module.split(".")
+                names = [parts[1]] if len(parts) > 1 else [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name.split(".")[1] for alias in node.names
+                         if alias.name.startswith("retrain_steps.")]
+            else:
+                continue
+            for name in names:
+                module = STEPS_DIR / f"{name}.py"
+                if module.is_file() and module.name not in found:
+                    found.add(module.name)
+                    queue.append(module)
+    return tuple(sorted(found))
+
+
 # Every module of the serving package but this build tool; of the steps package, what the service imports.
 SERVING_MODULES = tuple(sorted(p.name for p in SERVING_DIR.glob("*.py") if p.name != Path(__file__).name))
-STEPS_MODULES = ("__init__.py", "artifacts.py", "errors.py", "digits_profile.py", "images.py", "input_spec.py", "layout.py",
-                 "models.py", "ood.py", "registry.py", "settings.py")
+STEPS_MODULES = imported_step_modules([SERVING_DIR / module for module in SERVING_MODULES])
 
 
 def model_name(text: str) -> str:
