@@ -110,3 +110,43 @@ def test_the_pipeline_and_the_train_pods_ask_for_gpus_alike():
     assert train_platform["nodeSelector"] == {"labels": pod["nodeSelector"]} == {"labels": {"pool": "a100"}}
     untouched = KubeflowPipelinesRunOperator(task_id="k", pipeline_package=str(COMPILED))._documents()[1]
     assert yaml.safe_dump(untouched) == yaml.safe_dump(list(yaml.safe_load_all(COMPILED.read_text()))[1])
+
+
+def test_the_kubeflow_dag_submits_the_forms_architecture_and_weights(monkeypatch):
+    """retrain_kubeflow's own tasks, from the form's params to the KFP REST API: the run's parameters are the compiled
+    pipeline's inputs, and every candidate's train arguments carry the architecture, the weights' store URI and their
+    sha256 (what the train component runs, as the pods do)."""
+    import copy
+    import runpy
+
+    from retraining.pod_manifests import default_params
+
+    from tests.helpers.kfp_server import FakeKfp
+
+    monkeypatch.setenv("RETRAIN_ARTIFACT_STORE", "s3://bucket/artifacts")
+    dag = runpy.run_path(str(ROOT / "dags" / "retrain_kubeflow.py"))["retrain_kubeflow"]()
+    sha256 = "0123456789abcdef" * 4
+    params = default_params(architecture="mobilenet_v3_large", pretrained_weights="weights/mnv3l.pth",
+                            pretrained_sha256=sha256, augment=True, flip=True, learning_rates=[0.001, 0.01], gpus=0)
+    plan, plan_candidates = (dag.get_task(t).python_callable for t in ("plan", "plan_candidates"))
+    data, candidates = plan(params=params, run_id="r"), plan_candidates(params=params, run_id="r")
+    arguments = dag.get_task("pipeline_arguments").python_callable(data, candidates, params=params)
+    with FakeKfp() as kfp:
+        monkeypatch.setenv("AIRFLOW_CONN_KFP_RUN_PARAMETERS", json.dumps({"conn_type": "kubeflow_pipelines",
+                                                                          "host": kfp.url}))
+        submit = copy.copy(dag.get_task("kubeflow_run"))
+        submit.pipeline_params, submit.kfp_conn_id, submit.deferrable, submit.poll_interval = (
+            arguments, "kfp_run_parameters", False, 0.01)
+        submit.run_name = "r"
+        submit.execute({"ti": type("TI", (), {"xcom_push": lambda *a, **k: None})(), "run_id": "r",
+                        "dag": dag})
+        (run,) = kfp.runs.values()
+    sent = run.runtime_config.parameters
+    spec = next(yaml.safe_load_all(COMPILED.read_text()))
+    assert set(sent) == set(spec["root"]["inputDefinitions"]["parameters"])
+    assert len(sent["candidates"]) == 2
+    for candidate in sent["candidates"]:
+        train = candidate["train"]
+        assert train[train.index("--architecture") + 1] == "mobilenet_v3_large"
+        assert train[train.index("--pretrained") + 1] == "s3://bucket/artifacts/weights/mnv3l.pth"
+        assert train[train.index("--pretrained-sha256") + 1] == sha256 and "--flip" in train

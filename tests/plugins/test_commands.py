@@ -175,3 +175,105 @@ def test_a_run_trains_its_forms_model_and_new_model_cannot_fork_one(tmp_path):
     with pytest.raises(ValueError, match=r"model 'digts' has no production version \(models: digits\); tick 'New model'"):
         run_model(conf, {"model": "digts"})  # a typo cannot start a model
     assert run_model(conf, {"model": "digits"}) == "digits"
+
+
+WEIGHTS_SHA256 = "0123456789abcdef" * 4
+
+
+def test_train_arguments_carry_the_architecture_and_pretrained_weights_only_when_set():
+    """The form's architecture, weights (a path in the store, resolved to its URI), sha256 and flips reach every
+    candidate's train command; the defaults add nothing, so a default run trains as before."""
+    chosen = {**PARAMS, "architecture": "resnet18", "pretrained_weights": "weights/resnet18-imagenet.pth",
+              "pretrained_sha256": WEIGHTS_SHA256, "augment": True, "flip": True}
+    for candidate in commands.candidates(params=chosen, run_id="r1", artifact_store=STORE):
+        train = candidate["train"]
+        assert train[train.index("--architecture") + 1] == "resnet18"
+        assert train[train.index("--pretrained") + 1] == f"{STORE}/weights/resnet18-imagenet.pth"
+        assert train[train.index("--pretrained-sha256") + 1] == WEIGHTS_SHA256
+        assert "--flip" in train and "--augment" in train
+    full_uri = {**chosen, "pretrained_weights": f"{STORE}/weights/r18.pth"}
+    train = commands.candidates(params=full_uri, run_id="r1", artifact_store=STORE)[0]["train"]
+    assert train[train.index("--pretrained") + 1] == f"{STORE}/weights/r18.pth"
+    defaults = {**PARAMS, "architecture": "auto", "pretrained_weights": "", "pretrained_sha256": None, "flip": False}
+    for candidate in commands.candidates(params=defaults, run_id="r1", artifact_store=STORE):
+        assert not {"--architecture", "--pretrained", "--pretrained-sha256", "--flip"} & set(candidate["train"])
+    small = commands.candidates(params={**PARAMS, "architecture": "cnn"}, run_id="r1", artifact_store=STORE)[0]
+    assert small["train"][-2:] == ["--architecture", "cnn"]
+
+
+def test_architecture_arguments_parse_with_the_real_step_cli():
+    from retrain_steps.__main__ import build_parser
+
+    chosen = {**PARAMS, "architecture": "convnext_tiny", "pretrained_weights": "w/c.pth",
+              "pretrained_sha256": WEIGHTS_SHA256, "flip": True, "augment": True, "patience": 2}
+    args = build_parser().parse_args(commands.candidates(params=chosen, run_id="r", artifact_store=STORE)[0]["train"])
+    assert (args.architecture, args.pretrained, args.pretrained_sha256, args.flip, args.augment, args.patience) == (
+        "convnext_tiny", f"{STORE}/w/c.pth", WEIGHTS_SHA256, True, True, 2)
+
+
+def test_pretrained_weights_resolve_inside_the_store_only():
+    import pytest
+
+    store = "file:///srv/store"
+    assert commands.pretrained_uri("weights/r18.pth", store) == "file:///srv/store/weights/r18.pth"
+    assert commands.pretrained_uri("file:///srv/store/weights/r18.pth", store) == "file:///srv/store/weights/r18.pth"
+    assert commands.pretrained_uri(" w.pth ", "s3://b/a/") == "s3://b/a/w.pth"
+    for bad, where in [("weights/../../etc/passwd", store), ("file:///etc/passwd", store), ("../store-x/w.pth", store),
+                       ("file:///srv/store-x/w.pth", store), ("s3://b/x.pth", store), ("/etc/passwd", store),
+                       ("weights/", store), ("file:///srv/store/", store), ("https://hub.example.com/r.pth", store),
+                       ("s3://b/other/w.pth", "s3://b/a"), ("s3://c/a/w.pth", "s3://b/a")]:
+        with pytest.raises(ValueError, match=f"pretrained weights '{bad}': not a file in the artifact store "):
+            commands.pretrained_uri(bad, where)
+
+
+def test_pretrained_weights_through_a_link_out_of_the_store_are_refused(tmp_path):
+    import pytest
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "secret.pth").write_bytes(b"x")
+    (tmp_path / "store" / "w.pth").symlink_to(tmp_path / "secret.pth")
+    with pytest.raises(ValueError, match="not a file in the artifact store"):
+        commands.pretrained_uri("w.pth", f"file://{tmp_path}/store")
+
+
+REFUSED_TRAINING = [
+    ({"pretrained_weights": "w.pth"}, "Pretrained weights is set .w.pth. but Pretrained weights sha256 is empty"),
+    ({"pretrained_sha256": WEIGHTS_SHA256}, f"Pretrained weights sha256 is set .{WEIGHTS_SHA256}. but Pretrained "
+                                            "weights is empty"),
+    ({"pretrained_weights": "w.pth", "pretrained_sha256": "ABC"}, "Pretrained weights sha256 'ABC' is not 64"),
+    ({"framework": "tensorflow", "architecture": "resnet18"},
+     "architecture 'resnet18': Keras .framework tensorflow. trains the small CNN only; choose the framework PyTorch"),
+    ({"framework": "tensorflow", "pretrained_weights": "w.pth", "pretrained_sha256": WEIGHTS_SHA256},
+     "pretrained weights 'w.pth' cannot start Keras"),
+    ({"architecture": "cnn", "pretrained_weights": "w.pth", "pretrained_sha256": WEIGHTS_SHA256},
+     "pretrained weights 'w.pth' cannot start the small CNN"),
+    ({"architecture": "resnet18", "pretrained_weights": "w.pth", "pretrained_sha256": WEIGHTS_SHA256,
+      "warm_start": True}, "'Warm start from production' both set the initial weights: choose one"),
+    ({"architecture": "resnet18", "pretrained_weights": "file:///elsewhere/w.pth", "pretrained_sha256": WEIGHTS_SHA256},
+     "pretrained weights 'file:///elsewhere/w.pth': not a file in the artifact store file:///srv/store/"),
+    ({"architecture": "convnext_tiny", "image_size": 28}, "architecture 'convnext_tiny' needs images of at least 32 px"),
+    ({"flip": True}, "'Horizontal flips' is part of the augmentation: tick 'Augment training images' too"),
+]
+
+
+def test_what_cannot_train_fails_the_plan_task_before_any_download():
+    """Bad combinations the form cannot see (one field against another) are bad input of ``plan``: one line naming
+    the values, no retry; ``plan_candidates`` refuses them too."""
+    import pytest
+    from retraining.bad_input import BadInput
+    from retraining.config import settings
+    from retraining.planning import planning_head
+
+    from airflow.sdk import DAG
+
+    with DAG("t3", schedule=None):
+        plan, plan_candidates = planning_head(settings({"RETRAIN_ARTIFACT_STORE": "file:///srv/store"}))
+    for overrides, message in REFUSED_TRAINING:
+        for task in (plan, plan_candidates):
+            with pytest.raises(BadInput, match=message) as refused:
+                task.operator.python_callable(params={**PARAMS, **overrides}, run_id="r")
+            assert "\n" not in str(refused.value) and refused.value.code == 2
+    fine = {**PARAMS, "architecture": "convnext_tiny", "image_size": 32, "pretrained_weights": "w.pth",
+            "pretrained_sha256": WEIGHTS_SHA256}
+    (candidate, _) = plan_candidates.operator.python_callable(params=fine, run_id="r")
+    assert candidate["train"][candidate["train"].index("--pretrained") + 1] == "file:///srv/store/w.pth"
