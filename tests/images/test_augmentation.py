@@ -33,15 +33,30 @@ def rises_left_to_right(batch, border: int = 0) -> torch.Tensor:
     return (columns[:, 1:] >= columns[:, :-1] - 1e-5).all(dim=1)
 
 
-def test_each_image_gets_its_own_crop_jitter_and_erasing():
+def all_distinct(batch) -> bool:
+    flat = batch.flatten(1)
+    differences = (flat[:, None] - flat[None]).abs().amax(dim=-1) + torch.eye(len(batch)) * 1e9
+    return bool(differences.min() > 1e-3)
+
+
+def test_each_image_gets_its_own_augmentation():
     x = torch.randn(1, 3, 24, 24).expand(48, -1, -1, -1).contiguous()
     out = StandardPolicy(3, (0.5,) * 3, (0.25,) * 3, flip=True)(x, generator())
     assert out.shape == x.shape and out.dtype == x.dtype
-    flat = out.flatten(1)
-    distinct = torch.cdist(flat, flat) + torch.eye(48) * 1e9
-    assert distinct.min() > 1e-3, "no two images of the batch augmented alike"
+    assert all_distinct(out), "no two images of the batch augmented alike"
     again = StandardPolicy(3, (0.5,) * 3, (0.25,) * 3, flip=True)(x, generator())
     assert torch.equal(out, again), "the trainer's seeded generator decides everything"
+
+
+@pytest.mark.parametrize("part", ["crop_and_flip", "color_jitter", "erase"])
+def test_each_part_draws_per_image(monkeypatch, part):
+    """One part at a time (the others the identity): its own draw for every image."""
+    monkeypatch.setattr(augmentation, "ERASE_P", 1.0)
+    for other in {"crop_and_flip", "color_jitter", "erase"} - {part}:
+        monkeypatch.setattr(StandardPolicy, other, lambda self, x, u: x)
+    pixels = torch.rand(1, 3, 24, 24).expand(48, -1, -1, -1)
+    out = StandardPolicy(3, (0.5,) * 3, (0.25,) * 3)((pixels - 0.5) / 0.25, generator())
+    assert all_distinct(out)
 
 
 def test_the_whole_image_at_its_own_aspect_is_the_identity_and_the_flip_mirrors():
