@@ -1,4 +1,5 @@
-"""End to end on the embedded default: ``airflow dags test retrain`` → registry → ``/predict``."""
+"""End to end on the embedded default: ``airflow dags test retrain`` → registry → ``/predict``; and a new model of a
+standard architecture from pretrained weights in the store, through to its bento answering ``/predict``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import json
 import httpx
 import pytest
 
-from retrain_steps import registry
+from retrain_steps import artifacts, layout, registry
 from serving.service import VERSION_HEADER
 from tests.conftest import ROOT, run_cli
 from tests.helpers.airflow import BIN, local_airflow_env
+from tests.helpers.checkpoints import write_resnet18_checkpoint
 from tests.helpers.airflow import dags_test as run_dags_test
 from tests.helpers.servers import free_port, serve
+from tests.serving.conftest import serve_bento
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +67,7 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications, mlflow
     production = registry.production(reg)
     assert production is not None and production["metrics"]["test_accuracy"] >= 0.9
     assert production["bento"]["uri"].endswith(".bento") and production["params"]["epochs"] == 12
-    (deployed,) = [b for b in notifications[1] if b["event"] == "deployed"]
+    (deployed,) = [b for b in notifications[1] if b["event"] == "deployed" and b["model"] == "digits"]
     assert deployed["version"] == production["version"] and deployed["_authorization"] == "Bearer s3cret"
     assert f"promote of digits {production['version']} by airflow:retrain (was empty)" in deployed["text"]
     # tracked in MLflow (the track teardown): the run, its two candidates as child runs, the deployed version as a
@@ -99,7 +102,7 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications, mlflow
                                          "min_accuracy": 0.0, "margin": 1.0})
         assert f"warm start from {reg}/versions/{production['version']}" in second
         assert "gate: keep production" in second
-        (rejected,) = [b for b in notifications[1] if b["event"] == "gate_rejected"]
+        (rejected,) = [b for b in notifications[1] if b["event"] == "gate_rejected" and b["model"] == "digits"]
         assert f"kept production {production['version']}: test accuracy" in rejected["text"]
         assert "(same test split)" in second, "production was evaluated on this run's split"
         assert "unchanged: reusing the preprocessing" in second, "same dataset version: no second preprocessing"
@@ -113,3 +116,32 @@ def test_retrain_deploys_then_gates(airflow_env, tmp_path, notifications, mlflow
         assert len(parents) == 2 and len(found) == 2 + 3, "two runs; their 2 + 1 candidates as child runs"
         again = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("d.png", sample)}, timeout=30)
         assert again.headers[VERSION_HEADER] == production["version"]
+
+
+def test_a_chosen_architecture_from_pretrained_weights_trains_deploys_and_serves(airflow_env, tmp_path):
+    """The form's Architecture and Pretrained weights, end to end on the local backend: a new model trains as a
+    ResNet-18 from a checkpoint in the store (its 1000-class head dropped for the ten digits, its RGB stem summed to
+    grayscale), is gated, packaged, registered and deployed, and the bento package built answers /predict."""
+    reg = airflow_env["RETRAIN_REGISTRY"]
+    weights, sha256 = write_resnet18_checkpoint(airflow_env["RETRAIN_ARTIFACT_STORE"], "resnet18-test.pth")
+    output = dags_test(airflow_env, {"model": "digits-resnet18", "new_model": True, "architecture": "resnet18",
+                                     "pretrained_weights": weights, "pretrained_sha256": sha256, "epochs": 1,
+                                     "learning_rates": [0.01], "min_accuracy": 0.0})
+    assert "gate: deploy" in output
+    production = registry.production(reg, "digits-resnet18")
+    assert production is not None and production["model"] == "digits-resnet18"
+    trained = artifacts.read_json(layout.file_in(layout.version_folder(reg, production["version"]), layout.MODEL_INFO))
+    assert trained["architecture"] == "resnet18"
+    (candidate,) = registry.run_record(reg, production["run_id"], "digits-resnet18")["candidates"]
+    metrics = artifacts.read_json(layout.file_in(candidate["model"], layout.METRICS))
+    assert metrics["architecture"] == "resnet18"
+    assert metrics["pretrained"]["uri"] == f"{airflow_env['RETRAIN_ARTIFACT_STORE']}/{weights}"
+    assert metrics["pretrained"]["sha256"] == sha256 and metrics["pretrained"]["stem_summed"] is True
+    assert metrics["pretrained"]["reinitialised"] == ["fc.bias", "fc.weight"], "only the 1000-class head is new"
+
+    with serve_bento(production, tmp_path, tmp_path / "serve.log") as url:
+        sample = (ROOT / "serving" / "samples" / "digit-3.png").read_bytes()
+        response = httpx.post(f"{url}/predict", files={"file": ("d.png", sample)}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.headers[VERSION_HEADER] == production["version"]
+        assert str(response.json()["prediction"]) in production["input_spec"]["class_names"]
