@@ -206,4 +206,5 @@ def test_retrain_kubeflow_on_own_datasets(own_env, kfp_local, kfp_runs, images_r
     trained = artifacts.read_json(artifacts.join(logged["metadata"]["model_uri"], "model.json"))
     assert logged["metadata"]["architecture"] == trained["architecture"] == ("resnet18" if pretrained else "cnn")
     if pretrained:
-        assert logged["metadata"]["pretrained"] == f"{own_env['RETRAIN_ARTIFACT_STORE']}/{training['pretrained_weights']}"
+        store = own_env["RETRAIN_ARTIFACT_STORE"]
+        assert logged["metadata"]["pretrained"] == f"{store}/{training['pretrained_weights']}"

@@ -12,8 +12,8 @@ from retrain_steps import artifacts, layout, registry
 from serving.service import VERSION_HEADER
 from tests.conftest import ROOT, run_cli
 from tests.helpers.airflow import BIN, local_airflow_env
-from tests.helpers.checkpoints import write_resnet18_checkpoint
 from tests.helpers.airflow import dags_test as run_dags_test
+from tests.helpers.checkpoints import write_resnet18_checkpoint
 from tests.helpers.servers import free_port, serve
 from tests.serving.conftest import serve_bento
 

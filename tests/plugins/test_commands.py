@@ -251,7 +251,8 @@ REFUSED_TRAINING = [
       "warm_start": True}, "'Warm start from production' both set the initial weights: choose one"),
     ({"architecture": "resnet18", "pretrained_weights": "file:///elsewhere/w.pth", "pretrained_sha256": WEIGHTS_SHA256},
      "pretrained weights 'file:///elsewhere/w.pth': not a file in the artifact store file:///srv/store/"),
-    ({"architecture": "convnext_tiny", "image_size": 28}, "architecture 'convnext_tiny' needs images of at least 32 px"),
+    ({"architecture": "convnext_tiny", "image_size": 28},
+     "architecture 'convnext_tiny' needs images of at least 32 px"),
     ({"flip": True}, "'Horizontal flips' is part of the augmentation: tick 'Augment training images' too"),
 ]
 
