@@ -296,3 +296,20 @@ def test_a_models_page_links_to_mlflow_when_runs_are_tracked(view, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     page = client().get("/digits/", headers={"accept": "text/html"}).text
     assert '<a href="http://mlflow.example:5000/#/models/digits" target="_blank" rel="noopener" id="mlflow">' in page
+
+
+def test_a_versions_architecture_and_pretrained_weights_are_shown(view):
+    """What a version was trained as: its architecture and the weights file it was fine-tuned from (a version from
+    before architectures reads as the small CNN, trained from scratch)."""
+    client, reg = view
+    weights = {"uri": "s3://artifacts/weights/resnet18-imagenet.pth", "sha256": "5" * 64, "head_epochs": 1}
+    tuned = packaged(reg, "a" * 12, params={"architecture": "resnet18", "pretrained": weights, "learning_rate": 0.001})
+    old = packaged(reg, "b" * 12, params={"learning_rate": 0.003})
+    page = client().get(f"/digits/versions/{tuned}", headers={"accept": "text/html"}).text
+    assert '<dd id="architecture">resnet18</dd>' in page
+    assert "s3://artifacts/weights/resnet18-imagenet.pth" in page and "5" * 12 in page and "1 head epochs" in page
+    page = client().get(f"/digits/versions/{old}", headers={"accept": "text/html"}).text
+    assert '<dd id="architecture">cnn</dd>' in page and "trained from scratch" in page
+    rows = client().get("/digits/", headers={"accept": "text/html"}).text.split("<tr data-version=")
+    assert "resnet18 (pretrained)" in next(row for row in rows if row.startswith(f'"{tuned}"'))
+    assert "<td>cnn</td>" in next(row for row in rows if row.startswith(f'"{old}"'))

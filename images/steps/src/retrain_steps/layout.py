@@ -98,6 +98,9 @@ class TrainMetrics(TypedDict, total=False):
     epochs_run: int
     patience: int
     augment: bool
+    flip: bool  #: horizontal flips in the augmentation
+    architecture: str  #: "cnn" or a torchvision classifier (retrain_steps.architectures); absent: cnn
+    pretrained: dict  #: fine-tuned from a weights file: uri, sha256, head_epochs, backbone_lr_scale...
     warm_start_from: str | None
     val_accuracy: float
     val_loss: float
@@ -146,8 +149,8 @@ class CardMetrics(TypedDict):
     val_accuracy: float | None
 
 
-TRAIN_PARAMS = ("framework", "learning_rate", "epochs", "batch_size", "seed", "patience", "augment",
-                "warm_start_from")  #: the :class:`TrainMetrics` fields a card keeps as ``params``
+TRAIN_PARAMS = ("framework", "architecture", "pretrained", "learning_rate", "epochs", "batch_size", "seed", "patience",
+                "augment", "flip", "warm_start_from")  #: the :class:`TrainMetrics` fields a card keeps as ``params``
 
 
 def card_metrics(evaluation: Evaluation, train: TrainMetrics) -> CardMetrics:
