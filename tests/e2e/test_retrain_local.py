@@ -139,7 +139,8 @@ def test_a_chosen_architecture_from_pretrained_weights_trains_deploys_and_serves
     assert metrics["pretrained"]["sha256"] == sha256 and metrics["pretrained"]["stem_summed"] is True
     assert metrics["pretrained"]["reinitialised"] == ["fc.bias", "fc.weight"], "only the 1000-class head is new"
 
-    with serve_bento(production, tmp_path, tmp_path / "serve.log") as url:
+    fixed = {"DIGITS_REGISTRY_URI": "", "DIGITS_MODEL": "", "DIGITS_WORKERS": "1"}  # this bento alone, one worker
+    with serve_bento(production, tmp_path, tmp_path / "serve.log", fixed) as url:
         sample = (ROOT / "serving" / "samples" / "digit-3.png").read_bytes()
         response = httpx.post(f"{url}/predict", files={"file": ("d.png", sample)}, timeout=30)
         assert response.status_code == 200, response.text
