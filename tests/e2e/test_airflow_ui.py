@@ -9,7 +9,8 @@ into the trigger form; find the Kubeflow Pipelines connection type. Through the 
 ``promote_model`` runs on the scheduler: its failure notification (the DAG processor runs the callback), the
 history's actor (the user who triggered the run, never the conf) and the refusal of a no-op promotion. Last, the
 README's first hour: a second model (the shapes) from the trigger form, run by the scheduler, both models in the
-view with their classes, and a rollback of digits that leaves the shapes alone.
+view with their classes, and a rollback of digits that leaves the shapes alone. Then a ResNet-18 fine-tuned from a
+pretrained weights file, picked in the form, deployed as a third model and shown as such.
 """
 
 from __future__ import annotations
@@ -436,3 +437,64 @@ def test_the_first_hour_a_second_model_beside_the_first(page, stack):
         time.sleep(1)
     assert served_version(stack["serving"]) == previous
     assert registry.promotions(stack["registry"], model="shapes") == shapes_history, "shapes untouched"
+
+
+def test_a_user_picks_an_architecture_and_pretrained_weights_in_the_form(page, stack):
+    """A ResNet-18 fine-tuned from a weights file the platform team put in the store (here one this test writes: a
+    torchvision state_dict with its 1000-class ImageNet head): picked in the trigger form by a user, run by the
+    scheduler (head epoch, then the whole network), gated, packaged and deployed as a new model; the Models view says
+    what the version was trained as."""
+    import hashlib
+    import io
+
+    import torch
+    import torchvision
+
+    from retrain_steps import artifacts
+
+    buffer = io.BytesIO()
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), buffer)
+    weights = buffer.getvalue()
+    artifacts.write_bytes(f"{stack['store']}/weights/resnet18-imagenet.pth", weights)
+    data = f"{stack['store']}/datasets/shapes-resnet.zip"
+    artifacts.write_bytes(data, zip_bytes(image_files(("circle", "square", "triangle"), 60, 28, "L", 7), top="shapes/"))
+
+    page.goto(f"{stack['airflow']}/dags/retrain")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_role("button", name="Model", exact=True).click()
+    model = page.locator("[name=element_model]")
+    model.fill("")
+    model.press_sequentially("shapes-resnet", delay=30)
+    page.get_by_role("dialog").locator("label", has_text="New model").click()
+    page.get_by_role("button", name="Data", exact=True).click()
+    page.locator("[name=element_dataset_uri]").fill(data)
+    page.get_by_role("button", name="Training", exact=True).click()
+    page.locator("#element_architecture").click()
+    page.get_by_role("option", name="ResNet-18", exact=True).click()
+    page.locator("[name=element_pretrained_weights]").fill("weights/resnet18-imagenet.pth")
+    page.locator("[name=element_pretrained_sha256]").fill(hashlib.sha256(weights).hexdigest())
+    page.locator("[name=element_learning_rates]").fill("0.001")
+    page.locator("[name=element_epochs]").fill("4")
+    page.get_by_role("button", name="Deployment", exact=True).click()
+    page.locator("[name=element_min_accuracy]").fill("0.3")
+    screenshot(page, "trigger-form-architecture")
+    run = submit_trigger_form(page, stack)
+    conf = run["conf"]
+    assert (conf["architecture"], conf["pretrained_weights"]) == ("resnet18", "weights/resnet18-imagenet.pth"), conf
+    path = f"/api/v2/dags/retrain/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
+    started = time.monotonic()
+    while (state := api_get(stack, path)["state"]) not in ("success", "failed"):
+        assert time.monotonic() < started + 600, "the run of the ResNet-18 did not end"
+        time.sleep(3)
+    print(f"retrain of a pretrained ResNet-18 on the scheduler: {state} in {time.monotonic() - started:.0f} s")
+    assert state == "success", stack["log"].read_text()[-3000:]
+    production = registry.production(stack["registry"], "shapes-resnet")
+    assert production, f"not deployed: {registry.run_record(stack['registry'], run['dag_run_id'], 'shapes-resnet')}"
+    assert production["params"]["architecture"] == "resnet18", production["params"]
+    assert production["params"]["pretrained"]["uri"] == f"{stack['store']}/weights/resnet18-imagenet.pth"
+
+    frame = open_models(page, model="shapes-resnet")
+    frame.locator("#versions a", has_text=production["version"]).click()
+    assert frame.locator("#architecture").inner_text() == "resnet18"
+    assert "weights/resnet18-imagenet.pth" in frame.locator("#pretrained").inner_text()
+    screenshot(page, "model-version-resnet18")
