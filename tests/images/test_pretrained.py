@@ -225,3 +225,18 @@ def test_the_cli_refuses_bad_weights_with_exit_2_naming_the_file(rgb_data, resne
                      "--architecture", "resnet18", "--pretrained", uri, "--pretrained-sha256", digest, check=False)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_fine_tuning_flags_and_their_defaults():
+    import argparse
+
+    from retrain_steps import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--input", "i", "--output", "o"])
+    assert (args.architecture, args.pretrained, args.pretrained_sha256, args.head_epochs, args.backbone_lr_scale,
+            args.flip) == ("auto", None, None, None, 0.1, False)
+    empty = parser.parse_args(["--input", "i", "--output", "o", "--pretrained", "", "--pretrained-sha256", ""])
+    assert not empty.pretrained and empty.pretrained_sha256 is None, "a form's empty fields are no value"
+    assert [train.default_head_epochs(e) for e in (1, 3, 4, 7, 8, 20, 100)] == [0, 0, 1, 1, 2, 2, 2]

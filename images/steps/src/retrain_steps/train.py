@@ -79,7 +79,9 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def sha256_hex(text: str) -> str:
+def sha256_hex(text: str) -> str | None:
+    if not text:  # an empty value (a form's unset field) is no value, as an empty --pretrained
+        return None
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise argparse.ArgumentTypeError(f"must be a sha256: 64 hexadecimal digits, got {text!r}")
     return text.lower()
@@ -135,10 +137,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fine.add_argument("--pretrained-sha256", type=sha256_hex, default=None, metavar="HEX",
                       help="the weights file's sha256 (required with --pretrained)")
     fine.add_argument("--head-epochs", type=non_negative_int, default=None,
-                      help="epochs training the head alone first (backbone frozen); "
+                      help="with --pretrained: epochs training the head alone first (backbone frozen); "
                            "default min(2, epochs // 4); --epochs trains the head only")
     fine.add_argument("--backbone-lr-scale", type=lr_scale, default=BACKBONE_LR_SCALE,
-                      help="the backbone's rate as a fraction of --learning-rate after the head epochs")
+                      help="with --pretrained: the backbone's rate as a fraction of --learning-rate after the "
+                           "head epochs")
     recipe_flags = parser.add_argument_group("torch recipe", "unset: the default for the dataset's size "
                                              "(retrain_steps.recipe); the Keras path ignores them")
     recipe_flags.add_argument("--weight-decay", type=non_negative_float, default=None,
