@@ -71,6 +71,18 @@ class StandardPolicy:
         self.channels, self.flip = channels, flip
         self.mean, self.std = tuple(mean) or (0.0,) * channels, tuple(std) or (1.0,) * channels
         self.jitter = channels == 3
+        self._constants: dict = {}  # (device, dtype) -> mean, std, luma: copied to the device once, not per batch
+
+    def constants(self, x):
+        """The normalisation and luma weights as ``(1, c, 1, 1)`` tensors on ``x``'s device (a copy to a GPU
+        waits for it: made once per device)."""
+        import torch
+
+        key = (x.device, x.dtype)
+        if key not in self._constants:
+            self._constants[key] = tuple(torch.tensor(values, dtype=x.dtype).view(1, -1, 1, 1).to(x.device)
+                                         for values in (self.mean, self.std, LUMA))
+        return self._constants[key]
 
     def __call__(self, x, generator):
         import torch
@@ -84,9 +96,8 @@ class StandardPolicy:
 
     def crop_and_flip(self, x, u):
         """Random resized crop (``u[:, 0]`` scale, ``u[:, 1]`` ratio, ``u[:, 2:4]`` centre) and the flip (``u[:, 4]``
-        below 1/2, with ``flip``), as one
-        affine resampling. The crop's sides are clamped to the image (v2 retries 10 draws, then falls back to a
-        centre crop)."""
+        below 1/2, with ``flip``), as one affine resampling. The crop's sides are clamped to the image (v2 retries
+        10 draws, then falls back to a centre crop)."""
         import torch
         from torch.nn import functional
 
@@ -107,11 +118,7 @@ class StandardPolicy:
 
     def color_jitter(self, x, u):
         """Brightness, contrast, saturation by per-image factors ``1 + JITTER * (2u - 1)`` in pixel space."""
-        import torch
-
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        luma = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        mean, std, luma = self.constants(x)
         factors = (1 + JITTER * (2 * u - 1)).to(x.dtype)
         brightness, contrast, saturation = (factors[:, i].view(-1, 1, 1, 1) for i in range(3))
         pixels = (x * std + mean) * brightness
