@@ -25,7 +25,7 @@ def render_pods(
     settings: Settings, params: dict, run_id: str = "manual__review", production_version: str | None = None
 ) -> dict[str, dict]:
     """``{name: manifest}`` for download, preprocess, train-<i>, evaluate-<i>, evaluate-production
-    (when ``production_version`` is given) and package, in the order a run launches them."""
+    (when ``production_version`` is given), package and track, in the order a run launches them."""
     from kubernetes.client import ApiClient
 
     from retraining.pods import pod_operator_kwargs
@@ -41,10 +41,13 @@ def render_pods(
     planned += [("train", c["index"], commands.STEPS_CMDS, c["train"]) for c in candidates]
     planned += [("evaluate", c["index"], commands.STEPS_CMDS, c["evaluate"]) for c in candidates]
     planned += [("evaluate_production", 0, commands.STEPS_CMDS, b["evaluate"]) for b in baseline]
+    model = params.get("model") or settings.model
     package = commands.package_arguments(candidate=candidates[0], dataset=data["dataset"],
-                                         registry=settings.registry, run_id=run_id,
-                                         model=params.get("model") or settings.model)
+                                         registry=settings.registry, run_id=run_id, model=model)
     planned.append(("package", -1, commands.PACKAGE_CMDS, package))
+    track = commands.track_arguments(candidates=candidates, dataset=data["dataset"], model=model, run_id=run_id,
+                                     dag_id="retrain", artifact_store=settings.artifact_store, registry=settings.registry)
+    planned.append(("track", -1, commands.STEPS_CMDS, track))
     pods = {}
     for step, index, cmds, arguments in planned:
         kwargs = pod_operator_kwargs(step, cmds=cmds, settings=settings)

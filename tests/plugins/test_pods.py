@@ -26,7 +26,9 @@ def pods(request):
 def test_one_pod_per_task(pods):
     _, rendered = pods
     assert sorted(rendered) == ["download", "evaluate-0", "evaluate-1", "evaluate-2", "evaluate-production",
-                                "package", "preprocess", "train-0", "train-1", "train-2"]
+                                "package", "preprocess", "track", "train-0", "train-1", "train-2"]
+    track = rendered["track"]["spec"]["containers"][0]
+    assert track["args"][:3] == ["track", "--model-name", "digits"] and track["args"].count("--candidate") == 3
 
 
 def test_more_gpus_than_training_uses_are_refused():
@@ -56,6 +58,10 @@ def test_pods_run_the_step_cli_non_root_with_secret_credentials(pods):
     for name, manifest in pods[1].items():
         spec, container = manifest["spec"], manifest["spec"]["containers"][0]
         assert spec["securityContext"]["runAsNonRoot"] is True
+        if name == "track":
+            assert container["envFrom"] == [{"secretRef": {"name": "artifact-store"}},
+                                            {"secretRef": {"name": "mlflow-tracking", "optional": True}}]
+            continue
         assert container["envFrom"] == [{"secretRef": {"name": "artifact-store"}}], "no MLflow secret but in track"
         assert not any("SECRET" in env.get("name", "") for env in container.get("env", []))
         labels = manifest["metadata"]["labels"]
