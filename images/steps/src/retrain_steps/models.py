@@ -99,7 +99,8 @@ def architecture_of_state(state: dict, spec: InputSpec) -> str:
         if shapes(torch_cnn(spec)) == wanted:
             return architectures.CNN
         for name in architectures.ARCHITECTURES:
-            if min(spec.height, spec.width) >= architectures.MIN_SIDE[name] and shapes(torch_model(name, spec)) == wanted:
+            fits = min(spec.height, spec.width) >= architectures.MIN_SIDE[name]
+            if fits and shapes(torch_model(name, spec)) == wanted:
                 return name
     return architectures.CNN
 

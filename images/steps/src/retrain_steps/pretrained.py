@@ -88,7 +88,8 @@ def build_pretrained(name: str, channels: int, height: int, width: int, classes:
     head = architectures.HEADS[name] + "."
     unexpected = set(state) - set(expected)
     # BatchNorm fills num_batches_tracked itself when a (torchvision) checkpoint lacks it
-    missing = {k for k in set(expected) - set(state) if not k.startswith(head) and not k.endswith("num_batches_tracked")}
+    missing = {k for k in set(expected) - set(state)
+               if not k.startswith(head) and not k.endswith("num_batches_tracked")}
     if unexpected or missing:
         parts = [_named(unexpected, "unexpected keys") if unexpected else "",
                  _named(missing, "missing keys") if missing else ""]
