@@ -67,6 +67,8 @@ def test_pipeline_runs_with_kfp_local(kfp_python, trained, tmp_path):
         assert evaluation["test_accuracy"] > 0.5
     outputs = {p.parent.name: p.read_text() for p in (tmp_path / "pipeline-root").rglob("executor_output.json")}
     assert "val_accuracy" in outputs["train"], "train logs Metrics for the KFP UI"
+    (logged,) = json.loads(outputs["train"])["artifacts"]["metrics"]["artifacts"]
+    assert logged["metadata"]["architecture"] == "cnn" and "pretrained" not in logged["metadata"], "auto at 8x8"
     assert "confusionMatrix" in outputs["evaluate"] and "test_accuracy" in outputs["evaluate"]
 
 
