@@ -278,3 +278,17 @@ def test_what_cannot_train_fails_the_plan_task_before_any_download():
             "pretrained_sha256": WEIGHTS_SHA256}
     (candidate, _) = plan_candidates.operator.python_callable(params=fine, run_id="r")
     assert candidate["train"][candidate["train"].index("--pretrained") + 1] == "file:///srv/store/w.pth"
+
+
+def test_the_train_pods_get_the_same_architecture_arguments():
+    """The kubernetes backend's train pod runs the arguments the local backend runs (one ``commands.candidates``)."""
+    from retraining.config import settings
+    from retraining.pod_manifests import default_params, render_pods
+
+    k8s = settings({"RETRAIN_BACKEND": "kubernetes", "RETRAIN_ARTIFACT_STORE": STORE})
+    params = default_params(architecture="efficientnet_b0", pretrained_weights="weights/effb0.pth",
+                            pretrained_sha256=WEIGHTS_SHA256, learning_rates=[0.01])
+    (candidate,) = commands.candidates(params=params, run_id="manual__review", artifact_store=STORE)
+    pod = render_pods(k8s, params)["train-0"]["spec"]["containers"][0]
+    assert pod["args"] == candidate["train"]
+    assert pod["args"][pod["args"].index("--pretrained") + 1] == f"{STORE}/weights/effb0.pth"
