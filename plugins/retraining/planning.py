@@ -15,6 +15,7 @@ from retrain_steps.artifacts import ALLOW_VARIABLE
 
 from retraining import bad_input, commands, store_connection
 from retraining.config import Settings, uri_prefixes
+from retraining.params import AUTO_ARCHITECTURE, CNN
 
 
 def planning_head(settings: Settings):
@@ -121,8 +122,14 @@ def warm_start_model(settings: Settings, params: dict) -> str | None:
     version = registry.production_version(settings.registry, model)
     if version is None:
         raise ValueError(f"warm start: model {model} has nothing in production yet; run once without warm start")
-    framework = registry.card(settings.registry, version).get("framework")
+    card = registry.card(settings.registry, version)
+    framework = card.get("framework")
     if framework != params["framework"]:
         raise ValueError(f"warm start: production {version} is a {framework} model; choose the framework "
                          f"{framework} or turn warm start off")
+    trained = (card.get("params") or {}).get("architecture") or CNN  # versions from before the field: the CNN
+    wanted = params.get("architecture") or AUTO_ARCHITECTURE
+    if wanted not in (AUTO_ARCHITECTURE, trained):
+        raise ValueError(f"warm start: production {version} is a {trained} model, not {wanted}; choose the "
+                         f"architecture {trained} (or Automatic: the production model's) or turn warm start off")
     return layout.version_folder(settings.registry, version)

@@ -149,6 +149,18 @@ def test_warm_start_uses_production_and_refuses_what_cannot_work(tmp_path):
     with pytest.raises(ValueError, match="is a torch model; choose the framework torch"):
         warm_start_model(conf, {**params, "framework": "tensorflow"})
     assert warm_start_model(conf, PARAMS) is None
+    # the architecture: Automatic (the production model's) or the one production has (a card from before: cnn)
+    assert warm_start_model(conf, {**params, "architecture": "auto"}) == warm_start_model(
+        conf, {**params, "architecture": "cnn"}) == folder
+    with pytest.raises(ValueError, match="production 0123456789ab is a cnn model, not resnet18; choose the "
+                                         "architecture cnn .or Automatic"):
+        warm_start_model(conf, {**params, "architecture": "resnet18"})
+    registry.write_card(conf.registry, {"version": "ba9876543210", "framework": "torch",
+                                        "params": {"architecture": "resnet18"}})
+    registry.promote(conf.registry, "ba9876543210")
+    assert warm_start_model(conf, {**params, "architecture": "resnet18"}).endswith("/ba9876543210")
+    with pytest.raises(ValueError, match="is a resnet18 model, not mobilenet_v3_small"):
+        warm_start_model(conf, {**params, "architecture": "mobilenet_v3_small"})
 
 
 def test_a_run_trains_its_forms_model_and_new_model_cannot_fork_one(tmp_path):
