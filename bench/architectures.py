@@ -15,7 +15,9 @@ defaults plus ``--augment`` (and the epochs below); rows:
 
 Per row: test accuracy (``evaluate``), the train step's wall time (process start to exit, so imports and
 validation included) and its samples/s (``metrics.json``: the median epoch's training pass), and their
-ratios against the CNN measured in the same run. One training at a time.
+ratios against the CNN measured in the same run. One training at a time. The accuracies repeat exactly (seeded
+data, splits and training); the times move with the load: on these 2 cores while other jobs loaded them, 31 min for
+a first run (the pretext checkpoint's 11 included) and 17 min with it cached (BENCH_MOBILENET=0: about 4 less).
 
     PYTHONPATH=images/steps/src .venv-steps/bin/python bench/architectures.py
 
@@ -153,7 +155,7 @@ def main() -> None:
             continue
         gain = row["test_accuracy"] - base["test_accuracy"]
         print(f"| {name:22} | {SIZE}x{SIZE} | {row['test_accuracy']:13.3f} | "
-              f"{gain:+.3f} ({row['test_accuracy'] / max(base['test_accuracy'], 1e-9):4.1f}x)  | "
+              f"{gain:+.3f} ({row['test_accuracy'] / max(base['test_accuracy'], 1e-9):4.1f}x) | "
               f"{row['train_s']:7.0f} | {row['train_s'] / base['train_s']:5.2f}x | {row['samples_per_s']:9.0f} | "
               f"{row['samples_per_s'] / base['samples_per_s']:5.2f}x |")
     print(f"\nChance: {1 / len(TEXTURES):.3f}.")
