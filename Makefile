@@ -20,7 +20,7 @@ TEST_WORKERS ?= 2
 HELM ?= $(or $(shell command -v helm 2>/dev/null),build/bin/helm)
 export HELM
 
-.PHONY: run test env image-envs container-runtime browser images lock manifests kfp-compile bench bench-serve clean
+.PHONY: run test env image-envs container-runtime browser images lock manifests kfp-compile bench bench-serve bench-architectures clean
 
 run: env ## Serve locally: Airflow UI on :8080, model server on :3000; trains first only when nothing is in production (RETRAIN=1: always)
 	RETRAIN=$(RETRAIN) bash scripts/run-local.sh
@@ -86,6 +86,9 @@ bench: env ## Print the benchmark figures (DAG parse time, end-to-end overhead, 
 bench-serve: env ## /predict throughput, latency and cold start: our server vs the seed's Flask app vs bare Starlette (wrk, h2load)
 	command -v wrk >/dev/null && command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk nghttp2-client >/dev/null; }
 	$(VENV)/bin/python bench/serve.py
+
+bench-architectures: env image-envs ## Test accuracy and train time of each architecture on generated textures through the step CLIs (CPU: 15-30 min)
+	PYTHONPATH=images/steps/src .venv-steps/bin/python bench/architectures.py
 
 clean:
 	rm -rf build data airflow-home

@@ -15,7 +15,7 @@ def test_defaults_and_values_from_the_environment():
     assert StepSettings.from_environment({}) == StepSettings()
     read = StepSettings.from_environment({"RETRAIN_MAX_IMAGES": " 3 ", "RETRAIN_MAX_READ_BYTES": "10000",
                                           "RETRAIN_MAX_STORED_SIDE": ""})
-    assert (read.max_images, read.max_read_bytes, read.max_stored_side) == (3, 10000, 128)
+    assert (read.max_images, read.max_read_bytes, read.max_stored_side) == (3, 10000, 224)
 
 
 @pytest.mark.parametrize(("environ", "message"), [

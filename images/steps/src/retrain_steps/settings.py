@@ -4,7 +4,7 @@
 - ``RETRAIN_MAX_DATASET_BYTES`` (4 GiB): largest unpacked ``.npz``, archive or folder of images;
 - ``RETRAIN_MAX_IMAGES`` (200000): most images in a dataset;
 - ``RETRAIN_MAX_IMAGE_PIXELS`` (40 M): most pixels in one image, checked from its header before decoding;
-- ``RETRAIN_MAX_STORED_SIDE`` (128): longest side an image is stored at in the canonical dataset.
+- ``RETRAIN_MAX_STORED_SIDE`` (224): longest side an image is stored at in the canonical dataset.
 
 No module reads the environment: the entry calls :func:`configure` with
 :meth:`StepSettings.from_environment`, and the code that enforces a limit asks :func:`current` when it
@@ -28,7 +28,7 @@ class StepSettings:
     max_dataset_bytes: int = 4 * 1024**3
     max_images: int = 200_000
     max_image_pixels: int = 40_000_000
-    max_stored_side: int = 128
+    max_stored_side: int = 224  #: torchvision's input size (was 128: photos lost detail the standard architectures use)
 
     @staticmethod
     def variable(field_name: str) -> str:
