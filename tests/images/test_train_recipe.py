@@ -232,3 +232,22 @@ def test_a_warm_up_as_long_as_the_run_is_refused(trained, tmp_path):
     result = run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{tmp_path}/t",
                      "--epochs", "2", "--warmup-epochs", "2", check=False)
     assert result.returncode == 2 and "--warmup-epochs 2 must be below --epochs 2" in result.stderr, result.stderr
+
+
+def test_batchnorm_statistics_are_those_of_the_trained_weights_after_each_epoch():
+    """Precise BatchNorm: after an epoch the running mean and variance are the training data's statistics under the
+    weights as they are (a short run's moving average lags them); a batch of one image is skipped, not fatal."""
+    import torch
+    from torch import nn
+
+    x_train, y_train = tiny_data(n=97)  # 97 = 6 batches of 16 and one of 1
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 4))
+    trained = recipe.Trainer(model, recipe.plan(len(x_train), 2, 16, 0.05), "cpu", seed=0)
+    trained.epoch(x_train, y_train, x_train[:8], y_train[:8])
+    with torch.no_grad():
+        batches = model[0](x_train[:96]).split(16)  # the batch of one is skipped
+    norm = model[1]
+    assert torch.allclose(norm.running_mean, torch.stack([b.mean(dim=(0, 2, 3)) for b in batches]).mean(0), atol=1e-5)
+    assert torch.allclose(norm.running_var, torch.stack([b.var(dim=(0, 2, 3)) for b in batches]).mean(0), rtol=1e-4)
+    assert norm.momentum == 0.1, "the moving average goes on as before in the next epoch"
