@@ -475,9 +475,10 @@ def test_a_user_picks_an_architecture_and_pretrained_weights_in_the_form(page, s
     page.locator("[name=element_pretrained_sha256]").fill(hashlib.sha256(weights).hexdigest())
     page.locator("[name=element_learning_rates]").fill("0.001")
     page.locator("[name=element_epochs]").fill("4")
+    page.locator("#element_architecture").scroll_into_view_if_needed()
+    screenshot(page, "trigger-form-architecture")
     page.get_by_role("button", name="Deployment", exact=True).click()
     page.locator("[name=element_min_accuracy]").fill("0.3")
-    screenshot(page, "trigger-form-architecture")
     run = submit_trigger_form(page, stack)
     conf = run["conf"]
     assert (conf["architecture"], conf["pretrained_weights"]) == ("resnet18", "weights/resnet18-imagenet.pth"), conf
