@@ -96,7 +96,7 @@ def train_options(params: dict, artifact_store: str) -> list[str]:
     outside the store (:func:`pretrained_uri`), weights for the small CNN or for Keras (which trains only the small
     CNN), Keras with a standard architecture, pretrained weights with a warm start (both set the initial weights), an
     image size below what the architecture takes, flips without the augmentation they belong to."""
-    from retraining.params import AUTO_ARCHITECTURE, CNN
+    from retraining.params import AUTO_ARCHITECTURE, CNN, SHA256
 
     framework = params.get("framework") or "torch"
     architecture = params.get("architecture") or AUTO_ARCHITECTURE
@@ -105,7 +105,7 @@ def train_options(params: dict, artifact_store: str) -> list[str]:
         given, missing = ("Pretrained weights", "Pretrained weights sha256") if weights else \
             ("Pretrained weights sha256", "Pretrained weights")
         raise ValueError(f"{given} is set ({weights or sha256}) but {missing} is empty: give both, or neither")
-    if sha256 and not re.fullmatch("[0-9a-f]{64}", sha256):
+    if sha256 and not re.fullmatch(SHA256, sha256):
         raise ValueError(f"Pretrained weights sha256 {sha256!r} is not 64 lower-case hex digits")
     if framework == "tensorflow" and architecture not in (AUTO_ARCHITECTURE, CNN):
         raise ValueError(f"architecture {architecture!r}: Keras (framework tensorflow) trains the small CNN only; "

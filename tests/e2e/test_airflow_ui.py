@@ -271,6 +271,20 @@ def submit_trigger_form(page, stack) -> dict:
     return run
 
 
+def open_trigger_form_for_a_new_model(page, stack, model: str, dataset: str) -> None:
+    """Open ``retrain``'s trigger form and fill, as a user types, section *Model* (``model``, *New model* ticked) and
+    section *Data* (``dataset``); the form stays open for the rest."""
+    page.goto(f"{stack['airflow']}/dags/retrain")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_role("button", name="Model", exact=True).click()
+    field = page.locator("[name=element_model]")
+    field.fill("")
+    field.press_sequentially(model, delay=30)
+    page.get_by_role("dialog").locator("label", has_text="New model").click()
+    page.get_by_role("button", name="Data", exact=True).click()
+    page.locator("[name=element_dataset_uri]").fill(dataset)
+
+
 def test_the_trigger_form_takes_typed_input(page, stack):
     """Typed key by key, as a user types: the learning rates (one per line) and epochs reach the run's conf."""
     page.goto(f"{stack['airflow']}/dags/retrain")
@@ -379,15 +393,7 @@ def test_the_first_hour_a_second_model_beside_the_first(page, stack):
     artifacts.write_bytes(shapes_zip, zip_bytes(image_files(("circle", "square", "triangle"), 150, 28, "L", 1),
                                                 top="shapes/"))
     digits_before = registry.production_version(stack["registry"])
-    page.goto(f"{stack['airflow']}/dags/retrain")
-    page.get_by_role("button", name="Trigger").first.click()
-    page.get_by_role("button", name="Model", exact=True).click()
-    model = page.locator("[name=element_model]")
-    model.fill("")
-    model.press_sequentially("shapes", delay=30)
-    page.get_by_role("dialog").locator("label", has_text="New model").click()
-    page.get_by_role("button", name="Data", exact=True).click()
-    page.locator("[name=element_dataset_uri]").fill(shapes_zip)
+    open_trigger_form_for_a_new_model(page, stack, "shapes", shapes_zip)
     page.get_by_role("button", name="Training", exact=True).click()
     page.locator("[name=element_epochs]").fill("20")
     page.locator("[name=element_patience]").fill("6")
@@ -444,35 +450,19 @@ def test_a_user_picks_an_architecture_and_pretrained_weights_in_the_form(page, s
     torchvision state_dict with its 1000-class ImageNet head): picked in the trigger form by a user, run by the
     scheduler (head epoch, then the whole network), gated, packaged and deployed as a new model; the Models view says
     what the version was trained as."""
-    import hashlib
-    import io
-
-    import torch
-    import torchvision
-
     from retrain_steps import artifacts
+    from tests.helpers.checkpoints import write_resnet18_checkpoint
 
-    buffer = io.BytesIO()
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), buffer)
-    weights = buffer.getvalue()
-    artifacts.write_bytes(f"{stack['store']}/weights/resnet18-imagenet.pth", weights)
+    weights, sha256 = write_resnet18_checkpoint(stack["store"], "resnet18-imagenet.pth")
     data = f"{stack['store']}/datasets/shapes-resnet.zip"
     artifacts.write_bytes(data, zip_bytes(image_files(("circle", "square", "triangle"), 60, 28, "L", 7), top="shapes/"))
 
-    page.goto(f"{stack['airflow']}/dags/retrain")
-    page.get_by_role("button", name="Trigger").first.click()
-    page.get_by_role("button", name="Model", exact=True).click()
-    model = page.locator("[name=element_model]")
-    model.fill("")
-    model.press_sequentially("shapes-resnet", delay=30)
-    page.get_by_role("dialog").locator("label", has_text="New model").click()
-    page.get_by_role("button", name="Data", exact=True).click()
-    page.locator("[name=element_dataset_uri]").fill(data)
+    open_trigger_form_for_a_new_model(page, stack, "shapes-resnet", data)
     page.get_by_role("button", name="Training", exact=True).click()
     page.locator("#element_architecture").click()
     page.get_by_role("option", name="ResNet-18", exact=True).click()
-    page.locator("[name=element_pretrained_weights]").fill("weights/resnet18-imagenet.pth")
-    page.locator("[name=element_pretrained_sha256]").fill(hashlib.sha256(weights).hexdigest())
+    page.locator("[name=element_pretrained_weights]").fill(weights)
+    page.locator("[name=element_pretrained_sha256]").fill(sha256)
     page.locator("[name=element_learning_rates]").fill("0.001")
     page.locator("[name=element_epochs]").fill("4")
     page.locator("#element_architecture").scroll_into_view_if_needed()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from retrain_steps import artifacts
 
 
 def write_resnet18_checkpoint(store: str, name: str = "resnet18-test.pth") -> tuple[str, str]:
@@ -19,4 +20,4 @@ def write_resnet18_checkpoint(store: str, name: str = "resnet18-test.pth") -> tu
     partial = path.with_name(f".{name}.partial")
     torch.save(resnet18(weights=None).state_dict(), partial)
     partial.rename(path)
-    return f"weights/{name}", hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"weights/{name}", artifacts.sha256(path.read_bytes())
