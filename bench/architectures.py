@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
+from bench.step_cli import step  # noqa: E402
 from retrain_steps import artifacts, layout  # noqa: E402
 from tests.helpers.datasets import write_folder  # noqa: E402
 from tests.helpers.textures import PRETEXT, TEXTURES, texture_files  # noqa: E402
@@ -53,25 +53,7 @@ PRETEXT_PER_CLASS = int(os.environ.get("BENCH_PRETEXT_PER_CLASS", "150"))
 PRETEXT_EPOCHS = int(os.environ.get("BENCH_PRETEXT_EPOCHS", "8"))
 MOBILENET = os.environ.get("BENCH_MOBILENET", "1") != "0"
 SEED = int(os.environ.get("BENCH_SEED", "1"))
-STEPS_PYTHON = os.environ.get("STEPS_PYTHON", sys.executable)
 CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "build" / "bench-architectures"))
-
-
-def step(*args: str) -> float:
-    """Run one step CLI, echoing its per-epoch lines; its wall time in seconds (its whole log when it fails)."""
-    print("  python -m retrain_steps " + " ".join(args), flush=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "images" / "steps" / "src"),
-                                                                     os.environ.get("PYTHONPATH")]))}
-    start, lines = time.perf_counter(), []
-    with subprocess.Popen([STEPS_PYTHON, "-m", "retrain_steps", *args], cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
-        for line in process.stdout:
-            lines.append(line)
-            if " epoch " in line or "pretrained weights" in line:
-                print("    " + line.split(" INFO ", 1)[-1].rstrip(), flush=True)
-    if process.returncode:
-        sys.exit(f"step failed (exit {process.returncode}):\n{''.join(lines)[-6000:]}")
-    return time.perf_counter() - start
 
 
 def dataset(store: Path, name: str, classes, per_class: int, seed: int) -> str:

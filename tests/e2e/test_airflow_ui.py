@@ -35,6 +35,7 @@ from tests.helpers.servers import free_port, serve, wait_for_bodies
 CHROMIUM = shutil.which("chromium")
 PASSWORD = "models-view-test"
 VIEWER_PASSWORD = "viewer-test"
+SERVING_WORKERS = 2  # the model server's workers: each follows the registry on its own
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make browser)")
 
 
@@ -63,11 +64,12 @@ def stack(tmp_path_factory, notifications):
     with serve([str(BIN / "airflow"), "standalone"], env=env, cwd=ROOT, timeout=240, log_path=base / "airflow.log",
                ready_url=f"http://127.0.0.1:{port}/api/v2/monitor/health"), \
          serve([str(BIN / "bentoml"), "serve", "serving.service:DigitsClassifier", "--host", "127.0.0.1",
-                "--port", str(serving_port)], env={"DIGITS_REGISTRY_URI": env["RETRAIN_REGISTRY"]}, cwd=ROOT,
+                "--port", str(serving_port)], cwd=ROOT,
+               env={"DIGITS_REGISTRY_URI": env["RETRAIN_REGISTRY"], "DIGITS_WORKERS": str(SERVING_WORKERS)},
                log_path=base / "serving.log", ready_url=f"http://127.0.0.1:{serving_port}/readyz"):
         yield {"airflow": f"http://127.0.0.1:{port}", "serving": f"http://127.0.0.1:{serving_port}",
                "registry": env["RETRAIN_REGISTRY"], "production": history[0], "previous": history[1],
-               "log": base / "airflow.log", "store": env["RETRAIN_ARTIFACT_STORE"]}
+               "log": base / "airflow.log", "serving_log": base / "serving.log", "store": env["RETRAIN_ARTIFACT_STORE"]}
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +104,23 @@ def served_version(url: str) -> str:
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.headers["X-Model-Version"]
+
+
+def wait_until_served(stack, version: str, log_from: int, timeout: float = 180) -> float:
+    """Wait until every worker of the model server has swapped to ``version`` (each logs its swap after
+    ``log_from``, a size of the server's log); return the seconds waited.
+
+    Asking ``/predict`` until it answers with ``version`` is not enough: each worker follows the registry on
+    its own, so one may still answer with the old version after another answered with the new one.
+    """
+    started, log = time.monotonic(), stack["serving_log"]
+    swapped = f"serving model version {version} (".encode()
+    while log.read_bytes()[log_from:].count(swapped) < SERVING_WORKERS:
+        assert time.monotonic() < started + timeout, (f"the server's workers did not all swap to {version}:\n"
+                                                      + log.read_bytes()[log_from:][-3000:].decode(errors="replace"))
+        time.sleep(1)
+    assert served_version(stack["serving"]) == version
+    return time.monotonic() - started
 
 
 def loaded_width(image) -> int:
@@ -169,14 +188,12 @@ def test_the_view_says_which_model_serves_and_why_and_rolls_back(page, stack):
     # roll back from the view: /predict answers with the previous version within seconds
     frame.get_by_role("link", name="Model digits").click()
     frame.get_by_label("rollback reason").fill("browser test rollback")
+    log_from = stack["serving_log"].stat().st_size
     frame.get_by_role("button", name=f"Roll back to {stack['previous']}").click()
     frame.get_by_role("status").wait_for()
     assert f"rollback of digits {stack['previous']} requested: run" in frame.get_by_role("status").inner_text()
-    started = time.monotonic()  # a worker runs promote_model (deploy), then the server follows the registry
-    while served_version(stack["serving"]) != stack["previous"] and time.monotonic() < started + 120:
-        time.sleep(1)
-    assert served_version(stack["serving"]) == stack["previous"]
-    print(f"rollback requested -> /predict answers with the previous version: {time.monotonic() - started:.1f} s")
+    waited = wait_until_served(stack, stack["previous"], log_from)  # promote_model deploys, the workers follow
+    print(f"rollback requested -> every worker answers with the previous version: {waited:.1f} s")
     latest = registry.latest_promotion(stack["registry"])
     assert latest["actor"] == "user:admin" and latest["reason"] == "browser test rollback"
     assert latest["action"] == "rollback" and latest["run_id"].startswith("manual__"), "the promote_model run"
@@ -436,12 +453,10 @@ def test_the_first_hour_a_second_model_beside_the_first(page, stack):
     frame.locator("#models tr[data-model='digits'] a", has_text="digits").click()
     frame.get_by_label("rollback reason").fill("first hour: back to the previous digits")
     previous = registry.latest_promotion(stack["registry"])["previous"]
+    log_from = stack["serving_log"].stat().st_size
     frame.get_by_role("button", name=f"Roll back to {previous}").click()
     frame.get_by_role("status").wait_for()
-    started = time.monotonic()
-    while served_version(stack["serving"]) != previous and time.monotonic() < started + 120:
-        time.sleep(1)
-    assert served_version(stack["serving"]) == previous
+    wait_until_served(stack, previous, log_from)
     assert registry.promotions(stack["registry"], model="shapes") == shapes_history, "shapes untouched"
 
 
