@@ -132,3 +132,18 @@ def test_warm_start_refuses_a_model_of_another_architecture(trained, tmp_path):
     assert result.returncode == 2, result.stderr
     assert (f"cannot warm-start a resnet18 candidate from the cnn model at {trained['train']}; choose the "
             "architecture cnn (or auto) or turn warm start off") in result.stderr
+
+
+def test_evaluate_builds_the_architecture_model_json_names(trained, tmp_path, monkeypatch):
+    """``evaluate`` copies ``model.json`` beside the weights: the architecture is read, never guessed from them."""
+    from retrain_steps import evaluate, models
+
+    def guessed(*_):
+        raise AssertionError("the architecture was guessed from the weights' names and shapes")
+
+    monkeypatch.setattr(models, "architecture_of_state", guessed)
+    info = evaluate.fetch_model(trained["train"], tmp_path, evaluate.model_fingerprint(trained["train"]))
+    framework, spec = models.read_model_info(tmp_path)
+    assert framework == info["framework"]
+    assert models.load_predictor(tmp_path, framework, spec)(__import__("numpy").zeros((2, *spec.shape), "float32")) \
+        .shape == (2, len(spec.class_names))

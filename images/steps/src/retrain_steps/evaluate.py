@@ -12,6 +12,7 @@ classes than the data has cannot be compared: the metrics say so (``comparable: 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -33,14 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def fetch_model(model_uri: str, folder: Path, fingerprint: dict, info: dict | None = None) -> dict:
-    """Copy a model folder's weights into ``folder``, verifying their sha256; return its model info
-    (``info``, when the caller has read it already)."""
+    """Copy a model folder's weights (verifying their sha256) and its model info into ``folder``; return the
+    info (``info``, when the caller has read it already). With ``model.json`` beside the weights,
+    :func:`retrain_steps.models.load_predictor` builds the architecture it names."""
     info = info or artifacts.read_json(layout.file_in(model_uri, layout.MODEL_INFO))
     name = info["file"]
     uri = layout.file_in(model_uri, name)
     data = artifacts.read_bytes(uri)
     artifacts.verify_sha256(uri, data, fingerprint.get(name))
     (folder / name).write_bytes(data)
+    (folder / layout.MODEL_INFO).write_text(json.dumps(info))
     return info
 
 

@@ -167,8 +167,8 @@ def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS, devic
 
     ``device`` (``cpu``, ``cuda``, ``auto``) places a torch model; Keras models follow Keras' own
     device choice (``KERAS_TORCH_DEVICE``). A torch model is built for the architecture its ``model.json``
-    names (:func:`architecture_of`); in a folder without ``model.json`` (``evaluate`` fetches the weights
-    alone) the architecture whose parameters the weights are, by names and shapes (:func:`architecture_of_state`).
+    names (:func:`architecture_of`); in a folder of weights alone (``model.json`` lost or never copied) the
+    architecture whose parameters the weights are, by names and shapes (:func:`architecture_of_state`).
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
