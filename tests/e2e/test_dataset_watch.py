@@ -22,7 +22,8 @@ POLL = 2
 
 
 def retrain_runs(api: str) -> list[dict]:
-    return httpx.get(f"{api}/dags/retrain/dagRuns", timeout=10).json().get("dag_runs", [])
+    # 60 s: the one API server of `airflow standalone` answers slowly on 2 cores while the run it started trains
+    return httpx.get(f"{api}/dags/retrain/dagRuns", timeout=60).json().get("dag_runs", [])
 
 
 def wait_until(condition, timeout: float, what: str):

@@ -42,6 +42,18 @@ def wait_for(log, text: str, process: subprocess.Popen, timeout: float) -> str:
     raise AssertionError(f"no {text!r} after {timeout} s:\n{log.read_text()}")
 
 
+def wait_until_group_gone(pgid: int, timeout: float) -> None:
+    """Wait until no process of group ``pgid`` is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"processes of make run's group {pgid} still run after {timeout} s"
+        time.sleep(0.5)
+
+
 def scheduler_environ(airflow_port: int) -> dict:
     """The environment of the ``airflow scheduler`` that ``airflow standalone`` on ``airflow_port`` started."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -98,6 +110,7 @@ def test_run_local_serves_production_without_training_and_stops_cleanly(packaged
         os.killpg(make.pid, signal.SIGTERM)  # what Ctrl-C or `kill -- -PGID` does: make and the script both get it
         stopped = time.monotonic()
         make.wait(timeout=60)
+        wait_until_group_gone(make.pid, timeout=120)  # make exits at once; the script then stops the servers
     output = log.read_text()
     print(f"make run: stopped in {time.monotonic() - stopped:.0f} s, {time.monotonic() - started:.0f} s in all")
     assert "==> stopped" in output and "Error" not in output, output
