@@ -260,3 +260,37 @@ def test_a_run_of_other_classes_or_inputs_does_not_fit_a_models_production():
         "height 32, width 32, channels 1")
     digits = {"class_names": [str(d) for d in range(10)], "profile": "digits", "height": 8, "width": 8, "channels": 1}
     assert registry.spec_mismatch({"version": "0123456789ab"}, digits) is None, "cards from before specs: digits"
+
+
+def stubbed_s3(monkeypatch, *errors: tuple[str, int]):
+    """An S3 client that answers ``put_object`` with ``errors`` (code, HTTP status) and then succeeds."""
+    from botocore.stub import Stubber
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    stub = Stubber(client)
+    for code, status in errors:
+        stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
+    stub.add_response("put_object", {"ETag": '"etag"'})
+    monkeypatch.setattr(artifacts, "_s3_client", lambda: client)
+    monkeypatch.setattr(artifacts.time, "sleep", lambda _: None)
+    return stub
+
+
+def test_a_create_that_conflicts_with_a_write_in_flight_is_retried(monkeypatch):
+    """S3 answers 409 ConditionalRequestConflict while another conditional write of the key is in flight (which may
+    still fail): the create is tried again, not taken for an existing object."""
+    with stubbed_s3(monkeypatch, ("ConditionalRequestConflict", 409), ("ConditionalRequestConflict", 409)) as stub:
+        artifacts.create_bytes("s3://bucket/registry/x.json", b"first")
+        stub.assert_no_pending_responses()
+
+
+def test_a_create_refused_by_its_precondition_is_an_existing_object(monkeypatch):
+    with stubbed_s3(monkeypatch, ("PreconditionFailed", 412)):
+        with pytest.raises(artifacts.ArtifactExists, match="exists already"):
+            artifacts.create_bytes("s3://bucket/registry/x.json", b"second")
+
+
+def test_a_create_that_keeps_conflicting_is_unavailable_not_existing(monkeypatch):
+    with stubbed_s3(monkeypatch, *[("ConditionalRequestConflict", 409)] * (artifacts.CONFLICT_RETRIES + 1)):
+        with pytest.raises(artifacts.ArtifactUnavailable, match="409 ConditionalRequestConflict 6 times"):
+            artifacts.create_bytes("s3://bucket/registry/x.json", b"first")

@@ -27,6 +27,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from retrain_steps import settings
+
+CONFLICT_RETRIES, CONFLICT_BACKOFF_S = 5, 0.1  #: a create-only S3 write answered 409: retried 5 times, 0.1 s doubling
 
 
 class ArtifactError(Exception):
@@ -307,7 +310,10 @@ def create_bytes(uri: str | StoreURI, data: bytes) -> str:
 
     Raises :class:`ArtifactExists` when another writer created it first: ``file`` links a
     complete temporary file to the name (``link(2)`` fails if the name exists), ``s3`` sends
-    ``PutObject`` with ``If-None-Match: *`` (S3 and MinIO conditional writes).
+    ``PutObject`` with ``If-None-Match: *`` (S3 and MinIO conditional writes). S3's 409
+    ``ConditionalRequestConflict`` (another conditional write of the key is in flight; it may yet fail, so
+    nothing exists to read back) is retried with backoff, as AWS advises; 412 ``PreconditionFailed`` is the
+    object being there.
     """
     target = StoreURI.parse(uri)
     scheme, bucket, path = target.scheme, target.host, target.path
@@ -323,13 +329,19 @@ def create_bytes(uri: str | StoreURI, data: bytes) -> str:
         return digest
     if scheme == "s3":
         client = _s3_client()
-        try:
-            client.put_object(Bucket=bucket, Key=path, Body=data, IfNoneMatch="*")
-        except client.exceptions.ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise ArtifactExists(f"{uri} exists already") from None
-            raise
-        return digest
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                client.put_object(Bucket=bucket, Key=path, Body=data, IfNoneMatch="*")
+                return digest
+            except client.exceptions.ClientError as err:
+                code = err.response.get("Error", {}).get("Code")
+                if code == "PreconditionFailed":
+                    raise ArtifactExists(f"{uri} exists already") from None
+                if code != "ConditionalRequestConflict":
+                    raise
+            time.sleep(CONFLICT_BACKOFF_S * 2 ** attempt)
+        raise ArtifactUnavailable(f"cannot create {uri}: S3 answered 409 ConditionalRequestConflict {CONFLICT_RETRIES + 1} "
+                            "times (other writers of the same key kept it busy)")
     raise ArtifactError(f"cannot write to {uri}: {scheme}:// is read-only")
 
 
