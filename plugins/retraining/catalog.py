@@ -60,7 +60,8 @@ def _card_row(card: dict) -> dict:
 
 def overview(registry_uri: str) -> list[dict]:
     """One row per model, by name: ``{"name", "production", "classes", "dataset", "test_accuracy", "versions",
-    "last_run"}`` (classes, dataset and accuracy of the production version, else of the newest one)."""
+    "last_run", "problems"}`` (classes, dataset and accuracy of the production version, else of the newest one;
+    ``problems``: the model's records that could not be read, as in :func:`models`)."""
     rows = []
     for name in registry.models(registry_uri):
         catalog = models(registry_uri, name)
@@ -75,6 +76,7 @@ def overview(registry_uri: str) -> list[dict]:
             "dataset": dataset.get("source") or dataset.get("uri") or "",
             "test_accuracy": (card.get("metrics") or {}).get("test_accuracy"),
             "versions": len(catalog["versions"]), "last_run": catalog["runs"][0]["run_id"] if catalog["runs"] else "",
+            "problems": catalog["problems"],
         })
     return rows
 
