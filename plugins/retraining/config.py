@@ -122,6 +122,10 @@ class Settings:
     kfp: KubeflowSettings = field(default_factory=KubeflowSettings)
     problems: tuple[str, ...] = ()  # bad values replaced by their defaults (parse_safe only)
 
+    def model_of(self, params: Mapping | None) -> str:
+        """The model a run trains: its form's *Model*, else ``RETRAIN_MODEL`` (scheduled and dataset-triggered runs)."""
+        return (params or {}).get("model") or self.model
+
     def check(self) -> Settings:
         """Raise :class:`SettingsError` naming every bad variable; return self when there is none."""
         if self.problems:

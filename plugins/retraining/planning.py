@@ -75,7 +75,7 @@ def run_model(settings: Settings, params: dict) -> str:
     other than the deployment's that has none without ``new_model`` (a typo cannot start a model)."""
     from retrain_steps import registry
 
-    model = registry.check_model(params.get("model") or settings.model)
+    model = registry.check_model(settings.model_of(params))
     if params.get("new_model") or model != settings.model:
         store_connection.apply_to_process(settings.artifact_conn_id)
         version = registry.production_version(settings.registry, model)
@@ -118,7 +118,7 @@ def warm_start_model(settings: Settings, params: dict) -> str | None:
     from retrain_steps import layout, registry
 
     store_connection.apply_to_process(settings.artifact_conn_id)
-    model = params.get("model") or settings.model
+    model = settings.model_of(params)
     version = registry.production_version(settings.registry, model)
     if version is None:
         raise ValueError(f"warm start: model {model} has nothing in production yet; run once without warm start")

@@ -41,7 +41,7 @@ def render_pods(
     planned += [("train", c["index"], commands.STEPS_CMDS, c["train"]) for c in candidates]
     planned += [("evaluate", c["index"], commands.STEPS_CMDS, c["evaluate"]) for c in candidates]
     planned += [("evaluate_production", 0, commands.STEPS_CMDS, b["evaluate"]) for b in baseline]
-    model = params.get("model") or settings.model
+    model = settings.model_of(params)
     package = commands.package_arguments(candidate=candidates[0], dataset=data["dataset"],
                                          registry=settings.registry, run_id=run_id, model=model)
     planned.append(("package", -1, commands.PACKAGE_CMDS, package))

@@ -70,7 +70,7 @@ class RecordOutcome:
         run_id = getattr(dag_run, "run_id", None) or context.get("run_id", "")
         dag_id = getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", "")
         failed_task = _task_name(context.get("ti")) if self.state == FAILED else ""
-        model = (context.get("params") or {}).get("model") or self.settings.model
+        model = self.settings.model_of(context.get("params"))
         try:
             store_connection.apply_to_process(self.settings.artifact_conn_id)
             record_outcome(self.settings.registry, run_id, dag_id=dag_id, state=self.state, failed_task=failed_task,

@@ -75,3 +75,9 @@ def test_airflow_env_sh_exports_what_the_dags_resolve():
         assert out == f"{expected.registry}|{expected.dataset_uri}|{expected.registry}"
     text = (ROOT / "scripts" / "airflow-env.sh").read_text()
     assert "data/artifacts" not in text and "digits.npz" not in text, "the defaults are written in config.py only"
+
+
+def test_a_run_trains_its_forms_model_else_the_deployments():
+    chosen = settings({"RETRAIN_MODEL": "shapes"})
+    assert chosen.model_of({"model": "digits", "epochs": 3}) == "digits", "the form's Model"
+    assert chosen.model_of({"model": ""}) == chosen.model_of({}) == chosen.model_of(None) == "shapes"
