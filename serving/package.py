@@ -60,7 +60,7 @@ STEPS_MODULES = imported_step_modules([SERVING_DIR / module for module in SERVIN
 def model_name(text: str) -> str:
     """``--model-name``: a model name the registry takes, else an argparse error naming it."""
     try:
-        return registry.check_model(text)
+        return registry.check_model_name(text)
     except registry.InvalidId as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

@@ -1,6 +1,6 @@
 """What the registry knows of its models, for people: the Models view and the ``models`` CLI read it.
 
-:func:`overview`: one row per named model (production, classes, dataset). :func:`models`: one model's
+:func:`overview`: one row per named model (production, classes, dataset). :func:`model_catalog`: one model's
 catalog, one row per version, from three records of the registry: the version cards (registered
 by ``package``), the run records (every candidate of a run and the gate's decision, written by
 ``gate``; how the run ended, written when it ends, failed runs too) and the promotion history.
@@ -61,10 +61,10 @@ def _card_row(card: dict) -> dict:
 def overview(registry_uri: str) -> list[dict]:
     """One row per model, by name: ``{"name", "production", "classes", "dataset", "test_accuracy", "versions",
     "last_run", "problems"}`` (classes, dataset and accuracy of the production version, else of the newest one;
-    ``problems``: the model's records that could not be read, as in :func:`models`)."""
+    ``problems``: the model's records that could not be read, as in :func:`model_catalog`)."""
     rows = []
     for name in registry.models(registry_uri):
-        catalog = models(registry_uri, name)
+        catalog = model_catalog(registry_uri, name)
         production = catalog["production"]["version"] if catalog["production"] else None
         shown = next((r for r in catalog["versions"] if r["version"] == production), None) or next(
             (r for r in catalog["versions"] if r["card"]), None)
@@ -81,7 +81,7 @@ def overview(registry_uri: str) -> list[dict]:
     return rows
 
 
-def models(registry_uri: str, model: str = layout.DEFAULT_MODEL) -> dict:
+def model_catalog(registry_uri: str, model: str = layout.DEFAULT_MODEL) -> dict:
     """One model's catalog: ``{"model", "production", "promotions", "runs", "versions", "problems"}``, every
     version of the model once, newest first.
 
@@ -143,7 +143,7 @@ def version(registry_uri: str, version_id: str, model: str = layout.DEFAULT_MODE
     """One version of ``model`` with its reproductions; :class:`registry.InvalidId` (a ``ValueError``) for what
     is not a version id, ``KeyError`` when the model has never seen it."""
     registry.check_version(version_id)
-    catalog = models(registry_uri, model)
+    catalog = model_catalog(registry_uri, model)
     return with_reproductions(registry_uri, find(catalog, version_id), catalog["problems"])
 
 
@@ -157,7 +157,7 @@ def with_reproductions(registry_uri: str, row: dict, problems: list[dict]) -> di
 
 
 def find(catalog: dict, version_id: str) -> dict:
-    """The row of ``version_id`` in a :func:`models` answer; ``KeyError`` when it has none."""
+    """The row of ``version_id`` in a :func:`model_catalog` answer; ``KeyError`` when it has none."""
     for row in catalog["versions"]:
         if row["version"] == version_id:
             return row

@@ -99,9 +99,9 @@ def run(args: argparse.Namespace, settings: config.Settings) -> str:
     reg = settings.registry
     if args.command == "list" and args.model is None:
         return format_models(catalog.overview(reg))
-    model = registry.check_model(args.model or settings.model)
+    model = registry.check_model_name(args.model or settings.model)
     if args.command == "list":
-        models = catalog.models(reg, model)
+        models = catalog.model_catalog(reg, model)
         _warn(args.command, [p["error"] for p in models["problems"]])
         return format_table(models["versions"])
     if args.command == "history":

@@ -75,7 +75,7 @@ def run_model(settings: Settings, params: dict) -> str:
     other than the deployment's that has none without ``new_model`` (a typo cannot start a model)."""
     from retrain_steps import registry
 
-    model = registry.check_model(settings.model_of(params))
+    model = registry.check_model_name(settings.model_of(params))
     if params.get("new_model") or model != settings.model:
         store_connection.apply_to_process(settings.artifact_conn_id)
         version = registry.production_version(settings.registry, model)

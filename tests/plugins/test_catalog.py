@@ -41,7 +41,7 @@ def test_every_version_once_with_its_status_and_why(tmp_path):
     write_run(reg, "r3", [candidate(0, "d" * 12, 0.50, 0.55)], 0, False, "test accuracy 0.5000 is below the minimum",
               "2026-01-03T00:00:01+00:00")
 
-    models = catalog.models(reg)
+    models = catalog.model_catalog(reg)
     status = {row["version"]: (row["status"], row["why"]) for row in models["versions"]}
     assert status["c" * 12][0] == "production" and "beats production" in status["c" * 12][1]
     assert status["a" * 12][0] == "previous"
@@ -114,7 +114,7 @@ def test_an_unreadable_newest_promotion_leaves_production_unknown_and_is_named(t
     broken = tmp_path / "registry" / "models" / "digits" / "promotions" / "00000003.json"
     broken.write_text('{"seq": 3, "version": "aaaa')
 
-    models = catalog.models(reg)
+    models = catalog.model_catalog(reg)
     assert models["production"] is None and [p["uri"] for p in models["problems"]] == [f"file://{broken}"]
     assert "invalid JSON" in models["problems"][0]["error"] and str(broken) in models["problems"][0]["error"]
     assert [e["reason"] for e in models["promotions"]] == ["second", "first"], "what can be read is still shown"
@@ -135,7 +135,7 @@ def test_an_unreadable_newest_promotion_leaves_production_unknown_and_is_named(t
 
     broken.write_text(registry.artifacts.json_bytes({"seq": 3, "version": "a" * 12, "previous": "c" * 12,
                                                      "action": "rollback"}).decode())
-    assert catalog.models(reg)["problems"] == [] and catalog.models(reg)["production"]["version"] == "a" * 12
+    assert catalog.model_catalog(reg)["problems"] == [] and catalog.model_catalog(reg)["production"]["version"] == "a" * 12
 
 
 def test_the_cli_refuses_over_long_reasons_and_impossible_versions_before_deploying(two_versions, capsys):

@@ -47,7 +47,7 @@ def reproduced(tmp_path, monkeypatch) -> str:
 
 
 def test_a_later_run_of_the_same_weights_does_not_take_over_a_version(reproduced):
-    rows = {row["version"]: row for row in catalog.models(reproduced)["versions"]}
+    rows = {row["version"]: row for row in catalog.model_catalog(reproduced)["versions"]}
     assert rows[VERSION]["run_id"] == "r1" and rows[OTHER]["run_id"] == "r1", "each keeps the run that first trained it"
     row = catalog.version(reproduced, VERSION)
     assert [r["run_id"] for r in row["reproduced_by"]] == ["r2"]

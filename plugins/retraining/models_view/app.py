@@ -87,7 +87,7 @@ def _model(model: str) -> str:
     from retrain_steps import registry
 
     try:
-        return registry.check_model(model)
+        return registry.check_model_name(model)
     except registry.InvalidId as err:
         raise HTTPException(404, str(err)) from None
 
@@ -111,7 +111,7 @@ def _catalog_row(registry_uri: str, model: str, version: str) -> tuple[dict, dic
 
     try:
         registry.check_version(version)
-        models = catalog.models(registry_uri, _model(model))
+        models = catalog.model_catalog(registry_uri, _model(model))
         return catalog.find(models, version), models
     except registry.InvalidId as err:
         raise HTTPException(404, str(err)) from None
@@ -194,7 +194,7 @@ def create_app() -> FastAPI:
         from retraining import catalog
 
         settings = _settings()
-        return JSONResponse(catalog.models(settings.registry, _known_model(settings.registry, model)))
+        return JSONResponse(catalog.model_catalog(settings.registry, _known_model(settings.registry, model)))
 
     @app.get("/{model}/", response_class=HTMLResponse, dependencies=[reader])
     def model_page(model: str, message: str = "") -> HTMLResponse:
@@ -203,7 +203,7 @@ def create_app() -> FastAPI:
         if len(message) > MAX_MESSAGE_CHARS:
             raise HTTPException(400, f"message is {len(message)} characters long; at most {MAX_MESSAGE_CHARS}")
         settings = _settings()
-        models = catalog.models(settings.registry, _known_model(settings.registry, model))
+        models = catalog.model_catalog(settings.registry, _known_model(settings.registry, model))
         production = next((r for r in models["versions"] if r["status"] == "production"), None)
         shown = production or next((r for r in models["versions"] if r["card"]), None)
         classes = (((shown or {}).get("card") or {}).get("input_spec") or {}).get("class_names", [])

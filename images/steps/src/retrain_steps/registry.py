@@ -218,7 +218,7 @@ def card(registry: str, version: str) -> dict:
     return artifacts.read_json(layout.card(registry, version))
 
 
-def check_model(model) -> str:
+def check_model_name(model) -> str:
     """``model`` if it can name a model (:data:`layout.MODEL_NAME`), else :class:`InvalidId`."""
     if not isinstance(model, str) or not layout.MODEL_NAME.fullmatch(model):
         raise InvalidId(f"not a model name: {_shown(model)} ({layout.MODEL_NAME_RULE})")
@@ -280,7 +280,7 @@ def promotions(registry: str, problems: list | None = None, *, model: str = layo
     An unreadable entry raises :class:`UnreadableEntry`, or, given a ``problems`` list, is left
     out and appended to it (for readers that show what they can).
     """
-    folders = [layout.promotions_folder(registry, check_model(model))]
+    folders = [layout.promotions_folder(registry, check_model_name(model))]
     if _legacy(model):
         folders.insert(0, layout.legacy_promotions_folder(registry))
     read = [_read_entry(artifacts.join(folder, name), problems) for folder in folders for name in _entry_names(folder)]
@@ -291,7 +291,7 @@ def promotions(registry: str, problems: list | None = None, *, model: str = layo
 
 def latest_promotion(registry: str, model: str = layout.DEFAULT_MODEL) -> dict | None:
     """``model``'s newest promotion entry (one listing and one read: the server polls it)."""
-    folder = layout.promotions_folder(registry, check_model(model))
+    folder = layout.promotions_folder(registry, check_model_name(model))
     names = _entry_names(folder)
     if names:
         return _read_entry(artifacts.join(folder, names[-1]))
@@ -359,7 +359,7 @@ def promote(registry: str, version: str, *, model: str = layout.DEFAULT_MODEL,
     """
     check_reason(reason)
     owner = model_of(card(registry, version))  # refuse to promote an unknown or half-registered version
-    if owner != check_model(model):
+    if owner != check_model_name(model):
         raise OtherModel(f"version {version} belongs to model {owner!r}, not {model!r}: promote it as {owner}")
     latest = latest_promotion(registry, model)
     current = latest["version"] if latest else None
@@ -399,7 +399,7 @@ def record_run(registry: str, run_id: str, record: dict, model: str = layout.DEF
 def run_uri(registry: str, run_id: str, model: str = layout.DEFAULT_MODEL) -> str:
     """Where a run of ``model`` is recorded (:func:`layout.run_record`); :class:`InvalidId` for what cannot be
     a run id or a model name."""
-    return layout.run_record(registry, check_model(model), check_run_id(run_id))
+    return layout.run_record(registry, check_model_name(model), check_run_id(run_id))
 
 
 def run_record(registry: str, run_id: str, model: str = layout.DEFAULT_MODEL) -> dict:
@@ -414,7 +414,7 @@ def run_record(registry: str, run_id: str, model: str = layout.DEFAULT_MODEL) ->
 
 def runs(registry: str, problems: list | None = None, *, model: str = layout.DEFAULT_MODEL) -> list[dict]:
     """``model``'s recorded runs, newest first by the time each was recorded (``problems``: as :func:`promotions`)."""
-    folders = [layout.run_records_folder(registry, check_model(model))]
+    folders = [layout.run_records_folder(registry, check_model_name(model))]
     if _legacy(model):
         folders.append(layout.legacy_run_records_folder(registry))
     records: dict[str, dict] = {}

@@ -545,7 +545,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> d
     if not settings.enabled:
         log.info("track: %s is not set: nothing tracked", URI_ENV)
         return {"tracked": False, "reason": f"{URI_ENV} is not set"}
-    registry.check_model(args.model_name)
+    registry.check_model_name(args.model_name)
     if args.run_id is not None:
         registry.check_run_id(args.run_id)
         if not args.dataset or not args.candidate:
