@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 from retrain_steps.registry import MAX_REASON_CHARS
-from retraining import config
+from retraining import bad_input, config
 from retraining.dag_defaults import DEFAULT_ARGS, described
 from retraining.model_assets import model_assets
 from retraining.params import model_param
@@ -52,11 +52,10 @@ def actor(dag_run) -> str:
     **described(SETTINGS, doc_md=__doc__, tags=["retraining", "models", SETTINGS.backend]),
 )
 def promote_model():
-    @task(outlets=[PRODUCTION_ASSET])
+    @task(outlets=[PRODUCTION_ASSET], retry_policy=bad_input.RETRY_POLICY)
     def deploy_version(params: dict | None = None, dag_run=None, outlet_events=None) -> dict:
         from retrain_steps import registry
 
-        from airflow.sdk.exceptions import AirflowFailException
         from retraining import announce, deploy, store_connection
 
         try:
@@ -75,7 +74,7 @@ def promote_model():
             else:
                 raise ValueError("promote needs a Version")
         except (registry.StalePromotion, ValueError) as err:  # a retry would not change the answer
-            raise AirflowFailException(str(err)) from None
+            bad_input.fail(str(err))
         announce.production_changed(SETTINGS, entry, outlet_events[PRODUCTION_ASSET], dag_run)
         return entry
 

@@ -117,18 +117,16 @@ def release_tasks(*, candidates, data, settings: Settings):
             production_version=registry.production_version(settings.registry, model),
         )
 
-    @task.short_circuit(trigger_rule="none_failed")
+    @task.short_circuit(trigger_rule="none_failed", retry_policy=bad_input.RETRY_POLICY)
     def gate(best: dict, baseline: list[dict], model: str = DEFAULT_MODEL, params: dict | None = None,
              dag_run=None) -> bool:
         from retrain_steps import registry
-
-        from airflow.sdk.exceptions import AirflowFailException
 
         store_connection.apply_to_process(settings.artifact_conn_id)
         try:
             production = measured_production(baseline, registry.production_version(settings.registry, model))
         except ValueError as err:  # production moved under this run: a retry would compare the wrong model
-            raise AirflowFailException(str(err)) from None
+            bad_input.fail(str(err))
         decision = selection.gate(
             best["candidate"], production, min_accuracy=float(params["min_accuracy"]), margin=float(params["margin"]),
         )
@@ -153,12 +151,10 @@ def release_tasks(*, candidates, data, settings: Settings):
         outlet_events[registered_asset].extra = model_assets.registered_extra(card)
         return card["version"]
 
-    @task(outlets=[production_asset])
+    @task(outlets=[production_asset], retry_policy=bad_input.RETRY_POLICY)
     def deploy_model(candidate: dict, baseline: list[dict], model: str = DEFAULT_MODEL, dag_run=None,
                      outlet_events=None) -> dict:
         from retrain_steps import registry
-
-        from airflow.sdk.exceptions import AirflowFailException
 
         store_connection.apply_to_process(settings.artifact_conn_id)
         record = registry.run_record(settings.registry, dag_run.run_id, model)
@@ -169,7 +165,7 @@ def release_tasks(*, candidates, data, settings: Settings):
             )
         except (registry.StalePromotion, registry.NoOpPromotion, registry.OtherModel) as err:  # a retry: the same answer
             registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": {"refused": str(err)}}, model)
-            raise AirflowFailException(f"not deployed: {err}") from None
+            bad_input.fail(f"not deployed: {err}")
         registry.record_run(settings.registry, dag_run.run_id, {**record, "deploy": result}, model)
         announce.production_changed(settings, result, outlet_events[production_asset], dag_run)
         return result

@@ -41,3 +41,10 @@ def dags_test(env: dict, conf: dict, dag_id: str = "retrain") -> tuple[int, str]
     print(f"airflow dags test {dag_id} ({conf.get('dataset_uri') or 'default dataset'}): "
           f"{time.monotonic() - started:.0f} s")
     return completed.returncode, completed.stdout + completed.stderr
+
+
+def not_retried(task, err: BaseException) -> bool:
+    """Whether ``task``'s retry policy fails it at once on ``err`` (bad input), however many tries are left."""
+    from airflow.sdk import RetryAction
+
+    return task.retry_policy.evaluate(err, try_number=1, max_tries=3).action == RetryAction.FAIL

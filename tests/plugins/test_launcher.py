@@ -7,11 +7,11 @@ import sys
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from airflow.sdk import RetryAction
 from retraining.bad_input import BadInput
 from retraining.config import settings
 from retraining.launcher import LocalStepOperator
 from tests.conftest import ROOT
+from tests.helpers.airflow import not_retried
 
 
 def operator(arguments, cmds=("python", "-m", "retrain_steps")):
@@ -27,10 +27,6 @@ def test_success_returns_the_step_result(tmp_path):
     out = f"file://{tmp_path}/d.npz"
     result = operator(["export-default", "--output", out]).execute({})
     assert result["output"] == out and len(result["sha256"]) == 64
-
-
-def not_retried(op: LocalStepOperator, err: BaseException) -> bool:
-    return op.retry_policy.evaluate(err, try_number=1, max_tries=3).action == RetryAction.FAIL
 
 
 def test_bad_input_fails_without_retry(tmp_path):

@@ -10,8 +10,10 @@ from types import SimpleNamespace
 import pytest
 from retrain_steps import artifacts, layout, registry
 from retraining import commands, model_assets, selection
+from retraining.bad_input import BadInput
 from retraining.config import settings
 from retraining.release import candidate_metrics, measured_production, release_tasks, run_record
+from tests.helpers.airflow import not_retried
 from tests.helpers.servers import webhook_receiver
 
 PARAMS = {"learning_rates": [0.001, 0.01], "epochs": 3, "batch_size": 32, "framework": "torch", "seed": 0}
@@ -201,12 +203,11 @@ def test_the_gate_refuses_a_candidate_below_the_minimum_with_nothing_in_producti
 
 
 def test_the_gate_fails_without_retry_when_production_moved_during_the_run(tasks, conf, candidates):
-    from airflow.sdk.exceptions import AirflowFailException
-
     best = best_of(candidates, val_accuracy=0.97, test_accuracy=0.99)
     registry.promote(conf.registry, card(conf, "aaaaaaaaaaaa")["version"])
-    with pytest.raises(AirflowFailException, match="production changed during this run .None when it started"):
+    with pytest.raises(BadInput, match="production changed during this run .None when it started") as refused:
         tasks["gate"].python_callable(best, [], params=GATE_PARAMS, dag_run=dag_run())
+    assert not_retried(tasks["gate"], refused.value)
     with pytest.raises(artifacts.ArtifactError):
         registry.run_record(conf.registry, RUN_ID)  # no decision recorded
 
@@ -250,13 +251,12 @@ def test_deploy_model_promotes_records_and_announces(tasks, conf, candidates, we
 
 
 def test_deploy_model_refuses_when_production_moved_after_the_gate(tasks, conf, candidates):
-    from airflow.sdk.exceptions import AirflowFailException
-
     candidate = gated(tasks, candidates, [])
     card(conf, candidate["version"])
     registry.promote(conf.registry, card(conf, "aaaaaaaaaaaa")["version"], actor="user:ann")  # another run won
-    with pytest.raises(AirflowFailException, match="not deployed: production is aaaaaaaaaaaa, not empty"):
+    with pytest.raises(BadInput, match="not deployed: production is aaaaaaaaaaaa, not empty") as refused:
         tasks["deploy_model"].python_callable(candidate, [], dag_run=dag_run(), outlet_events=OutletEvents())
+    assert not_retried(tasks["deploy_model"], refused.value)
     assert registry.production_version(conf.registry) == "aaaaaaaaaaaa"
     assert "production is aaaaaaaaaaaa" in registry.run_record(conf.registry, RUN_ID)["deploy"]["refused"]
 

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from airflow.sdk import RetryAction
 from kubernetes.client import models as k8s
 from retraining.bad_input import BadInput
 from retraining.step_pod import StepPodOperator, base_container_exit_code
+from tests.helpers.airflow import not_retried
 
 
 def finished_pod(exit_code: int, message: str | None = None) -> k8s.V1Pod:
@@ -43,10 +43,6 @@ def operator(monkeypatch):
 def test_exit_code_is_read_from_the_base_container():
     assert base_container_exit_code(finished_pod(2), "base") == 2
     assert base_container_exit_code(finished_pod(2), "other") is None
-
-
-def not_retried(op, err: BaseException) -> bool:
-    return op.retry_policy.evaluate(err, try_number=1, max_tries=3).action == RetryAction.FAIL
 
 
 def test_bad_input_fails_without_retry_naming_the_step_error_without_the_pod_dump(operator):
