@@ -188,7 +188,7 @@ def test_the_fine_tuned_model_round_trips_through_load_predictor(fine_tuned, rgb
     weights_only.mkdir()
     (weights_only / "model.pt").write_bytes((out / "model.pt").read_bytes())
     np.testing.assert_array_equal(load_predictor(weights_only, framework, spec)(x), served), \
-        "without model.json (evaluate fetches the weights alone) the weights name their architecture"
+        "without model.json (lost, or a folder of weights alone) the weights name their architecture"
 
 
 @pytest.mark.parametrize(("flags", "message"), [

@@ -149,8 +149,8 @@ def test_an_unreadable_promotion_entry_is_named_and_the_rest_is_shown(view, tmp_
     assert {r["version"]: r["status"] for r in api.json()["versions"]} == {old: "promoted", new: "promoted"}
     version = client().get(f"/digits/versions/{new}", headers={"accept": "text/html"})
     assert version.status_code == 200 and str(broken) in version.text
-    listed = client().get("/", headers={"accept": "text/html"}).text.split('<tr data-model="digits">')[1]
-    assert "1 unreadable record: see its page" in listed.split("</tr>")[0] and str(broken) in listed, "models list"
+    row = client().get("/", headers={"accept": "text/html"}).text.split('<tr data-model="digits">')[1].split("</tr>")[0]
+    assert "1 unreadable record: see its page" in row and str(broken) in row, "the models list names it in its row"
     assert [p["uri"] for p in client().get("/api/models").json()[0]["problems"]] == [f"file://{broken}"]
     for path, data in (("/digits/rollback", {"expected": new}), (f"/digits/versions/{old}/promote", {"expected": new})):
         refused = client().post(path, data=data)

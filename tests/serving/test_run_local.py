@@ -110,7 +110,7 @@ def test_run_local_serves_production_without_training_and_stops_cleanly(packaged
         os.killpg(make.pid, signal.SIGTERM)  # what Ctrl-C or `kill -- -PGID` does: make and the script both get it
         stopped = time.monotonic()
         make.wait(timeout=60)
-        wait_until_group_gone(make.pid, timeout=120)  # make exits at once; the script then stops the servers
+    wait_until_group_gone(make.pid, timeout=120)  # make exits at once; the script then stops the servers
     output = log.read_text()
     print(f"make run: stopped in {time.monotonic() - stopped:.0f} s, {time.monotonic() - started:.0f} s in all")
     assert "==> stopped" in output and "Error" not in output, output

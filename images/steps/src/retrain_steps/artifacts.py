@@ -339,7 +339,8 @@ def create_bytes(uri: str | StoreURI, data: bytes) -> str:
                     raise ArtifactExists(f"{uri} exists already") from None
                 if code != "ConditionalRequestConflict":
                     raise
-            time.sleep(CONFLICT_BACKOFF_S * 2 ** attempt)
+            if attempt < CONFLICT_RETRIES:
+                time.sleep(CONFLICT_BACKOFF_S * 2 ** attempt)
         raise ArtifactUnavailable(f"cannot create {uri}: S3 answered 409 ConditionalRequestConflict {CONFLICT_RETRIES + 1} "
                             "times (other writers of the same key kept it busy)")
     raise ArtifactError(f"cannot write to {uri}: {scheme}:// is read-only")
