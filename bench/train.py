@@ -1,19 +1,22 @@
 """The torch train step's samples/s vs a bare loop of the same model, data, optimizer and batch size.
 
-For each input size it generates a dataset (10 classes of noisy oriented gratings, grayscale), runs
-it through the real step CLIs (``download``, ``preprocess``, ``train`` on the chosen device) and reads
-the step's samples/s (``metrics.json``: the median over its epochs of the training pass). In the same
-run it times a bare loop over the same prepared data, on the same device, for as many epochs: the same
-CNN and AdamW (fused on CUDA), batches gathered on the device, and nothing else (no schedule, label
-smoothing, augmentation, loss bookkeeping or validation); its figure is its median epoch too. Rounds
-interleave them (bare, step, bare, step, ..., bare: a busy machine drifts), and each side's figure is the
-median of its rounds. Goal: step / bare >= 0.9x.
-Rows: fp32; bf16 autocast + channels_last (``--precision bf16``) when CUDA is present.
+For each input size it generates a dataset (10 classes of noisy oriented gratings, grayscale), runs it through the
+real step CLIs (``download``, ``preprocess``, ``train --architecture NAME`` on the chosen device) and reads the
+step's samples/s (``metrics.json``: the median over its epochs of the training pass). In the same run it times a
+bare loop over the same prepared data, on the same device, for as many epochs: the same model (the step's
+architecture and stem, built by the same function) and AdamW (fused on CUDA), batches gathered on the device, and
+nothing else (no schedule, label smoothing, augmentation, loss bookkeeping or validation); its figure is its
+median epoch too. The architecture is always named, never ``auto`` (which trains ResNet-18 from 64 pixels up: a
+64x64 row once compared a ResNet-18 step with a CNN bare loop). Rounds interleave them (bare, step, bare, step,
+..., bare: a busy machine drifts), and each side's figure is the median of its rounds. Goal: step / bare >= 0.9x.
+Rows: per architecture (``cnn``; ``resnet18`` too on CUDA) fp32, and bf16 autocast + channels_last
+(``--precision bf16``) when CUDA is present.
 
 Run here:      PYTHONPATH=images/steps/src .venv-steps/bin/python bench/train.py
-GPU machine:   PYTHONPATH=images/steps/src python3 bench/train.py   (imports: torch, numpy, the steps)
-Config (env): BENCH_SIZES ("8,28" on the CPU, "28,64" on CUDA), BENCH_SAMPLES (2000 / 30000),
-BENCH_EPOCHS (3 / 5), BENCH_BATCH (64 / 256), BENCH_ROUNDS (3 / 1), BENCH_DEVICE (auto).
+GPU machine:   PYTHONPATH=images/steps/src python3 bench/train.py   (imports: torch, torchvision, numpy, the steps)
+Config (env): BENCH_SIZES ("8,28" on the CPU, "28,64" on CUDA), BENCH_SAMPLES (1500 / 30000),
+BENCH_EPOCHS (3 / 5), BENCH_BATCH (64 / 256), BENCH_ROUNDS (3 / 1), BENCH_ARCHITECTURES ("cnn" / "cnn,resnet18"),
+BENCH_DEVICE (auto).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,11 +33,13 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
-from retrain_steps import data, layout, recipe  # noqa: E402
+from bench.step_cli import step  # noqa: E402
+from retrain_steps import architectures, data, layout, recipe  # noqa: E402
 from retrain_steps.input_spec import prepare  # noqa: E402
-from retrain_steps.models import resolve_device, torch_cnn  # noqa: E402
+from retrain_steps.models import resolve_device, torch_model  # noqa: E402
 from retrain_steps.preprocess import load_spec, load_splits  # noqa: E402
 
 DEVICE = resolve_device(os.environ.get("BENCH_DEVICE", "auto"))
@@ -45,6 +49,7 @@ SAMPLES = int(os.environ.get("BENCH_SAMPLES", 30000 if CUDA else 1500))
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", 5 if CUDA else 3))
 BATCH = int(os.environ.get("BENCH_BATCH", 256 if CUDA else 64))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if CUDA else 3))
+ARCHITECTURES = os.environ.get("BENCH_ARCHITECTURES", "cnn,resnet18" if CUDA else "cnn").split(",")
 LEARNING_RATE, WEIGHT_DECAY = 1e-3, 0.05
 
 
@@ -60,22 +65,15 @@ def gratings(n: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(pixels, 0, 255).astype(np.uint8)[..., None], target.astype(np.int64)
 
 
-def step(*args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "images" / "steps" / "src"),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "retrain_steps", *args], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"retrain_steps {args[0]} exited {done.returncode}:\n{done.stderr[-3000:]}")
-
-
-def bare_loop(preprocessed: str, precision: str) -> float:
+def bare_loop(preprocessed: str, architecture: str, precision: str) -> float:
     """Samples/s (median epoch) of the bare loop on the step's own prepared training split."""
     spec = load_spec(preprocessed)
     splits = load_splits(preprocessed, spec)
     fast = precision == "bf16"
     memory_format = torch.channels_last if fast else torch.contiguous_format
     torch.manual_seed(0)
-    model = torch_cnn(spec).to(DEVICE, memory_format=memory_format).train()
+    stem = architectures.stem_for(architecture, spec.height, spec.width)  # the train step's, from scratch
+    model = torch_model(architecture, spec, stem).to(DEVICE, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(recipe.parameter_groups(model, WEIGHT_DECAY), lr=LEARNING_RATE,
                                   **recipe.optimizer_options(DEVICE))
     x = torch.from_numpy(prepare(splits["x_train"], spec)).to(DEVICE).contiguous(memory_format=memory_format)
@@ -102,7 +100,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(0) if CUDA else f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} threads"
     print(f"device {DEVICE} ({name}), torch {torch.__version__}; {SAMPLES} images (70 % train), "
           f"{EPOCHS} epochs, batch {BATCH}, {ROUNDS} round(s)")
-    print(f"{'size':>7} {'precision':<10}{'step samples/s':>15}{'bare samples/s':>16}{'ratio':>8}   (goal >= 0.9x)")
+    print(f"{'size':>7} {'architecture':<13}{'precision':<10}{'step samples/s':>15}{'bare samples/s':>16}{'ratio':>8}"
+          "   (goal >= 0.9x)")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for side in SIZES:
@@ -113,27 +112,35 @@ def main() -> None:
             store = f"file://{tmp}/{side}"
             step("download", "--source", f"file://{source}", "--output", f"{store}/dl")
             step("preprocess", "--input", f"{store}/dl", "--output", f"{store}/pp")
-            for precision in precisions:
-                steps, bares, accuracy = [], [bare_loop(f"{store}/pp", precision)], None
-                for round_ in range(ROUNDS):
-                    out = f"{store}/train-{precision}-{round_}"
-                    step("train", "--input", f"{store}/pp", "--output", out, "--device", DEVICE, "--precision",
-                         precision, "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--learning-rate",
-                         str(LEARNING_RATE), "--seed", str(round_))
-                    measured = json.loads((Path(out.removeprefix("file://")) / layout.METRICS).read_text())
-                    steps.append(measured["samples_per_s"])
-                    accuracy = measured["val_accuracy"]
-                    bares.append(bare_loop(f"{store}/pp", precision))
-                rows[side, precision] = mine = statistics.median(steps)
-                bare = statistics.median(bares)
-                print(f"{side:>3}x{side:<3} {precision:<10}{mine:15.0f}{bare:16.0f}{mine / bare:7.2f}x   (step rounds "
-                      f"{', '.join(f'{v:.0f}' for v in steps)}; bare {', '.join(f'{v:.0f}' for v in bares)}; "
-                      f"step val_accuracy {accuracy:.3f})", flush=True)
+            for architecture in ARCHITECTURES:
+                for precision in precisions:
+                    rows[side, architecture, precision] = measure(store, side, architecture, precision)
     if CUDA:
         for side in SIZES:
-            print(f"step bf16 / fp32 at {side}x{side}: {rows[side, 'bf16'] / rows[side, 'fp32']:.2f}x")
+            for architecture in ARCHITECTURES:
+                print(f"step bf16 / fp32, {architecture} at {side}x{side}: "
+                      f"{rows[side, architecture, 'bf16'] / rows[side, architecture, 'fp32']:.2f}x")
     else:
         print("bf16 + channels_last rows need CUDA (no GPU here); run this script unchanged on a GPU machine")
+
+
+def measure(store: str, side: int, architecture: str, precision: str) -> float:
+    """One row: the step's and the bare loop's samples/s in interleaved rounds, printed; the step's median."""
+    steps, bares, accuracy = [], [bare_loop(f"{store}/pp", architecture, precision)], None
+    for round_ in range(ROUNDS):
+        out = f"{store}/train-{architecture}-{precision}-{round_}"
+        step("train", "--input", f"{store}/pp", "--output", out, "--device", DEVICE, "--precision", precision,
+             "--architecture", architecture, "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
+             "--learning-rate", str(LEARNING_RATE), "--seed", str(round_))
+        measured = json.loads((Path(out.removeprefix("file://")) / layout.METRICS).read_text())
+        steps.append(measured["samples_per_s"])
+        accuracy = measured["val_accuracy"]
+        bares.append(bare_loop(f"{store}/pp", architecture, precision))
+    mine, bare = statistics.median(steps), statistics.median(bares)
+    print(f"{side:>3}x{side:<3} {architecture:<13}{precision:<10}{mine:15.0f}{bare:16.0f}{mine / bare:7.2f}x   "
+          f"(step rounds {', '.join(f'{v:.0f}' for v in steps)}; bare {', '.join(f'{v:.0f}' for v in bares)}; "
+          f"step val_accuracy {accuracy:.3f})", flush=True)
+    return mine
 
 
 if __name__ == "__main__":

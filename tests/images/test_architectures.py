@@ -19,6 +19,60 @@ def test_each_architecture_takes_grayscale_at_its_smallest_size(name):
         assert model(torch.rand(2, 1, side, side + 8)).shape == (2, 7)
 
 
+def test_small_inputs_get_the_small_stem_from_scratch():
+    """Below 64 px: ResNet's 3x3 stride-1 stem without max-pool (a 28x28 image 4x4 after layer4, not 1x1), the
+    first convolution of MobileNetV3 and EfficientNet at stride 1; from 64 px, or pretrained, the ImageNet stem."""
+    import torch
+
+    assert architectures.stem_for("resnet18", 28, 28) == architectures.stem_for("efficientnet_b0", 63, 200) == "small"
+    assert architectures.stem_for("resnet18", 64, 64) == architectures.stem_for("convnext_tiny", 32, 32) == "imagenet"
+    assert architectures.stem_for("resnet18", 28, 28, pretrained=True) == "imagenet"
+    small, imagenet = (architectures.build("resnet18", 1, 28, 28, 10, stem).eval() for stem in ("small", "imagenet"))
+    conv = architectures.first_conv(small)[2]
+    assert (conv.in_channels, conv.kernel_size, conv.stride) == (1, (3, 3), (1, 1))
+    assert isinstance(small.maxpool, torch.nn.Identity)
+    sides = {}
+    for name, model in (("small", small), ("imagenet", imagenet)):
+        model.layer4.register_forward_hook(lambda module, args, out, name=name: sides.__setitem__(name, out.shape[-1]))
+        with torch.inference_mode():
+            assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert sides == {"small": 4, "imagenet": 1}
+    mobile = architectures.build("mobilenet_v3_small", 3, 28, 28, 10, "small")
+    assert architectures.first_conv(mobile)[2].stride == (1, 1)
+    with pytest.raises(ValueError, match="convnext_tiny has no small-input stem"):
+        architectures.build("convnext_tiny", 3, 32, 32, 10, "small")
+
+
+def test_a_small_stem_is_recorded_trained_and_rebuilt(trained, tmp_path):
+    """train records the stem in model.json and metrics.json; load_predictor rebuilds it, and from the weights
+    alone (no model.json) tells it apart from the ImageNet stem by its shapes."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from retrain_steps import models
+    from tests.conftest import run_cli
+
+    out = tmp_path / "t"
+    run_cli("retrain_steps", "train", "--input", trained["preprocess"], "--output", f"file://{out}",
+            "--architecture", "resnet18", "--epochs", "1", "--batch-size", "128")
+    info, metrics = (json.loads((out / name).read_text()) for name in ("model.json", "metrics.json"))
+    assert info["stem"] == metrics["stem"] == "small" and info["architecture"] == "resnet18"
+    framework, spec = models.read_model_info(out)
+    x = np.random.default_rng(0).normal(size=(4, *spec.shape)).astype("float32")
+    expected = models.load_predictor(out, framework, spec)(x)
+    bare = tmp_path / "bare"
+    shutil.copytree(out, bare)
+    (bare / "model.json").unlink()
+    state = __import__("torch").load(bare / "model.pt", weights_only=True)
+    assert models.architecture_of_state(state, spec) == ("resnet18", "small")
+    np.testing.assert_allclose(models.load_predictor(bare, framework, spec)(x), expected, atol=1e-6)
+    (out / "model.json").write_text(json.dumps({**info, "stem": "imagenet"}))
+    with pytest.raises(RuntimeError, match="size mismatch for conv1.weight"):
+        models.load_predictor(out, framework, spec)
+
+
 def test_resnet18_classifies_224_pixel_rgb_images():
     import torch
 

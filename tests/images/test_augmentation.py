@@ -129,12 +129,35 @@ def test_the_trainer_runs_the_policy_on_each_batch_without_host_reads(monkeypatc
     assert same is not augment
 
 
-def test_for_training_picks_the_policy_by_architecture():
+def test_for_training_picks_the_policy_by_architecture_and_size():
     spec = InputSpec(height=32, width=32, channels=3, class_names=("a", "b"), mean=(0.5,) * 3, std=(0.2,) * 3)
     assert augmentation.for_training("cnn", spec, False) is True
     assert augmentation.for_training("cnn", spec, True) is augmentation.shift_and_flip
     policy = augmentation.for_training("resnet18", spec, True)
     assert isinstance(policy, StandardPolicy) and policy.flip and policy.mean == (0.5,) * 3
+    assert policy.shift_only, "32x32: shifts, not resized crops"
+    large = InputSpec(height=64, width=96, channels=3, class_names=("a", "b"), mean=(0.5,) * 3, std=(0.2,) * 3)
+    assert not augmentation.for_training("resnet18", large, False).shift_only
+
+
+def test_small_inputs_shift_by_whole_pixels_up_to_an_eighth_of_the_side():
+    """Below 64 px the crop is a shift (RandomCrop with padding, the edge repeated): every output pixel is an input
+    pixel (no resampling blur), each image its own shift, at most 3 pixels at 28 and every shift in -3..3 drawn."""
+    side = 28
+    x = torch.arange(side * side, dtype=torch.float32).view(1, 1, side, side).expand(500, -1, -1, -1)
+    out = StandardPolicy(1, shift_only=True).crop_and_flip(x, torch.rand(500, 5, generator=generator()))
+    centre = out[:, 0, side // 2, side // 2]
+    torch.testing.assert_close(centre, centre.round(), atol=1e-3, rtol=0), "whole pixels: another pixel's value"
+    centre = centre.round()
+    dy, dx = (centre // side - side // 2).long(), (centre % side - side // 2).long()
+    assert set(dy.tolist()) == set(dx.tolist()) == set(range(-3, 4))
+    for i in range(20):
+        torch.testing.assert_close(out[i, 0, 4:-4, 4:-4], torch.roll(x[i, 0], (-dy[i].item(), -dx[i].item()),
+                                                                     (0, 1))[4:-4, 4:-4], atol=1e-3, rtol=0)
+    u = torch.rand(400, 5, generator=generator(1))
+    u[:, 4] = 0.0  # the flip drawn for every image
+    flipped = StandardPolicy(1, flip=True, shift_only=True).crop_and_flip(ramps(400, side=28), u)
+    assert not rises_left_to_right(flipped, border=3).any(), "shifted and mirrored"
 
 
 def test_the_keras_shift_flips_only_with_flip():

@@ -157,8 +157,9 @@ def test_the_cli_fine_tunes_from_the_store_and_records_it(fine_tuned, resnet18_f
     out, uri = fine_tuned
     _, sha256, saved = resnet18_file
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["architecture"] == "resnet18" and json.loads((out / "model.json").read_text())["architecture"] \
-        == "resnet18"
+    info = json.loads((out / "model.json").read_text())
+    assert metrics["architecture"] == info["architecture"] == "resnet18"
+    assert metrics["stem"] == info["stem"] == "imagenet", "fine-tuning keeps the checkpoint's stem at any size"
     assert metrics["pretrained"] == {"uri": uri, "sha256": sha256, "head_epochs": 1, "backbone_lr_scale": 0.1,
                                      "reinitialised": ["fc.bias", "fc.weight"], "stem_summed": False}
     weights = torch.load(out / "model.pt", weights_only=True)

@@ -180,14 +180,16 @@ def test_bf16_runs_channels_last_under_autocast_on_any_device():
     assert recipe.resolve_precision("auto", "cpu") == "fp32" and recipe.resolve_precision("bf16", "cpu") == "bf16"
 
 
-def test_cuda_runs_get_a_deterministic_cublas_workspace(monkeypatch):
+def test_deterministic_kernels_always_on_the_cpu_and_on_cuda_when_asked(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        recipe.make_deterministic("cpu")
+        assert recipe.make_deterministic("cpu") is True
         assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ and torch.are_deterministic_algorithms_enabled()
-        recipe.make_deterministic("cuda")
-        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert recipe.make_deterministic("cuda") is False, "CUDA: fast kernels unless asked"
+        assert not torch.are_deterministic_algorithms_enabled() and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+        assert recipe.make_deterministic("cuda", on_cuda=True) is True
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 

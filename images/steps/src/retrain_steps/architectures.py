@@ -7,6 +7,13 @@ weights over the input channels, so an RGB checkpoint adapted with :func:`adapt_
 image as it saw the same image in RGB). Every architecture here ends in adaptive average pooling, so one
 model takes any input from its :data:`MIN_SIDE` up (224x224 is torchvision's training size).
 
+Below :data:`SMALL_STEM_BELOW` pixels a side a standard architecture trained from scratch gets the small-input stem
+(:func:`small_stem`, ``stem="small"``, recorded in ``model.json``): the ImageNet stem's stride-4 downsampling (a
+7x7 stride-2 convolution and a max-pool for the ResNets, a stride-2 first convolution for MobileNetV3 and
+EfficientNet) leaves a 28x28 image 7x7 after the stem and 1x1 after ResNet's last stage; the published small-image
+ResNets (CIFAR's, Fashion-MNIST's ResNet18) use a 3x3 stride-1 first convolution and no max-pool. Fine-tuning keeps
+the checkpoint's ImageNet stem (its weights are for it).
+
 Beside them the train step knows :data:`CNN`, the project's own small CNN family
 (:func:`retrain_steps.models.torch_cnn`), and ``auto`` (:func:`resolve`): the CNN below :data:`AUTO_FROM`
 pixels a side, ResNet-18 from there up; Keras trains the CNN only.
@@ -33,6 +40,11 @@ HEADS = {"resnet18": "fc", "resnet50": "fc", "mobilenet_v3_small": "classifier",
 # The smallest side each one runs at (measured): ConvNeXt's 4x4 patchify stem and three 2x2 merges need
 # 32 pixels; the others pool whatever is left after their stride-32 stages (1x1 from 8 pixels up).
 MIN_SIDE = {**dict.fromkeys(ARCHITECTURES, 8), "convnext_tiny": 32}
+IMAGENET_STEM, SMALL_STEM = "imagenet", "small"
+STEMS = (IMAGENET_STEM, SMALL_STEM)
+SMALL_STEM_BELOW = 64  #: the shorter side below which a from-scratch standard architecture gets the small stem
+# ConvNeXt's 4x4 patchify stem has no small-input variant here: it keeps its own stem at every size.
+HAS_SMALL_STEM = tuple(name for name in ARCHITECTURES if name != "convnext_tiny")
 
 
 def resolve(requested: str, height: int, width: int, framework: str = "torch",
@@ -73,15 +85,45 @@ def check(name: str, channels: int, height: int, width: int, classes: int) -> No
         raise InputError(f"{name} needs at least 2 classes, got {classes}")
 
 
-def build(name: str, channels: int, height: int, width: int, classes: int):
-    """The torchvision classifier ``name`` (random weights) for ``channels`` x ``height`` x ``width`` inputs."""
+def stem_for(name: str, height: int, width: int, pretrained: bool = False) -> str:
+    """The stem a ``name`` model trains with: :data:`SMALL_STEM` from scratch below :data:`SMALL_STEM_BELOW`
+    pixels (the shorter side) where the architecture has one, else :data:`IMAGENET_STEM`."""
+    small = not pretrained and name in HAS_SMALL_STEM and min(height, width) < SMALL_STEM_BELOW
+    return SMALL_STEM if small else IMAGENET_STEM
+
+
+def build(name: str, channels: int, height: int, width: int, classes: int, stem: str = IMAGENET_STEM):
+    """The torchvision classifier ``name`` (random weights) for ``channels`` x ``height`` x ``width`` inputs,
+    with the ``stem`` :func:`stem_for` chose."""
     check(name, channels, height, width, classes)
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; expected one of {list(STEMS)}")
     from torchvision import models
 
     model = getattr(models, name)(weights=None, num_classes=classes)
+    if stem == SMALL_STEM:
+        small_stem(model, name)
     if channels == 1:
         adapt_first_conv(model, 1)
     return model
+
+
+def small_stem(model, name: str) -> None:
+    """Replace ``model``'s ImageNet stem by the small-input one: for the ResNets a 3x3 stride-1 first convolution
+    and no max-pool; for MobileNetV3 and EfficientNet their first convolution at stride 1 (freshly initialised)."""
+    from torch import nn
+
+    if name not in HAS_SMALL_STEM:
+        raise ValueError(f"{name} has no small-input stem")
+    parent, attribute, conv = first_conv(model)
+    if name.startswith("resnet"):
+        small = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    else:
+        small = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=1, padding=conv.padding,
+                          bias=conv.bias is not None)
+    nn.init.kaiming_normal_(small.weight, mode="fan_out", nonlinearity="relu")  # torchvision's conv init
+    setattr(parent, attribute, small)
 
 
 def first_conv(model):

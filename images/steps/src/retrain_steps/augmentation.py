@@ -5,7 +5,10 @@ half the images with ``--flip``. The standard architectures (:class:`StandardPol
 policy, with the parameters of ``torchvision.transforms.v2``'s transforms of the same names:
 
 * ``RandomResizedCrop``: a crop of :data:`CROP_SCALE` of the area, aspect ratio log-uniform in :data:`CROP_RATIO`,
-  resized back to the input size (bilinear);
+  resized back to the input size (bilinear); below :data:`SMALL_INPUT_BELOW` pixels a side instead the small-image
+  recipes' ``RandomCrop(padding=...)`` (CIFAR's 4 pixels at 32): a shift by a whole number of pixels, up to
+  :data:`SHIFT_FRACTION` of the side, the edge repeated (a crop of a few hundred pixels resized back loses the
+  detail a 28x28 image has);
 * ``RandomHorizontalFlip`` (half the images) only with ``--flip`` (off for digits and text-like data);
 * ``ColorJitter`` (brightness, contrast, saturation each by a factor in ``1 +- JITTER``) for RGB data only, in
   pixel space (the normalisation undone and redone); hue is left out (its HSV round trip costs more than the
@@ -27,6 +30,8 @@ import math
 
 CROP_SCALE = (0.25, 1.0)  #: v2.RandomResizedCrop's scale is (0.08, 1); small, short runs do better with less
 CROP_RATIO = (3 / 4, 4 / 3)
+SMALL_INPUT_BELOW = 64  #: the shorter side below which crops are shifts (the small-input stem's threshold)
+SHIFT_FRACTION = 1 / 8  #: small inputs: the largest shift, as a fraction of the side (4 pixels at 32, 3 at 28)
 JITTER = 0.4  #: v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4), as in the torchvision recipes
 ERASE_P, ERASE_SCALE, ERASE_RATIO = 0.25, (0.02, 1 / 3), (0.3, 3.3)
 LUMA = (0.299, 0.587, 0.114)  #: ITU-R 601-2, as torchvision's rgb_to_grayscale
@@ -39,7 +44,8 @@ def for_training(architecture: str, spec, flip: bool):
 
     if architecture == CNN:
         return shift_and_flip if flip else True
-    return StandardPolicy(spec.channels, spec.mean, spec.std, flip)
+    small = min(spec.height, spec.width) < SMALL_INPUT_BELOW
+    return StandardPolicy(spec.channels, spec.mean, spec.std, flip, shift_only=small)
 
 
 def shift_and_flip(x, generator):
@@ -57,18 +63,25 @@ def flip_half(x, generator):
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
+def _whole_shift(u, side: int):
+    """Uniform ``u`` in [0, 1) -> whole pixels in ``-m..m``, ``m`` = :data:`SHIFT_FRACTION` of ``side`` rounded down."""
+    most = max(1, int(side * SHIFT_FRACTION))
+    return (u * (2 * most + 1)).floor().clamp(max=2 * most) - most
+
+
 def _log_uniform(u, bounds):
     low, high = math.log(bounds[0]), math.log(bounds[1])
     return (low + u * (high - low)).exp()
 
 
 class StandardPolicy:
-    """The policy above for inputs of ``channels`` normalised with ``mean``/``std`` (per channel; empty: none).
+    """The policy above for inputs of ``channels`` normalised with ``mean``/``std`` (per channel; empty: none);
+    ``shift_only``: the small inputs' whole-pixel shifts instead of resized crops.
 
     ``policy(x, generator)`` returns the augmented batch, a new tensor on ``x``'s device."""
 
-    def __init__(self, channels: int, mean=(), std=(), flip: bool = False):
-        self.channels, self.flip = channels, flip
+    def __init__(self, channels: int, mean=(), std=(), flip: bool = False, shift_only: bool = False):
+        self.channels, self.flip, self.shift_only = channels, flip, shift_only
         self.mean, self.std = tuple(mean) or (0.0,) * channels, tuple(std) or (1.0,) * channels
         self.jitter = channels == 3
         self._constants: dict = {}  # (device, dtype) -> mean, std, luma: copied to the device once, not per batch
@@ -97,18 +110,22 @@ class StandardPolicy:
     def crop_and_flip(self, x, u):
         """Random resized crop (``u[:, 0]`` scale, ``u[:, 1]`` ratio, ``u[:, 2:4]`` centre) and the flip (``u[:, 4]``
         below 1/2, with ``flip``), as one affine resampling. The crop's sides are clamped to the image (v2 retries
-        10 draws, then falls back to a centre crop)."""
+        10 draws, then falls back to a centre crop). ``shift_only``: whole-pixel shifts (``u[:, 2:4]``) instead."""
         import torch
         from torch.nn import functional
 
         n, _, h, w = x.shape
-        scale = CROP_SCALE[0] + u[:, 0] * (CROP_SCALE[1] - CROP_SCALE[0])
-        ratio = _log_uniform(u[:, 1], CROP_RATIO)
-        # the crop's width and height as fractions of the image's: w_c * h_c = scale, (w_c * w) / (h_c * h) = ratio
-        crop_w = (scale * ratio * h / w).sqrt().clamp(max=1.0)
-        crop_h = (scale / ratio * w / h).sqrt().clamp(max=1.0)
-        centre_x = (2 * u[:, 2] - 1) * (1 - crop_w)
-        centre_y = (2 * u[:, 3] - 1) * (1 - crop_h)
+        if self.shift_only:  # whole pixels: -m..m each way, 2 / side per pixel in affine_grid's [-1, 1]
+            crop_w = crop_h = torch.ones(n, device=x.device)
+            centre_x, centre_y = (2 * (_whole_shift(u[:, i], side) / side) for i, side in ((2, w), (3, h)))
+        else:
+            scale = CROP_SCALE[0] + u[:, 0] * (CROP_SCALE[1] - CROP_SCALE[0])
+            ratio = _log_uniform(u[:, 1], CROP_RATIO)
+            # the crop's width and height as fractions of the image's: w_c * h_c = scale, (w_c * w) / (h_c * h) = ratio
+            crop_w = (scale * ratio * h / w).sqrt().clamp(max=1.0)
+            crop_h = (scale / ratio * w / h).sqrt().clamp(max=1.0)
+            centre_x = (2 * u[:, 2] - 1) * (1 - crop_w)
+            centre_y = (2 * u[:, 3] - 1) * (1 - crop_h)
         sign = torch.where(u[:, 4] < 0.5, -1.0, 1.0) if self.flip else torch.ones_like(u[:, 4])
         zero = torch.zeros(n, device=x.device)
         theta = torch.stack([torch.stack([crop_w * sign, zero, centre_x], 1),

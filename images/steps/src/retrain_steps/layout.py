@@ -100,6 +100,7 @@ class TrainMetrics(TypedDict, total=False):
     augment: bool
     flip: bool  #: horizontal flips in the augmentation
     architecture: str  #: "cnn" or a torchvision classifier (retrain_steps.architectures); absent: cnn
+    stem: str  #: a standard architecture's stem: "imagenet" or "small" (architectures.stem_for); absent: imagenet
     pretrained: dict  #: fine-tuned from a weights file: uri, sha256, head_epochs, backbone_lr_scale...
     warm_start_from: str | None
     val_accuracy: float

@@ -73,11 +73,11 @@ def torch_cnn(spec: InputSpec = DIGITS):
     )
 
 
-def torch_model(architecture: str, spec: InputSpec = DIGITS):
-    """The untrained torch model of ``architecture`` (``cnn`` or a standard one) for ``spec``."""
+def torch_model(architecture: str, spec: InputSpec = DIGITS, stem: str = architectures.IMAGENET_STEM):
+    """The untrained torch model of ``architecture`` (``cnn`` or a standard one, with ``stem``) for ``spec``."""
     if architecture == architectures.CNN:
         return torch_cnn(spec)
-    return architectures.build(architecture, spec.channels, spec.height, spec.width, len(spec.class_names))
+    return architectures.build(architecture, spec.channels, spec.height, spec.width, len(spec.class_names), stem)
 
 
 def architecture_of(info: dict) -> str:
@@ -85,24 +85,35 @@ def architecture_of(info: dict) -> str:
     return info.get("architecture") or architectures.CNN
 
 
-def architecture_of_state(state: dict, spec: InputSpec) -> str:
-    """The architecture (for ``spec``) whose ``state_dict`` has ``state``'s names and shapes: ``cnn`` when none
-    does (its load then names the mismatch). Standard architectures are built on torch's meta device (no
-    memory, no initialisation), and only when the weights are not a CNN's."""
+def stem_of(info: dict) -> str:
+    """The stem a ``model.json`` records; the ImageNet stem for every model from before small-input stems."""
+    return info.get("stem") or architectures.IMAGENET_STEM
+
+
+def architecture_of_state(state: dict, spec: InputSpec) -> tuple[str, str]:
+    """``(architecture, stem)`` (for ``spec``) whose ``state_dict`` has ``state``'s names and shapes: the CNN when
+    none does (its load then names the mismatch). Standard architectures are built on torch's meta device (no
+    memory, no initialisation), and only when the weights are not a CNN's. Shapes tell the ResNets' stems apart;
+    MobileNetV3's and EfficientNet's differ in stride alone, so for them the stem from-scratch training picks."""
     import torch
 
     def shapes(module) -> dict:
         return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
     wanted = {k: tuple(v.shape) for k, v in state.items()}
+    imagenet = architectures.IMAGENET_STEM
     with torch.device("meta"):
         if shapes(torch_cnn(spec)) == wanted:
-            return architectures.CNN
+            return architectures.CNN, imagenet
         for name in architectures.ARCHITECTURES:
-            fits = min(spec.height, spec.width) >= architectures.MIN_SIDE[name]
-            if fits and shapes(torch_model(name, spec)) == wanted:
-                return name
-    return architectures.CNN
+            if min(spec.height, spec.width) < architectures.MIN_SIDE[name]:
+                continue
+            # the stem training from scratch picks first: MobileNetV3's and EfficientNet's differ in stride alone
+            first = architectures.stem_for(name, spec.height, spec.width)
+            for stem in dict.fromkeys((first, *architectures.STEMS)):
+                if shapes(torch_model(name, spec, stem)) == wanted:
+                    return name, stem
+    return architectures.CNN, imagenet
 
 
 def keras_cnn(learning_rate: float, spec: InputSpec = DIGITS):
@@ -166,9 +177,10 @@ def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS, devic
     """Load a model folder; return ``f(x: (n, C, H, W) float32 from prepare) -> probabilities (n, classes)``.
 
     ``device`` (``cpu``, ``cuda``, ``auto``) places a torch model; Keras models follow Keras' own
-    device choice (``KERAS_TORCH_DEVICE``). A torch model is built for the architecture its ``model.json``
-    names (:func:`architecture_of`); in a folder of weights alone (``model.json`` lost or never copied) the
-    architecture whose parameters the weights are, by names and shapes (:func:`architecture_of_state`).
+    device choice (``KERAS_TORCH_DEVICE``). A torch model is built for the architecture and stem its
+    ``model.json`` names (:func:`architecture_of`, :func:`stem_of`); in a folder of weights alone (``model.json``
+    lost or never copied) the ones whose parameters the weights are, by names and shapes
+    (:func:`architecture_of_state`).
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
@@ -182,10 +194,11 @@ def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS, devic
         state = torch.load(path, map_location="cpu", weights_only=True)
         info_path = folder / layout.MODEL_INFO
         if info_path.is_file():
-            architecture = architecture_of(json.loads(info_path.read_text()))
+            info = json.loads(info_path.read_text())
+            architecture, stem = architecture_of(info), stem_of(info)
         else:
-            architecture = architecture_of_state(state, spec)
-        module = torch_model(architecture, spec)
+            architecture, stem = architecture_of_state(state, spec)
+        module = torch_model(architecture, spec, stem)
         module.load_state_dict(state)
         module.to(device).eval()
 

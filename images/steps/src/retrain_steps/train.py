@@ -45,7 +45,7 @@ import numpy as np
 from retrain_steps import architectures, artifacts, layout, manifest, ood, plots, recipe
 from retrain_steps.errors import InputError
 from retrain_steps.input_spec import InputSpec, prepare, spec_of_model
-from retrain_steps.models import DEVICES, FRAMEWORKS, MODEL_FILES, architecture_of, resolve_device
+from retrain_steps.models import DEVICES, FRAMEWORKS, MODEL_FILES, architecture_of, resolve_device, stem_of
 from retrain_steps.preprocess import load_spec, load_splits
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               help="label smoothing of the training loss, in [0, 1)")
     recipe_flags.add_argument("--precision", choices=recipe.PRECISIONS, default="auto",
                               help="auto: bf16 autocast and channels_last on a CUDA GPU, fp32 on the CPU")
+    recipe_flags.add_argument("--deterministic", action="store_true",
+                              help="deterministic kernels on CUDA too (the CPU always has them): the same seed "
+                                   "trains the same weights, at 1.5-3.7x the time on an H200")
 
 
 RECIPE_FLAGS = ("weight_decay", "warmup_epochs", "label_smoothing", "precision")  #: the torch path's recipe flags
@@ -196,6 +199,7 @@ class ModelChoice:
     """What the run trains, resolved from the command line and the data (:func:`choose_model`)."""
 
     architecture: str
+    stem: str = architectures.IMAGENET_STEM  #: a standard architecture's stem (:func:`architectures.stem_for`)
     pretrained: str | None = None
     pretrained_sha256: str | None = None
     head_epochs: int = 0
@@ -211,9 +215,10 @@ class ModelChoice:
 
 def choose_model(args: argparse.Namespace, spec: InputSpec) -> ModelChoice:
     """The architecture and fine-tuning of this run; bad combinations are :class:`InputError` naming the flags."""
-    warm = None
+    warm, warm_info = None, None
     if args.init_from:
-        warm = architecture_of(artifacts.read_json(layout.file_in(args.init_from, layout.MODEL_INFO)))
+        warm_info = artifacts.read_json(layout.file_in(args.init_from, layout.MODEL_INFO))
+        warm = architecture_of(warm_info)
     name = architectures.resolve(args.architecture, spec.height, spec.width, args.framework, warm)
     if warm and warm != name:
         raise WarmStartError(f"cannot warm-start a {name} candidate from the {warm} model at {args.init_from}; "
@@ -223,7 +228,11 @@ def choose_model(args: argparse.Namespace, spec: InputSpec) -> ModelChoice:
     if args.pretrained_sha256 and not args.pretrained:
         raise InputError("--pretrained-sha256 is set without --pretrained (the weights file it verifies)")
     if not args.pretrained:
-        return ModelChoice(name)
+        if warm_info is not None:  # the warm-start model's own stem, whichever this size would pick now
+            return ModelChoice(name, stem_of(warm_info))
+        if name == architectures.CNN:
+            return ModelChoice(name)
+        return ModelChoice(name, architectures.stem_for(name, spec.height, spec.width))
     if not args.pretrained_sha256:
         raise InputError(f"--pretrained {args.pretrained} needs --pretrained-sha256 (the weights file's sha256)")
     if name == architectures.CNN:
@@ -237,7 +246,8 @@ def choose_model(args: argparse.Namespace, spec: InputSpec) -> ModelChoice:
     head_epochs = default_head_epochs(args.epochs) if args.head_epochs is None else args.head_epochs
     if head_epochs > args.epochs:
         raise InputError(f"--head-epochs {head_epochs} must be at most --epochs {args.epochs}")
-    return ModelChoice(name, args.pretrained, args.pretrained_sha256, head_epochs, args.backbone_lr_scale)
+    return ModelChoice(name, architectures.IMAGENET_STEM, args.pretrained, args.pretrained_sha256, head_epochs,
+                       args.backbone_lr_scale)
 
 
 def fetch_initial_model(args: argparse.Namespace, spec: InputSpec, folder: Path) -> Path | None:
@@ -270,8 +280,10 @@ def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
 
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
-    recipe.make_deterministic(device)
-    log.info("train: torch %s on %s, %s", torch.__version__, device, choice.architecture)
+    deterministic = recipe.make_deterministic(device, args.deterministic)
+    log.info("train: torch %s on %s, %s%s%s", torch.__version__, device, choice.architecture,
+             " (small-input stem)" if choice.stem == architectures.SMALL_STEM else "",
+             "" if deterministic else ", fast kernels (not bit-reproducible; --deterministic for that)")
     plan = torch_recipe(args, len(splits["y_train"]), device)
     log.info("train: recipe %s", ", ".join(f"{k} {v}" for k, v in plan.to_dict().items()))
     loaded, head = {}, None
@@ -288,7 +300,7 @@ def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
                  "the backbone at %g x the rate", choice.pretrained, choice.pretrained_sha256,
                  ", ".join(done.reinitialised) or "none", choice.head_epochs, choice.backbone_lr_scale)
     else:
-        model = torch_model(choice.architecture, spec)
+        model = torch_model(choice.architecture, spec, choice.stem)
     if initial := fetch_initial_model(args, spec, folder / "init"):
         try:
             model.load_state_dict(torch.load(initial, map_location="cpu", weights_only=True))
@@ -448,6 +460,7 @@ def run(args: argparse.Namespace) -> dict:
             "augment": args.augment,
             "flip": args.flip and args.augment,
             "architecture": choice.architecture,
+            "stem": choice.stem,
             "warm_start_from": args.init_from,
             "val_accuracy": best["val_accuracy"],
             "val_loss": best["val_loss"],
@@ -466,7 +479,7 @@ def run(args: argparse.Namespace) -> dict:
             layout.MODEL_INFO: artifacts.write_json(
                 layout.file_in(args.output, layout.MODEL_INFO),
                 {"framework": args.framework, "file": model_file, "input_spec": spec.to_dict(),
-                 "architecture": choice.architecture},
+                 "architecture": choice.architecture, "stem": choice.stem},
             ),
             layout.METRICS: artifacts.write_json(layout.file_in(args.output, layout.METRICS), metrics),
             layout.OOD_STATS: artifacts.write_json(layout.file_in(args.output, layout.OOD_STATS),
