@@ -39,6 +39,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -186,7 +187,8 @@ class RegistryFollower:
             if loaded is None:
                 continue
             previous, self.current = self.current, loaded  # one reference swap: in-flight requests keep theirs
-            log.info("serving model version %s (was %s)", version, previous.version if previous else None)
+            log.info("serving model version %s (was %s) in worker %d", version,
+                     previous.version if previous else None, os.getpid())
             break
         if self.current and self.current.version != wanted:
             self.fallback = {"production": wanted, "serving": self.current.version,

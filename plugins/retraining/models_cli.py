@@ -98,7 +98,9 @@ def _warn(command: str, problems: list) -> None:
 def run(args: argparse.Namespace, settings: config.Settings) -> str:
     reg = settings.registry
     if args.command == "list" and args.model is None:
-        return format_models(catalog.overview(reg))
+        rows = catalog.overview(reg)
+        _warn(args.command, [f"model {row['name']}: {p['error']}" for row in rows for p in row["problems"]])
+        return format_models(rows)
     model = registry.check_model_name(args.model or settings.model)
     if args.command == "list":
         models = catalog.model_catalog(reg, model)

@@ -16,6 +16,7 @@ pretrained weights file, picked in the form, deployed as a third model and shown
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -107,23 +108,25 @@ def served_version(url: str) -> str:
 
 
 def wait_until_served(stack, version: str, log_from: int, timeout: float = 180) -> float:
-    """Wait until every worker of the model server has swapped to ``version`` (each logs its swap after
-    ``log_from``, a size of the server's log); return the seconds waited.
+    """Wait until every worker of the model server has swapped to ``version`` (each logs its swap with its pid after
+    ``log_from``, a size of the server's log; distinct pids are counted, so a worker restarted by BentoML is not
+    taken for another); return the seconds waited.
 
     Asking ``/predict`` until it answers with ``version`` is not enough: each worker follows the registry on
     its own, so one may still answer with the old version after another answered with the new one.
     """
     started = time.monotonic()
-    swapped = f"serving model version {version} (".encode()
+    swapped = re.compile(rb"serving model version " + re.escape(version.encode()) + rb" \(was \S+\) in worker (\d+)")
 
-    def since_click() -> bytes:
+    def workers_swapped() -> tuple[set, bytes]:
         with stack["serving_log"].open("rb") as log:
             log.seek(log_from)
-            return log.read()
+            written = log.read()
+        return set(swapped.findall(written)), written
 
-    while (written := since_click()).count(swapped) < SERVING_WORKERS:
+    while len((found := workers_swapped())[0]) < SERVING_WORKERS:
         assert time.monotonic() < started + timeout, (f"the server's workers did not all swap to {version}:\n"
-                                                      + written[-3000:].decode(errors="replace"))
+                                                      + found[1][-3000:].decode(errors="replace"))
         time.sleep(1)
     assert served_version(stack["serving"]) == version
     return time.monotonic() - started

@@ -96,3 +96,18 @@ def test_history_prints_entries_with_missing_fields():
 
     table = format_history([{"seq": 1, "version": "a" * 12, "at": None, "action": None, "actor": None, "reason": None}])
     assert table.splitlines()[1].split() == ["1", "a" * 12, "-", "-", "-", "-", "-"]
+
+
+def test_list_warns_of_each_models_unreadable_records(reproduced, tmp_path, capsys):
+    """``list`` (every model) names a model's unreadable record on stderr, as the Models view does in its row, and
+    still prints the table."""
+    registry.promote(reproduced, VERSION, expected=None, actor="airflow:retrain", run_id="r1", reason="first model")
+    broken = tmp_path / "registry" / "models" / "digits" / "promotions" / "00000002.json"
+    broken.write_text('{"seq": 2, "version": "aaaa')
+    capsys.readouterr()
+    assert models_cli.main(["list"]) == 0
+    printed = capsys.readouterr()
+    header, row = printed.out.splitlines()
+    assert header.split()[:2] == ["model", "production"] and row.split()[0] == "digits"
+    [warning] = printed.err.splitlines()
+    assert warning.startswith("models list: warning: left out, cannot be read: model digits: ") and str(broken) in warning
