@@ -110,8 +110,8 @@ def main() -> None:
             source.write_bytes(data.dump_npz(images=images, target=target,
                                              class_names=np.array([f"angle{k * 18}" for k in range(10)])))
             store = f"file://{tmp}/{side}"
-            step("download", "--source", f"file://{source}", "--output", f"{store}/dl")
-            step("preprocess", "--input", f"{store}/dl", "--output", f"{store}/pp")
+            step("download", "--source", f"file://{source}", "--output", f"{store}/dl", echo=False)
+            step("preprocess", "--input", f"{store}/dl", "--output", f"{store}/pp", echo=False)
             for architecture in ARCHITECTURES:
                 for precision in precisions:
                     rows[side, architecture, precision] = measure(store, side, architecture, precision)
@@ -131,7 +131,7 @@ def measure(store: str, side: int, architecture: str, precision: str) -> float:
         out = f"{store}/train-{architecture}-{precision}-{round_}"
         step("train", "--input", f"{store}/pp", "--output", out, "--device", DEVICE, "--precision", precision,
              "--architecture", architecture, "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
-             "--learning-rate", str(LEARNING_RATE), "--seed", str(round_))
+             "--learning-rate", str(LEARNING_RATE), "--seed", str(round_), echo=False)
         measured = json.loads((Path(out.removeprefix("file://")) / layout.METRICS).read_text())
         steps.append(measured["samples_per_s"])
         accuracy = measured["val_accuracy"]

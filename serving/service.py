@@ -187,8 +187,8 @@ class RegistryFollower:
             if loaded is None:
                 continue
             previous, self.current = self.current, loaded  # one reference swap: in-flight requests keep theirs
-            log.info("serving model version %s (was %s) in worker %d", version,
-                     previous.version if previous else None, os.getpid())
+            log.info("serving model version %s (was %s) in worker %s (pid %d)", version,
+                     previous.version if previous else None, bentoml.server_context.worker_index, os.getpid())
             break
         if self.current and self.current.version != wanted:
             self.fallback = {"production": wanted, "serving": self.current.version,

@@ -108,15 +108,15 @@ def served_version(url: str) -> str:
 
 
 def wait_until_served(stack, version: str, log_from: int, timeout: float = 180) -> float:
-    """Wait until every worker of the model server has swapped to ``version`` (each logs its swap with its pid after
-    ``log_from``, a size of the server's log; distinct pids are counted, so a worker restarted by BentoML is not
-    taken for another); return the seconds waited.
+    """Wait until every worker of the model server has swapped to ``version`` (each logs its swap with its worker
+    index after ``log_from``, a size of the server's log; distinct indices are counted: one worker logging twice, or a
+    worker BentoML restarts under the same index, is still one); return the seconds waited.
 
     Asking ``/predict`` until it answers with ``version`` is not enough: each worker follows the registry on
     its own, so one may still answer with the old version after another answered with the new one.
     """
     started = time.monotonic()
-    swapped = re.compile(rb"serving model version " + re.escape(version.encode()) + rb" \(was \S+\) in worker (\d+)")
+    swapped = re.compile(rb"serving model version " + re.escape(version.encode()) + rb" \(was \S+\) in worker (\d+) ")
 
     def workers_swapped() -> tuple[set, bytes]:
         with stack["serving_log"].open("rb") as log:

@@ -26,7 +26,6 @@ def test_small_inputs_get_the_small_stem_from_scratch():
 
     assert architectures.stem_for("resnet18", 28, 28) == architectures.stem_for("efficientnet_b0", 63, 200) == "small"
     assert architectures.stem_for("resnet18", 64, 64) == architectures.stem_for("convnext_tiny", 32, 32) == "imagenet"
-    assert architectures.stem_for("resnet18", 28, 28, pretrained=True) == "imagenet"
     small, imagenet = (architectures.build("resnet18", 1, 28, 28, 10, stem).eval() for stem in ("small", "imagenet"))
     conv = architectures.first_conv(small)[2]
     assert (conv.in_channels, conv.kernel_size, conv.stride) == (1, (3, 3), (1, 1))
@@ -71,6 +70,40 @@ def test_a_small_stem_is_recorded_trained_and_rebuilt(trained, tmp_path):
     (out / "model.json").write_text(json.dumps({**info, "stem": "imagenet"}))
     with pytest.raises(RuntimeError, match="size mismatch for conv1.weight"):
         models.load_predictor(out, framework, spec)
+
+
+def test_weights_of_no_architecture_fall_back_to_the_cnn_whose_load_names_the_mismatch():
+    """From weights alone, at 32 px (where ConvNeXt fits but has no small stem): no architecture's shapes, so the
+    CNN, whose load then names the mismatch."""
+    import torch
+
+    from retrain_steps import models
+    from retrain_steps.input_spec import InputSpec
+
+    spec = InputSpec(height=32, width=32, channels=3, class_names=("a", "b"), mean=(0.5,) * 3, std=(0.2,) * 3)
+    assert models.architecture_of_state({"weight": torch.zeros(3)}, spec) == ("cnn", "imagenet")
+
+
+def test_a_warm_start_keeps_the_warm_models_stem(tmp_path):
+    """``auto`` with ``--init-from``: the warm model's architecture and stem, whichever stem this size would pick
+    from scratch (a ResNet-18 at 28 px from before small stems has the ImageNet one: its weights are for it)."""
+    import argparse
+    import json
+
+    from retrain_steps import train
+    from retrain_steps.input_spec import InputSpec
+
+    spec = InputSpec(height=28, width=28, channels=1, class_names=("a", "b"), mean=(0.5,), std=(0.2,))
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    for recorded, expected in (({}, "imagenet"), ({"stem": "small"}, "small")):
+        (tmp_path / "model.json").write_text(json.dumps({"framework": "torch", "architecture": "resnet18",
+                                                         **recorded}))
+        args = parser.parse_args(["--input", "file:///in", "--output", "file:///out",
+                                  "--init-from", f"file://{tmp_path}"])
+        assert train.choose_model(args, spec) == train.ModelChoice("resnet18", expected)
+    assert train.choose_model(parser.parse_args(["--input", "i", "--output", "o", "--architecture", "resnet18"]),
+                              spec) == train.ModelChoice("resnet18", "small"), "from scratch at 28 px"
 
 
 def test_resnet18_classifies_224_pixel_rgb_images():

@@ -52,6 +52,21 @@ def test_a_checkpoint_loads_with_its_head_reinitialised_and_its_rgb_stem_summed_
     rgb, rgb_loaded = pretrained.build_pretrained("resnet18", 3, 32, 32, 1000, state, str(path))
     assert rgb_loaded.reinitialised == () and not rgb_loaded.stem_summed, "a head of the same shape is kept"
     assert all(torch.equal(v, saved[k]) for k, v in rgb.state_dict().items())
+    assert loaded.stem == rgb_loaded.stem == "imagenet", "an ImageNet checkpoint at 32 px keeps its stem"
+
+
+def test_a_small_stem_checkpoint_fine_tunes_with_its_stem():
+    """A ResNet trained here from scratch below 64 px (3x3 stride-1 stem) is a checkpoint too: the model is built
+    with its stem (a 7x7 one would refuse conv1's shape), at any input size."""
+    from retrain_steps import architectures
+
+    saved = architectures.build("resnet18", 1, 28, 28, 10, "small").state_dict()
+    for side in (28, 96):
+        model, loaded = pretrained.build_pretrained("resnet18", 1, side, side, 4, saved, "small.pth")
+        assert loaded.stem == "small" and architectures.first_conv(model)[2].kernel_size == (3, 3)
+        assert isinstance(model.maxpool, torch.nn.Identity) and not loaded.stem_summed
+        assert torch.equal(model.state_dict()["conv1.weight"], saved["conv1.weight"])
+    assert pretrained.checkpoint_stem("mobilenet_v3_small", 28, 28, 4, {}) == "imagenet", "no stride in weights"
 
 
 def test_a_checkpoint_of_another_architecture_is_refused_naming_its_keys(tmp_path):

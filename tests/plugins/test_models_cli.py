@@ -110,4 +110,5 @@ def test_list_warns_of_each_models_unreadable_records(reproduced, tmp_path, caps
     header, row = printed.out.splitlines()
     assert header.split()[:2] == ["model", "production"] and row.split()[0] == "digits"
     [warning] = printed.err.splitlines()
-    assert warning.startswith("models list: warning: left out, cannot be read: model digits: ") and str(broken) in warning
+    assert warning.startswith("models list: warning: left out, cannot be read: model digits: ")
+    assert str(broken) in warning

@@ -19,14 +19,14 @@ import numpy as np, torch
 from retrain_steps import architectures, models
 from retrain_steps.input_spec import InputSpec
 spec = InputSpec(height=8, width=8, channels=1, class_names=("a", "b", "c"), mean=(0.0,), std=(1.0,))
-for name in ("cnn", "resnet18"):
+for name, stem in (("cnn", None), ("resnet18", None), ("resnet18", "small")):  # None: a model.json from before stems
     folder = Path(tempfile.mkdtemp())
-    module = models.torch_cnn(spec) if name == "cnn" else architectures.build(name, 1, 8, 8, 3)
+    module = models.torch_cnn(spec) if name == "cnn" else architectures.build(name, 1, 8, 8, 3, stem or "imagenet")
     torch.save(module.state_dict(), folder / "model.pt")
     (folder / "model.json").write_text(json.dumps({"framework": "torch", "file": "model.pt", "architecture": name,
-                                                   "input_spec": spec.to_dict()}))
+                                                   "input_spec": spec.to_dict(), **({"stem": stem} if stem else {})}))
     predict = models.load_predictor(folder, "torch", spec)
-    assert predict(np.zeros((2, 1, 8, 8), np.float32)).shape == (2, 3), name
+    assert predict(np.zeros((2, 1, 8, 8), np.float32)).shape == (2, 3), (name, stem)
 print("ok")
 """
 

@@ -8,11 +8,11 @@ image as it saw the same image in RGB). Every architecture here ends in adaptive
 model takes any input from its :data:`MIN_SIDE` up (224x224 is torchvision's training size).
 
 Below :data:`SMALL_STEM_BELOW` pixels a side a standard architecture trained from scratch gets the small-input stem
-(:func:`small_stem`, ``stem="small"``, recorded in ``model.json``): the ImageNet stem's stride-4 downsampling (a
-7x7 stride-2 convolution and a max-pool for the ResNets, a stride-2 first convolution for MobileNetV3 and
-EfficientNet) leaves a 28x28 image 7x7 after the stem and 1x1 after ResNet's last stage; the published small-image
-ResNets (CIFAR's, Fashion-MNIST's ResNet18) use a 3x3 stride-1 first convolution and no max-pool. Fine-tuning keeps
-the checkpoint's ImageNet stem (its weights are for it).
+(:func:`small_stem`, ``stem="small"``, recorded in ``model.json``): the ResNets' ImageNet stem (a 7x7 stride-2
+convolution and a max-pool: stride 4) leaves a 28x28 image 7x7 after the stem and 1x1 after the last stage; the
+published small-image ResNets (CIFAR's, Fashion-MNIST's ResNet18) use a 3x3 stride-1 first convolution and no
+max-pool. MobileNetV3 and EfficientNet get their stride-2 first convolution at stride 1; ConvNeXt keeps its stem.
+Fine-tuning keeps the checkpoint's stem (:func:`retrain_steps.pretrained.checkpoint_stem`).
 
 Beside them the train step knows :data:`CNN`, the project's own small CNN family
 (:func:`retrain_steps.models.torch_cnn`), and ``auto`` (:func:`resolve`): the CNN below :data:`AUTO_FROM`
@@ -85,11 +85,10 @@ def check(name: str, channels: int, height: int, width: int, classes: int) -> No
         raise InputError(f"{name} needs at least 2 classes, got {classes}")
 
 
-def stem_for(name: str, height: int, width: int, pretrained: bool = False) -> str:
-    """The stem a ``name`` model trains with: :data:`SMALL_STEM` from scratch below :data:`SMALL_STEM_BELOW`
-    pixels (the shorter side) where the architecture has one, else :data:`IMAGENET_STEM`."""
-    small = not pretrained and name in HAS_SMALL_STEM and min(height, width) < SMALL_STEM_BELOW
-    return SMALL_STEM if small else IMAGENET_STEM
+def stem_for(name: str, height: int, width: int) -> str:
+    """The stem a ``name`` model trains with from scratch: :data:`SMALL_STEM` below :data:`SMALL_STEM_BELOW` pixels
+    (the shorter side) where the architecture has one, else :data:`IMAGENET_STEM`."""
+    return SMALL_STEM if name in HAS_SMALL_STEM and min(height, width) < SMALL_STEM_BELOW else IMAGENET_STEM
 
 
 def build(name: str, channels: int, height: int, width: int, classes: int, stem: str = IMAGENET_STEM):

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import math
 
+from retrain_steps.architectures import CNN, SMALL_STEM_BELOW
+
 CROP_SCALE = (0.25, 1.0)  #: v2.RandomResizedCrop's scale is (0.08, 1); small, short runs do better with less
 CROP_RATIO = (3 / 4, 4 / 3)
-SMALL_INPUT_BELOW = 64  #: the shorter side below which crops are shifts (the small-input stem's threshold)
+SMALL_INPUT_BELOW = SMALL_STEM_BELOW  #: the shorter side below which crops are shifts (the small-input stem's)
 SHIFT_FRACTION = 1 / 8  #: small inputs: the largest shift, as a fraction of the side (4 pixels at 32, 3 at 28)
 JITTER = 0.4  #: v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4), as in the torchvision recipes
 ERASE_P, ERASE_SCALE, ERASE_RATIO = 0.25, (0.02, 1 / 3), (0.3, 3.3)
@@ -40,8 +42,6 @@ LUMA = (0.299, 0.587, 0.114)  #: ITU-R 601-2, as torchvision's rgb_to_grayscale
 def for_training(architecture: str, spec, flip: bool):
     """The trainer's ``augment`` (:class:`retrain_steps.recipe.Trainer`) for ``train --augment``: the CNN's shift
     (True), with flips :func:`shift_and_flip`; a standard architecture's :class:`StandardPolicy` for ``spec``."""
-    from retrain_steps.architectures import CNN
-
     if architecture == CNN:
         return shift_and_flip if flip else True
     small = min(spec.height, spec.width) < SMALL_INPUT_BELOW

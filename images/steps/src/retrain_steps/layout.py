@@ -100,7 +100,7 @@ class TrainMetrics(TypedDict, total=False):
     augment: bool
     flip: bool  #: horizontal flips in the augmentation
     architecture: str  #: "cnn" or a torchvision classifier (retrain_steps.architectures); absent: cnn
-    stem: str  #: a standard architecture's stem: "imagenet" or "small" (architectures.stem_for); absent: imagenet
+    stem: str  #: a standard architecture's stem, "imagenet" or "small" (architectures.stem_for); none for the CNN
     pretrained: dict  #: fine-tuned from a weights file: uri, sha256, head_epochs, backbone_lr_scale...
     warm_start_from: str | None
     val_accuracy: float
@@ -150,8 +150,9 @@ class CardMetrics(TypedDict):
     val_accuracy: float | None
 
 
-TRAIN_PARAMS = ("framework", "architecture", "pretrained", "learning_rate", "epochs", "batch_size", "seed", "patience",
-                "augment", "flip", "warm_start_from")  #: the :class:`TrainMetrics` fields a card keeps as ``params``
+#: the :class:`TrainMetrics` fields a card keeps as ``params``
+TRAIN_PARAMS = ("framework", "architecture", "stem", "pretrained", "learning_rate", "epochs", "batch_size", "seed",
+                "patience", "augment", "flip", "warm_start_from")
 
 
 def card_metrics(evaluation: Evaluation, train: TrainMetrics) -> CardMetrics:

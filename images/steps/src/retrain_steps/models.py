@@ -12,6 +12,7 @@ functions that use them, torchvision only for a standard architecture.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from retrain_steps.input_spec import DIGITS, InputSpec, spec_of_model
 FRAMEWORKS = ("torch", "tensorflow")
 MODEL_FILES = layout.WEIGHTS
 DEVICES = ("auto", "cpu", "cuda")
+log = logging.getLogger(__name__)
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -110,7 +112,8 @@ def architecture_of_state(state: dict, spec: InputSpec) -> tuple[str, str]:
                 continue
             # the stem training from scratch picks first: MobileNetV3's and EfficientNet's differ in stride alone
             first = architectures.stem_for(name, spec.height, spec.width)
-            for stem in dict.fromkeys((first, *architectures.STEMS)):
+            stems = (first, *architectures.STEMS) if name in architectures.HAS_SMALL_STEM else (imagenet,)
+            for stem in dict.fromkeys(stems):
                 if shapes(torch_model(name, spec, stem)) == wanted:
                     return name, stem
     return architectures.CNN, imagenet
@@ -198,6 +201,9 @@ def load_predictor(folder: Path, framework: str, spec: InputSpec = DIGITS, devic
             architecture, stem = architecture_of(info), stem_of(info)
         else:
             architecture, stem = architecture_of_state(state, spec)
+            log.warning("no %s beside %s: built %s with the %s stem from the weights' names and shapes (a MobileNetV3 "
+                        "or EfficientNet stem's stride is not in its weights)", layout.MODEL_INFO, path, architecture,
+                        stem)
         module = torch_model(architecture, spec, stem)
         module.load_state_dict(state)
         module.to(device).eval()

@@ -12,7 +12,9 @@ verifies them against the sha256 *before* unpickling anything, then ``torch.load
   model's (1,000 ImageNet classes, here 10) is dropped and keeps its fresh initialisation, and a checkpoint without
   its head (a backbone export) loads too;
 * a 3-channel stem is summed over its colour kernels for grayscale data
-  (:func:`retrain_steps.architectures.adapt_first_conv`).
+  (:func:`retrain_steps.architectures.adapt_first_conv`);
+* the model gets the checkpoint's stem: the ImageNet one, or the small-input one of a ResNet trained here from
+  scratch below 64 pixels (its first convolution 3x3, not 7x7; :func:`checkpoint_stem`).
 
 Every bad case is an :class:`~retrain_steps.errors.InputError` or an
 :class:`~retrain_steps.artifacts.ArtifactError` naming the file (exit 2, no retry): missing, wrong sha256, not a
@@ -32,10 +34,12 @@ SHOWN_KEYS = 5  #: keys a refusal names (then how many more)
 
 @dataclass(frozen=True)
 class Loaded:
-    """What :func:`build_pretrained` did: the head keys it re-initialised, and whether it summed the RGB stem."""
+    """What :func:`build_pretrained` did: the head keys it re-initialised, whether it summed the RGB stem, and the
+    stem it built (the checkpoint's)."""
 
     reinitialised: tuple[str, ...]
     stem_summed: bool
+    stem: str = architectures.IMAGENET_STEM
 
 
 def read_verified(uri: str, sha256: str) -> bytes:
@@ -78,10 +82,11 @@ def _named(keys, what: str) -> str:
 def build_pretrained(name: str, channels: int, height: int, width: int, classes: int, state: dict,
                      uri: str = "the checkpoint"):
     """``(model, Loaded)``: the architecture ``name`` for the input, with ``state`` loaded as described above."""
-    model = architectures.build(name, 3, height, width, classes)  # checks the request first
+    stem = checkpoint_stem(name, height, width, classes, state)
+    model = architectures.build(name, 3, height, width, classes, stem)  # checks the request first
     conv = architectures.first_conv(model)[2]
-    stem = state.get(next(k for k, p in model.named_parameters() if p is conv.weight))
-    summed = channels == 1 and stem is not None and stem.ndim == 4 and stem.shape[1] == 3
+    stem_weights = state.get(next(k for k, p in model.named_parameters() if p is conv.weight))
+    summed = channels == 1 and stem_weights is not None and stem_weights.ndim == 4 and stem_weights.shape[1] == 3
     if channels == 1 and not summed:  # a grayscale checkpoint: its stem loads into a 1-channel stem
         architectures.adapt_first_conv(model, 1)
     expected = model.state_dict()
@@ -106,5 +111,27 @@ def build_pretrained(name: str, channels: int, height: int, width: int, classes:
     if summed:
         architectures.adapt_first_conv(model, 1)
     reinitialised = tuple(sorted(set(dropped) | {k for k in set(expected) - set(state) if k.startswith(head)}))
-    return model, Loaded(reinitialised=reinitialised, stem_summed=summed)
+    return model, Loaded(reinitialised=reinitialised, stem_summed=summed, stem=stem)
+
+
+def checkpoint_stem(name: str, height: int, width: int, classes: int, state: dict) -> str:
+    """The stem ``state`` was trained with: the small-input one when its first convolution has that stem's kernel and
+    not the ImageNet one's (the ResNets; MobileNetV3's and EfficientNet's stems differ in stride alone, which no
+    checkpoint holds, so theirs load with the ImageNet stem), else the ImageNet stem."""
+    if name not in architectures.HAS_SMALL_STEM:
+        return architectures.IMAGENET_STEM
+    import torch
+
+    kernels = {}
+    with torch.device("meta"):
+        for stem in architectures.STEMS:
+            model = architectures.build(name, 3, height, width, classes, stem)
+            conv = architectures.first_conv(model)[2]
+            key = next(k for k, p in model.named_parameters() if p is conv.weight)
+            kernels[stem] = tuple(conv.weight.shape[2:])
+    weights, small = state.get(key), kernels[architectures.SMALL_STEM]
+    if small != kernels[architectures.IMAGENET_STEM] and weights is not None and weights.ndim == 4 \
+            and tuple(weights.shape[2:]) == small:
+        return architectures.SMALL_STEM
+    return architectures.IMAGENET_STEM
 

@@ -13,13 +13,16 @@ channels_last on CUDA (``--precision``). The Keras path trains with Adam at a co
 epochs without a lower validation loss; ``--init-from`` fine-tunes a model folder of the same
 framework and shape (a registry version: warm start from production) instead of starting fresh;
 ``--augment`` augments the training images on the device (:mod:`retrain_steps.augmentation`: the CNN's
-one-pixel shift; random resized crops, colour jitter and erasing for a standard architecture; flips only with
-``--flip``).
+one-pixel shift; random resized crops (whole-pixel shifts below 64 pixels), colour jitter and erasing for a standard
+architecture; flips only with ``--flip``). CUDA trains with fast kernels; ``--deterministic`` asks for deterministic
+ones there too (the CPU always has them: the same seed trains the same weights).
 
 ``--architecture`` (:mod:`retrain_steps.architectures`): ``cnn`` (the CNN family, :func:`retrain_steps.models
 .torch_cnn`), a torchvision classifier by name, or ``auto``: the warm-start model's architecture with
 ``--init-from``, else the CNN below 64 pixels a side and ResNet-18 from 64 up. Keras trains the CNN only (a
-standard architecture with ``--framework tensorflow`` is exit 2). ``model.json`` and ``metrics.json`` record it.
+standard architecture with ``--framework tensorflow`` is exit 2). ``model.json`` and ``metrics.json`` record it, and
+a standard architecture's stem (:func:`retrain_steps.architectures.stem_for`: the small-input one from scratch below
+64 pixels; a warm start keeps its model's, fine-tuning the checkpoint's).
 
 ``--pretrained URI --pretrained-sha256 HEX`` (:mod:`retrain_steps.pretrained`): a standard architecture starts from
 a state_dict in the artifact store, verified by its sha256 (missing, corrupt, wrong sha256, keys of another
@@ -125,7 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", default=None, help="model folder URI to fine-tune (warm start)")
     parser.add_argument("--augment", action="store_true",
                         help="augment the training images: the CNN's one-pixel shift (both frameworks); random "
-                             "resized crops, colour jitter (RGB) and erasing for a standard architecture")
+                             "resized crops (whole-pixel shifts below 64 px), colour jitter (RGB) and erasing for a "
+                             "standard architecture")
     parser.add_argument("--flip", action="store_true",
                         help="with --augment: mirror half the training images left-right (not for digits or text)")
     parser.add_argument("--architecture", choices=architectures.CHOICES, default=architectures.AUTO,
@@ -154,10 +158,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               help="auto: bf16 autocast and channels_last on a CUDA GPU, fp32 on the CPU")
     recipe_flags.add_argument("--deterministic", action="store_true",
                               help="deterministic kernels on CUDA too (the CPU always has them): the same seed "
-                                   "trains the same weights, at 1.5-3.7x the time on an H200")
+                                   "trains the same weights, at about 1.5-2x the time on an H200")
 
 
-RECIPE_FLAGS = ("weight_decay", "warmup_epochs", "label_smoothing", "precision")  #: the torch path's recipe flags
+#: the torch path's recipe flags (the manifest key's)
+RECIPE_FLAGS = ("weight_decay", "warmup_epochs", "label_smoothing", "precision", "deterministic")
 
 
 class WarmStartError(ValueError):
@@ -246,6 +251,7 @@ def choose_model(args: argparse.Namespace, spec: InputSpec) -> ModelChoice:
     head_epochs = default_head_epochs(args.epochs) if args.head_epochs is None else args.head_epochs
     if head_epochs > args.epochs:
         raise InputError(f"--head-epochs {head_epochs} must be at most --epochs {args.epochs}")
+    # the stem: the checkpoint's, read when it is loaded (pretrained.checkpoint_stem)
     return ModelChoice(name, architectures.IMAGENET_STEM, args.pretrained, args.pretrained_sha256, head_epochs,
                        args.backbone_lr_scale)
 
@@ -295,7 +301,7 @@ def _train_torch(splits: dict, spec: InputSpec, args: argparse.Namespace, folder
                                                   len(spec.class_names), state, choice.pretrained)
         del state
         head = architectures.head(model, choice.architecture)
-        loaded = {"reinitialised": list(done.reinitialised), "stem_summed": done.stem_summed}
+        loaded = {"reinitialised": list(done.reinitialised), "stem_summed": done.stem_summed, "stem": done.stem}
         log.info("train: pretrained weights %s (sha256 %s); head re-initialised: %s; %d head-only epochs, then "
                  "the backbone at %g x the rate", choice.pretrained, choice.pretrained_sha256,
                  ", ".join(done.reinitialised) or "none", choice.head_epochs, choice.backbone_lr_scale)
@@ -447,6 +453,8 @@ def run(args: argparse.Namespace) -> dict:
         trainer = _train_torch if args.framework == "torch" else _train_keras
         history, recipe_used, loaded = trainer(splits, spec, args, folder, choice, checkpoint)
         del checkpoint
+        # a standard architecture's stem (fine-tuned: the checkpoint's); the CNN has none
+        stem = {} if choice.architecture == architectures.CNN else {"stem": loaded.pop("stem", choice.stem)}
         best = max(history, key=lambda h: h["val_accuracy"])
         metrics: layout.TrainMetrics = {
             "framework": args.framework,
@@ -460,7 +468,7 @@ def run(args: argparse.Namespace) -> dict:
             "augment": args.augment,
             "flip": args.flip and args.augment,
             "architecture": choice.architecture,
-            "stem": choice.stem,
+            **stem,
             "warm_start_from": args.init_from,
             "val_accuracy": best["val_accuracy"],
             "val_loss": best["val_loss"],
@@ -479,7 +487,7 @@ def run(args: argparse.Namespace) -> dict:
             layout.MODEL_INFO: artifacts.write_json(
                 layout.file_in(args.output, layout.MODEL_INFO),
                 {"framework": args.framework, "file": model_file, "input_spec": spec.to_dict(),
-                 "architecture": choice.architecture, "stem": choice.stem},
+                 "architecture": choice.architecture, **stem},
             ),
             layout.METRICS: artifacts.write_json(layout.file_in(args.output, layout.METRICS), metrics),
             layout.OOD_STATS: artifacts.write_json(layout.file_in(args.output, layout.OOD_STATS),
