@@ -18,6 +18,7 @@ import pytest
 from retrain_steps import artifacts, registry
 from tests.conftest import ROOT, run_cli
 from tests.helpers.airflow import local_airflow_env
+from tests.helpers.checkpoints import write_resnet18_checkpoint
 from tests.helpers.datasets import image_files, label_studio_export, write_folder, zip_bytes
 from tests.helpers.kfp_server import FakeKfp
 from tests.helpers.servers import free_port, serve
@@ -162,19 +163,24 @@ def label_studio(env: dict, images_root: Path, images_server: str) -> tuple[str,
     return export, classes
 
 
-@pytest.mark.parametrize(("fmt", "make_dataset"), [("image-folder-zip", image_folder_zip),
-                                                   ("image-folder-s3", image_folder_s3),
-                                                   ("label-studio", label_studio)])
+@pytest.mark.parametrize(("fmt", "make_dataset", "pretrained"), [("image-folder-zip", image_folder_zip, True),
+                                                                 ("image-folder-s3", image_folder_s3, False),
+                                                                 ("label-studio", label_studio, False)])
 def test_retrain_kubeflow_on_own_datasets(own_env, kfp_local, kfp_runs, images_root, images_server, fmt,
-                                          make_dataset):
+                                          make_dataset, pretrained):
     """A dataset of 3 or 4 named classes runs through the pipeline (the confusion matrix is logged with
-    its class names) to a deployed version of those classes, as a new model named after its format."""
+    its class names) to a deployed version of those classes, as a new model named after its format; the first one as
+    a ResNet-18 from pretrained weights in the store (the form's Architecture and Pretrained weights)."""
     dataset_uri, classes = make_dataset(own_env, images_root, images_server)
+    training = {}
+    if pretrained:
+        weights, sha256 = write_resnet18_checkpoint(own_env["RETRAIN_ARTIFACT_STORE"])
+        training = {"architecture": "resnet18", "pretrained_weights": weights, "pretrained_sha256": sha256}
     submitted_before = set(kfp_local.runs)
     started = time.monotonic()
     completed = subprocess.run(
         [str(BIN / "airflow"), "dags", "test", "retrain_kubeflow", "-c",
-         json.dumps({**OWN_DATASET_RUN, "dataset_uri": dataset_uri, "model": fmt, "new_model": True})],
+         json.dumps({**OWN_DATASET_RUN, **training, "dataset_uri": dataset_uri, "model": fmt, "new_model": True})],
         env=own_env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     print(f"airflow dags test retrain_kubeflow ({fmt}): {time.monotonic() - started:.0f} s")
     output = completed.stdout + completed.stderr
@@ -198,4 +204,8 @@ def test_retrain_kubeflow_on_own_datasets(own_env, kfp_local, kfp_runs, images_r
     (train_output,) = (kfp_runs / run_id).rglob("train/executor_output.json")
     (logged,) = json.loads(train_output.read_text())["artifacts"]["metrics"]["artifacts"]
     trained = artifacts.read_json(artifacts.join(logged["metadata"]["model_uri"], "model.json"))
-    assert logged["metadata"]["architecture"] == trained["architecture"] == "cnn", "automatic below 64 px"
+    assert logged["metadata"]["architecture"] == trained["architecture"] == ("resnet18" if pretrained else "cnn")
+    if pretrained:
+        store = own_env["RETRAIN_ARTIFACT_STORE"]
+        assert logged["metadata"]["pretrained"] == f"{store}/{training['pretrained_weights']}"
+        assert trained["stem"] == logged["metadata"]["stem"] == "imagenet", "fine-tuned: the checkpoint's stem"

@@ -61,6 +61,8 @@ def train(argv: list, gpus: int, metrics: Output[Metrics]) -> str:
     metrics.metadata["model_uri"] = output
     metrics.metadata["gpus"] = gpus
     metrics.metadata["architecture"] = result.get("architecture", "cnn")  # models trained before it was recorded: cnn
+    if result.get("stem"):  # a standard architecture's
+        metrics.metadata["stem"] = result["stem"]
     if result.get("pretrained"):
         metrics.metadata["pretrained"] = result["pretrained"]["uri"]
     return output
