@@ -187,12 +187,15 @@ def parse_safe(environ: Mapping[str, str] | None = None, *, kubeflow: bool = Fal
 
 
 PREFIX_FORMS = "file:///<absolute folder>/, s3://<bucket>/<prefix>/ or http(s)://<host>/<path>/"
+# Each prefix reaches the download step's command line (``--allow``, in a pod's args): a ceiling keeps it bounded.
+MAX_PREFIXES, MAX_PREFIX_CHARS = 50, 2048
 
 
 def uri_prefixes(text: str, source: str) -> tuple[str, ...]:
     """The URI prefixes in ``text`` (a JSON list of strings, or a comma-separated list), each one checked as
     the allow-list parses it (:class:`retrain_steps.artifacts.StoreURI`): a store URI, a local path absolute,
-    no query. Raise :class:`SettingsError` naming ``source`` (the variable) and the first bad entry."""
+    no query; at most :data:`MAX_PREFIXES` of at most :data:`MAX_PREFIX_CHARS` characters. Raise
+    :class:`SettingsError` naming ``source`` (the variable) and the first bad entry."""
     import json
 
     from retrain_steps.artifacts import ArtifactError, StoreURI
@@ -208,8 +211,12 @@ def uri_prefixes(text: str, source: str) -> tuple[str, ...]:
         except json.JSONDecodeError as err:
             raise bad(f"not a JSON list\n  {err}") from None
     if not isinstance(entries, list):
-        raise bad(f"not a JSON list\n  got {text}")
+        raise bad(f"not a JSON list\n  got {text[:200]}")
+    if len(entries) > MAX_PREFIXES:
+        raise bad(f"{len(entries)} entries; at most {MAX_PREFIXES} (a prefix covers every dataset below it)")
     for entry in entries:
+        if isinstance(entry, str) and len(entry) > MAX_PREFIX_CHARS:
+            raise bad(f"an entry of {len(entry)} characters; at most {MAX_PREFIX_CHARS}: {entry[:60]!r}...")
         try:
             target = StoreURI.parse(entry.strip() if isinstance(entry, str) else "")
             if target.scheme == "file" and not target.path.startswith("/"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from retraining import commands
@@ -141,6 +143,20 @@ def test_a_bad_variable_entry_fails_plan_naming_the_variable_and_the_entry(monke
     message = refusal(plan_task(), f"{STORE}/datasets/digits.npz")
     first = message.splitlines()[0]
     assert first.startswith("Airflow Variable retrain_dataset_allowed: ") and entry in first and len(first) < 100
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    (json.dumps([f"https://h.example/{i}/" for i in range(51)]), "51 entries; at most 50"),
+    (json.dumps(["https://h.example/" + "a" * 3000 + "/"]), "an entry of 3019 characters; at most 2048"),
+])
+def test_the_variable_has_a_ceiling(monkeypatch, value, said):
+    """Every prefix reaches the download step's command line (a pod's args): 50 of at most 2,048 characters."""
+    monkeypatch.setenv("AIRFLOW_VAR_RETRAIN_DATASET_ALLOWED", value)
+    first = refusal(plan_task(), f"{STORE}/datasets/digits.npz").splitlines()[0]
+    assert first.startswith("Airflow Variable retrain_dataset_allowed: ") and said in first and len(first) < 200
+    fifty = json.dumps([f"https://h.example/{i}/" for i in range(50)])
+    monkeypatch.setenv("AIRFLOW_VAR_RETRAIN_DATASET_ALLOWED", fifty)
+    assert plan_task()("https://h.example/49/x.zip")["download"][2] == "https://h.example/49/x.zip", "50 are accepted"
 
 
 def test_the_variable_is_read_by_plan_not_when_the_dag_is_parsed(monkeypatch):
