@@ -81,18 +81,24 @@ def bare_loop(preprocessed: str, architecture: str, precision: str) -> float:
     rates = []
     for _ in range(EPOCHS):
         start = time.perf_counter()
-        order = torch.randperm(len(x), device=DEVICE)
-        for begin in range(0, len(x), BATCH):
-            idx = order[begin : begin + BATCH]
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=fast):
-                loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            optimizer.step()
+        bare_epoch(model, optimizer, x, y, BATCH, fast)
         if CUDA:
             torch.cuda.synchronize()
         rates.append(len(x) / (time.perf_counter() - start))
     return statistics.median(rates)
+
+
+def bare_epoch(model, optimizer, x, y, batch: int, fast: bool) -> None:
+    """One epoch of the bare loop on ``x``'s device: a random order, batches gathered there, the loss, AdamW's step;
+    bf16 autocast when ``fast``."""
+    order = torch.randperm(len(x), device=x.device)
+    for begin in range(0, len(x), batch):
+        idx = order[begin : begin + batch]
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=fast):
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        optimizer.step()
 
 
 def main() -> None:

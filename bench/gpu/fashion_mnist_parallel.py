@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
 from bench.fashion_mnist import CONVERTED  # noqa: E402
+from bench.step_cli import step  # noqa: E402
 from retrain_steps import layout  # noqa: E402
 
 OUT = Path(os.environ["OUT"])
@@ -59,15 +60,6 @@ results: dict = {"jobs": {}}
 
 def say(*parts) -> None:
     print(f"[{time.monotonic() - T0:6.1f}s]", *parts, flush=True)
-
-
-def step(*args: str, timeout: float = 300) -> None:
-    began = time.monotonic()
-    done = subprocess.run([PY, "-m", "retrain_steps", *args], env=ENV, capture_output=True, text=True, timeout=timeout)
-    if done.returncode:
-        say(f"{args[0]} exited {done.returncode}: {done.stderr[-2000:]}")
-        raise SystemExit(1)
-    say(f"{args[0]} done in {time.monotonic() - began:.0f} s")
 
 
 def epochs_logged(log: Path) -> list[tuple[int, float, float]]:
@@ -144,8 +136,9 @@ def main() -> None:
     say("== Fashion-MNIST")
     (WORK / "logs").mkdir(parents=True, exist_ok=True)
     store = f"file://{WORK}"
-    step("download", "--source", f"file://{NPZ}", "--output", f"{store}/download")
-    step("preprocess", "--input", f"{store}/download", "--output", f"{store}/preprocess")
+    seconds = step("download", "--source", f"file://{NPZ}", "--output", f"{store}/download", echo=False)
+    seconds += step("preprocess", "--input", f"{store}/download", "--output", f"{store}/preprocess", echo=False)
+    say(f"download and preprocess: {seconds:.0f} s")
     lock = threading.Lock()
     threads = [threading.Thread(target=run_job, args=(name, f"{store}/preprocess", lock)) for name in SELECTED]
     for thread in threads:

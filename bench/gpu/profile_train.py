@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
+from bench.train import bare_epoch as bare_loop_epoch  # noqa: E402
 from bench.train import gratings  # noqa: E402
 from retrain_steps import architectures, recipe  # noqa: E402
-from retrain_steps.input_spec import InputSpec  # noqa: E402
+from retrain_steps.input_spec import InputSpec, prepare  # noqa: E402
 from retrain_steps.models import resolve_device, torch_model  # noqa: E402
 
 DEVICE = resolve_device("auto")
@@ -35,8 +36,7 @@ ARCH = os.environ.get("PROFILE_ARCH", "cnn")
 
 def data(spec: InputSpec):
     images, target = gratings(SAMPLES, SIDE)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.25)
-    return x, torch.from_numpy(target)
+    return torch.from_numpy(prepare(images, spec)), torch.from_numpy(target)
 
 
 def model(spec: InputSpec):
@@ -58,18 +58,7 @@ def bare_epoch(spec, x, y):
     net = model(spec).to(DEVICE, memory_format=layout).train()
     optimizer = torch.optim.AdamW(recipe.parameter_groups(net, 0.05), lr=1e-3, **recipe.optimizer_options(DEVICE))
     x, y = x.to(DEVICE).contiguous(memory_format=layout), y.to(DEVICE)
-
-    def run():
-        order = torch.randperm(len(x), device=DEVICE)
-        for begin in range(0, len(x), BATCH):
-            idx = order[begin : begin + BATCH]
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=fast):
-                loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
-            loss.backward()
-            optimizer.step()
-
-    return run
+    return lambda: bare_loop_epoch(net, optimizer, x, y, BATCH, fast)
 
 
 def main() -> None:
