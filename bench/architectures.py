@@ -53,7 +53,7 @@ PRETEXT_PER_CLASS = int(os.environ.get("BENCH_PRETEXT_PER_CLASS", "150"))
 PRETEXT_EPOCHS = int(os.environ.get("BENCH_PRETEXT_EPOCHS", "8"))
 MOBILENET = os.environ.get("BENCH_MOBILENET", "1") != "0"
 SEED = int(os.environ.get("BENCH_SEED", "1"))
-CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "build" / "bench-architectures"))
+CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "build" / "bench-architectures")).resolve()
 
 
 def dataset(store: Path, name: str, classes, per_class: int, seed: int) -> str:

@@ -197,8 +197,9 @@ def retrain_params(default_model: str = layout.DEFAULT_MODEL) -> dict[str, Param
             type="boolean",
             title="Augment training images",
             description="Vary the training images at random, every epoch: the small CNN shifts each by up to one "
-            "pixel; the standard architectures crop and rescale part of it, jitter its colours (RGB) and erase a "
-            "patch (validation and test images are left as they are).",
+            "pixel; the standard architectures crop and rescale part of it (under 64 px a side: shift it by up to "
+            "1/8 of a side instead), jitter its colours (RGB) and erase a patch (validation and test images are "
+            "left as they are).",
             section="Training",
         ),
         "flip": Param(
