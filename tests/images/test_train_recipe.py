@@ -102,6 +102,37 @@ def test_training_smooths_the_labels_and_validation_does_not():
     assert trainer(n=999).train_loss.label_smoothing == 0.0, "a small set trains on the plain loss"
 
 
+@pytest.mark.parametrize(("smoothing", "classes"), [(0.1, 10), (0.2, 3), (0.0, 4)])
+def test_the_training_loss_is_torchs_label_smoothing_in_fewer_operations(smoothing, classes):
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(64, classes, requires_grad=True), torch.randint(0, classes, (64,))
+    ours = recipe.SmoothedCrossEntropy(smoothing)
+
+    def torchs(z, y):
+        return torch.nn.functional.cross_entropy(z, y, label_smoothing=smoothing)
+
+    def value_and_gradient(loss):
+        value = loss(logits, target)
+        return value, torch.autograd.grad(value, logits)[0]
+
+    (value, gradient), (expected, expected_gradient) = value_and_gradient(ours), value_and_gradient(torchs)
+    assert torch.allclose(value, expected) and torch.allclose(gradient, expected_gradient, atol=1e-7)
+    half = logits.bfloat16()  # a bf16 model's logits: ours computes in fp32, as torch's does under autocast
+    assert ours(half, target).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.allclose(ours(half, target), torchs(half, target))
+
+    def operations(loss) -> int:
+        with profile(activities=[ProfilerActivity.CPU]) as run:
+            loss(logits, target).backward()
+        return sum(event.name.startswith("aten::") for event in run.events())
+
+    if smoothing:  # measured: 37 vs 77 (41 vs 86 with deterministic algorithms on)
+        assert operations(ours) <= 0.6 * operations(torchs)
+
+
 def test_the_device_shift_is_the_numpy_shift():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(90, 3, 7, 9)).astype(np.float32)
