@@ -43,8 +43,7 @@ sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
 from bench.step_cli import step  # noqa: E402
 from retrain_steps import artifacts, layout  # noqa: E402
-from tests.helpers.datasets import write_folder  # noqa: E402
-from tests.helpers.textures import PRETEXT, TEXTURES, texture_files  # noqa: E402
+from tests.helpers.textures import PRETEXT, TEXTURES, preprocessed_textures  # noqa: E402
 
 SIZE = int(os.environ.get("BENCH_SIZE", "64"))
 PER_CLASS = int(os.environ.get("BENCH_PER_CLASS", "60"))
@@ -53,18 +52,13 @@ PRETEXT_PER_CLASS = int(os.environ.get("BENCH_PRETEXT_PER_CLASS", "150"))
 PRETEXT_EPOCHS = int(os.environ.get("BENCH_PRETEXT_EPOCHS", "8"))
 MOBILENET = os.environ.get("BENCH_MOBILENET", "1") != "0"
 SEED = int(os.environ.get("BENCH_SEED", "1"))
-CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "build" / "bench-architectures")).resolve()
+CACHE = ROOT / os.environ.get("BENCH_CACHE", "build/bench-architectures")  # a relative path: from the checkout
 
 
 def dataset(store: Path, name: str, classes, per_class: int, seed: int) -> str:
     """Generate, download and preprocess a texture dataset; the preprocess output URI."""
-    start = time.perf_counter()
-    root = write_folder(store / "sources" / name, texture_files(classes, per_class, SIZE, "RGB", seed))
-    print(f"{name}: {len(classes)} classes x {per_class} RGB {SIZE}x{SIZE} images (seed {seed}), generated in "
-          f"{time.perf_counter() - start:.0f} s", flush=True)
-    step("download", "--source", f"file://{root}", "--output", f"file://{store}/{name}/download")
-    step("preprocess", "--input", f"file://{store}/{name}/download", "--output", f"file://{store}/{name}/preprocess")
-    return f"file://{store}/{name}/preprocess"
+    print(f"{name}: {len(classes)} classes x {per_class} RGB {SIZE}x{SIZE} images (seed {seed})", flush=True)
+    return preprocessed_textures(store, name, classes, per_class, SIZE, seed, step)
 
 
 def train(store: Path, data: str, name: str, epochs: int, *flags: str) -> dict:
@@ -91,7 +85,7 @@ def pretext_weights(store: Path) -> tuple[Path, dict]:
     weights, figures = CACHE / f"{name}.pt", CACHE / f"{name}.json"
     if weights.exists() and figures.exists():
         row = json.loads(figures.read_text())
-        print(f"pretext: {weights.relative_to(ROOT)} from an earlier run (delete it to train it again)", flush=True)
+        print(f"pretext: {weights} from an earlier run (delete it to train it again)", flush=True)
         return weights, {**row, "cached": True}
     pretext = dataset(store, "pretext", PRETEXT, PRETEXT_PER_CLASS, seed)
     row = train(store, pretext, "pretext", PRETEXT_EPOCHS, "--architecture", "resnet18")

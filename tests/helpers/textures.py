@@ -196,6 +196,16 @@ def texture_files(classes=TEXTURES, per_class: int = 50, size: int = 64, mode: s
             for kind in classes for i in range(per_class)}
 
 
+def preprocessed_textures(root: Path, name: str, classes, per_class: int, size: int, seed: int, run_step) -> str:
+    """A texture dataset (RGB) written under ``root``, then downloaded and preprocessed by ``run_step(*args)``, a
+    runner of the step CLI ``python -m retrain_steps ARGS``; the preprocess output URI."""
+    source = write_folder(root / "sources" / name, texture_files(classes, per_class, size, "RGB", seed))
+    run_step("download", "--source", f"file://{source}/", "--output", f"file://{root}/{name}/download",
+             "--allow", f"file://{root}/")
+    run_step("preprocess", "--input", f"file://{root}/{name}/download", "--output", f"file://{root}/{name}/preprocess")
+    return f"file://{root}/{name}/preprocess"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="folder to write <class>/<n>.png into")
