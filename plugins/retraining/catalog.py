@@ -62,9 +62,9 @@ def overview(registry_uri: str) -> list[dict]:
     """One row per model, by name: ``{"name", "production", "classes", "dataset", "test_accuracy", "versions",
     "last_run", "problems"}`` (classes, dataset and accuracy of the production version, else of the newest one;
     ``problems``: the model's records that could not be read, as in :func:`model_catalog`)."""
-    rows = []
+    rows, cards = [], every_card(registry_uri)  # read once for every model, not once per model
     for name in registry.models(registry_uri):
-        catalog = model_catalog(registry_uri, name)
+        catalog = model_catalog(registry_uri, name, cards=cards)
         production = catalog["production"]["version"] if catalog["production"] else None
         shown = next((r for r in catalog["versions"] if r["version"] == production), None) or next(
             (r for r in catalog["versions"] if r["card"]), None)
@@ -81,17 +81,26 @@ def overview(registry_uri: str) -> list[dict]:
     return rows
 
 
-def model_catalog(registry_uri: str, model: str = layout.DEFAULT_MODEL) -> dict:
+def every_card(registry_uri: str) -> tuple[list[dict], list[registry.UnreadableEntry]]:
+    """The version cards of every model, and the cards that could not be read (whose model is unknown)."""
+    unreadable: list[registry.UnreadableEntry] = []
+    return registry.versions(registry_uri, unreadable), unreadable
+
+
+def model_catalog(registry_uri: str, model: str = layout.DEFAULT_MODEL, *, cards=None) -> dict:
     """One model's catalog: ``{"model", "production", "promotions", "runs", "versions", "problems"}``, every
     version of the model once, newest first.
 
-    ``problems``: ``{"uri", "error"}`` of each record that could not be read; ``production`` is
-    None both when nothing was promoted and when the newest promotion entry is one of them.
+    ``problems``: ``{"uri", "error"}`` of each record that could not be read (an unreadable card in every model's:
+    its model is unknown); ``production`` is None both when nothing was promoted and when the newest promotion
+    entry is one of them. ``cards``: :func:`every_card`, when the caller read them already.
     """
     unreadable: list[registry.UnreadableEntry] = []
     promotions = registry.promotions(registry_uri, unreadable, model=model)
     runs = registry.runs(registry_uri, unreadable, model=model)
-    cards = registry.versions(registry_uri, unreadable, model=model)
+    every, unreadable_cards = cards or every_card(registry_uri)
+    cards = [card for card in every if registry.model_of(card) == model]
+    unreadable += unreadable_cards
     try:
         registry.latest_promotion(registry_uri, model)
         production_known = True

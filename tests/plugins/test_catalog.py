@@ -152,3 +152,31 @@ def test_the_cli_refuses_over_long_reasons_and_impossible_versions_before_deploy
             err = capsys.readouterr().err
             assert "not a version id" in err and len(err) < 200
     assert registry.production_version(reg) == "a" * 12 and len(registry.promotions(reg)) == 1
+
+
+def test_the_overview_reads_each_card_once_whatever_the_number_of_models(tmp_path, monkeypatch):
+    reg = f"file://{tmp_path}/registry"
+    names = ["digits", "fashion", "photos"]
+    for number, name in enumerate(names):
+        for index in range(2):
+            version, run_id = f"{number}{index}" * 6, f"{name}-{index}"
+            registry.record_run(reg, run_id, {"recorded_at": f"2026-01-0{index + 1}", "candidates": [
+                candidate(0, version, 0.9, 0.9)], "best": 0, "gate": {"deploy": True, "reason": "ok"}}, model=name)
+            registry.write_card(reg, {"version": version, "model": name, "run_id": run_id,
+                                      "created_at": f"2026-01-0{index + 1}", "metrics": {"test_accuracy": 0.5 + index}})
+    card_reads = []
+    read_bytes = registry.artifacts.read_bytes
+
+    def counted(uri, *args, **kwargs):
+        if str(uri).endswith("/card.json"):
+            card_reads.append(str(uri))
+        return read_bytes(uri, *args, **kwargs)
+
+    monkeypatch.setattr(registry.artifacts, "read_bytes", counted)
+    rows = {row["name"]: row for row in catalog.overview(reg)}
+    assert sorted(card_reads) == sorted(set(card_reads)) and len(card_reads) == 6, card_reads
+    assert set(rows) == set(names)
+    for number, name in enumerate(names):
+        assert rows[name]["versions"] == 2 and rows[name]["test_accuracy"] == 1.5, "its newest card's"
+        assert rows[name]["last_run"] == f"{name}-1" and rows[name]["problems"] == []
+    assert [row["version"] for row in catalog.model_catalog(reg, "fashion")["versions"]] == ["11" * 6, "10" * 6]
