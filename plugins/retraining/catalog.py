@@ -99,7 +99,6 @@ def model_catalog(registry_uri: str, model: str = layout.DEFAULT_MODEL, *, cards
     promotions = registry.promotions(registry_uri, unreadable, model=model)
     runs = registry.runs(registry_uri, unreadable, model=model)
     every, unreadable_cards = cards or every_card(registry_uri)
-    cards = [card for card in every if registry.model_of(card) == model]
     unreadable += unreadable_cards
     try:
         registry.latest_promotion(registry_uri, model)
@@ -113,7 +112,9 @@ def model_catalog(registry_uri: str, model: str = layout.DEFAULT_MODEL, *, cards
             if candidate.get("version"):
                 trained[run["run_id"], candidate["version"]] = _candidate_row(run, candidate)
                 rows.setdefault(candidate["version"], trained[run["run_id"], candidate["version"]])
-    for card in cards:
+    for card in every:
+        if registry.model_of(card) != model:  # another model's version
+            continue
         row = _card_row(card)
         seen = trained.get((card.get("run_id", ""), card["version"])) or rows.get(card["version"])
         if seen:  # packaged after its run's gate: keep the run's view, add the card's (its run registered it)
