@@ -43,9 +43,11 @@ stop_servers() {
   for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-on_exit() { status=$?; trap - EXIT INT TERM; stop_servers; exit "$status"; }
+# While the servers stop, a further INT/TERM is ignored: GNU make forwards the TERM it gets to this
+# script, so a `kill -- -PGID` arrives twice, and stop_servers has its own 20 s deadline.
+on_exit() { status=$?; trap - EXIT; trap '' INT TERM; stop_servers; exit "$status"; }
 # A requested stop (Ctrl-C, SIGTERM) is a clean end: exit 0, so `make` reports no error.
-on_stop() { trap - EXIT INT TERM; echo; echo "==> stopping"; stop_servers; echo "==> stopped"; exit 0; }
+on_stop() { trap - EXIT; trap '' INT TERM; echo; echo "==> stopping"; stop_servers; echo "==> stopped"; exit 0; }
 trap on_exit EXIT
 trap on_stop INT TERM
 
