@@ -25,7 +25,7 @@ import getpass
 import json
 import sys
 
-from retrain_steps import artifacts, registry
+from retrain_steps import artifacts, layout, registry
 
 from retraining import catalog, config, deploy, store_connection
 
@@ -123,14 +123,20 @@ def run(args: argparse.Namespace, settings: config.Settings) -> str:
         return json.dumps(row if args.command == "show" else catalog.lineage(row), indent=2, default=str)
     actor = f"cli:{getpass.getuser()}"
     if args.command == "promote":
-        if args.version not in {c["version"] for c in registry.versions(reg, model=model)}:
-            raise ValueError(f"unknown version {args.version!r}: not a registered version of model {model} in {reg} "
-                             f"(see `models list --model {model}`)")
+        check_registered(reg, args.version, model)
         result = deploy.deploy(settings, args.version, model=model, actor=actor,
                                reason=args.reason or "promoted from the CLI")
     else:
         result = deploy.rollback(settings, model=model, actor=actor, reason=args.reason)
     return json.dumps(result, indent=2)
+
+
+def check_registered(reg: str, version: str, model: str) -> None:
+    """``version`` is a registered version of ``model``, or a ``ValueError`` naming both. One card is read: another
+    version's unreadable card does not stop a promotion of this one."""
+    if not artifacts.exists(layout.card(reg, version)) or registry.model_of(registry.card(reg, version)) != model:
+        raise ValueError(f"unknown version {version!r}: not a registered version of model {model} in {reg} "
+                         f"(see `models list --model {model}`)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from retrain_steps import registry
+from retrain_steps import artifacts, layout, registry
 from retraining import catalog, models_cli
 from tests.conftest import ROOT
 
@@ -92,6 +92,13 @@ def test_the_cli_lists_shows_and_refuses_bad_values(two_versions, capsys):
     assert models_cli.main(["rollback", "--reason", "bad numbers"]) == 0
     entry = registry.latest_promotion(reg)
     assert entry["version"] == "a" * 12 and entry["action"] == "rollback" and entry["actor"].startswith("cli:")
+
+
+def test_a_promotion_reads_its_own_versions_card_only(two_versions, capsys):
+    card = artifacts.local_path(layout.card(two_versions, "c" * 12))
+    card.write_text('{"version": "cccc')  # another version's card, truncated
+    assert models_cli.main(["promote", "a" * 12, "--reason", "first"]) == 0, capsys.readouterr().err
+    assert registry.production_version(two_versions) == "a" * 12
 
 
 def test_the_cli_names_a_bad_setting_instead_of_a_traceback(tmp_path, monkeypatch, capsys):
