@@ -78,10 +78,11 @@ lock: | $(UV) ## Re-resolve the lock files (needs the package index)
 	$(UV) pip compile -q $(UV_FLAGS) requirements/kfp.in -o requirements/kfp.txt
 	$(UV) pip compile -q $(UV_FLAGS) requirements/mlflow.in -o requirements/mlflow.txt
 
-bench: env ## Print the benchmark figures (DAG parse time, end-to-end overhead, train step vs a bare loop)
+bench: env ## Print the benchmark figures (DAG parse time, end-to-end overhead, train step vs a bare loop, S3 reads vs bare boto3)
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-bench $(VENV)/bin/python bench/dag_parse.py
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-bench $(VENV)/bin/python bench/pipeline_overhead.py
 	$(VENV)/bin/python bench/train.py
+	$(VENV)/bin/python bench/store_reads.py
 
 bench-serve: env ## /predict throughput, latency and cold start: our server vs the seed's Flask app vs bare Starlette (wrk, h2load)
 	command -v wrk >/dev/null && command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk nghttp2-client >/dev/null; }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
 import threading
 
 import boto3
@@ -48,6 +49,22 @@ def test_s3_roundtrip(bucket):
     assert artifacts.read_bytes(uri) == b"payload"
     assert artifacts.exists(uri) and not artifacts.exists(f"s3://{bucket}/runs/r1/y.bin")
     assert digest == artifacts.sha256(b"payload")
+
+
+def test_one_s3_client_serves_the_process_until_its_environment_changes(bucket, monkeypatch):
+    """Built once (5-10 ms a client, more than a small read), not per call; built again for other credentials and in a
+    forked child (``bench/store_reads.py`` measures what it saves)."""
+    client = artifacts._s3_client()
+    artifacts.write_bytes(f"s3://{bucket}/in/a", b"a")
+    assert artifacts.read_bytes(f"s3://{bucket}/in/a") == b"a" and artifacts.list_names(f"s3://{bucket}/in") == ["a"]
+    assert artifacts._s3_client() is client, "every call built a client of its own"
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's client (and its connection pool) is not reused
+        os._exit(0 if artifacts._s3_client() is not client and artifacts.read_bytes(f"s3://{bucket}/in/a") == b"a" else 1)
+    assert os.waitpid(pid, 0)[1] == 0, "a forked child used its parent's client"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated")
+    rotated = artifacts._s3_client()
+    assert rotated is not client and rotated._request_signer._credentials.access_key == "rotated"
 
 
 def test_checksum_mismatch_is_refused():

@@ -27,6 +27,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -197,11 +198,36 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
-def _s3_client():
-    import boto3  # imported lazily: only s3:// users pay for it
+#: what an S3 client is built from: the endpoint, region and credentials the environment names
+_S3_ENVIRONMENT = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+                   "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_s3_cached: tuple[tuple, Any] = ((), None)  #: (the environment it was built for, the client)
+_s3_lock = threading.Lock()
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint or None)
+
+def _s3_client():
+    """The S3 client of this process for the environment as it is now: built once (a boto3 client takes 5-10 ms to
+    build, more than a small read from a nearby store), again when the endpoint or credentials change (a store
+    connection applied later, a test's endpoint) and in a forked child (a connection pool is not shared across a
+    fork). boto3's clients are thread-safe."""
+    global _s3_cached
+    key = (os.getpid(), *(os.environ.get(name) for name in _S3_ENVIRONMENT))
+    built_for, client = _s3_cached
+    if built_for != key:
+        import boto3  # imported lazily: only s3:// users pay for it
+
+        with _s3_lock:
+            built_for, client = _s3_cached
+            if built_for != key:
+                env = os.environ.get
+                client = boto3.client(  # keys from the environment as they are now; otherwise boto3's chain
+                    "s3", endpoint_url=env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL") or None,
+                    region_name=env("AWS_REGION") or env("AWS_DEFAULT_REGION") or None,
+                    aws_access_key_id=env("AWS_ACCESS_KEY_ID") or None,
+                    aws_secret_access_key=env("AWS_SECRET_ACCESS_KEY") or None,
+                    aws_session_token=env("AWS_SESSION_TOKEN") or None)
+                _s3_cached = (key, client)
+    return client
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
