@@ -4,9 +4,13 @@ The registry's records, the Models view's pages and an image-folder dataset on S
 store adds to each read (parsing and checking the URI, the bounded read, the client) is what they pay. A real S3
 endpoint (moto's server on 127.0.0.1) holds OBJECTS objects of SIZE bytes; the bare loop reads them with one boto3
 client (``get_object`` + ``read``), the store with ``artifacts.read_bytes``, then ``artifacts.exists`` against
-``head_object``; rounds interleaved, medians. Goal: the store at >= 0.9x of the bare loop's reads/s.
+``head_object``; rounds interleaved, medians. Goal: the store at >= 0.9x of the bare loop's reads/s. Then a
+registry of RECORDS run records, RECORDS version cards and RECORDS // 2 promotions, read as the Models view reads
+it (``registry.runs``, ``versions``, ``promotions``), against the bare loop listing and reading the same objects
+one after another: the registry reads them up to ``registry.READ_CONCURRENCY`` at once.
 
-    .venv/bin/python bench/store_reads.py      (env: BENCH_OBJECTS (300), BENCH_SIZE (1024), BENCH_ROUNDS (3))
+    .venv/bin/python bench/store_reads.py
+    env: BENCH_OBJECTS (300), BENCH_SIZE (1024), BENCH_RECORDS (100), BENCH_ROUNDS (3)
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
 OBJECTS = int(os.environ.get("BENCH_OBJECTS", "300"))
 SIZE = int(os.environ.get("BENCH_SIZE", "1024"))
+RECORDS = int(os.environ.get("BENCH_RECORDS", "100"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 BUCKET = "bench-store-reads"
 
@@ -32,6 +37,41 @@ def per_second(read, keys) -> float:
     for key in keys:
         read(key)
     return len(keys) / (time.perf_counter() - began)
+
+
+def registry_reads(client) -> None:
+    """The registry's three listings read by :mod:`retrain_steps.registry` against a bare loop over the same keys."""
+    from retrain_steps import registry
+
+    reg = f"s3://{BUCKET}/registry"
+    versions = [f"{k:012x}" for k in range(RECORDS)]
+    for k, version in enumerate(versions):
+        registry.write_card(reg, {"version": version, "created_at": f"2026-01-01T00:00:{k % 60:02d}+00:00"})
+        registry.record_run(reg, f"run-{k}", {"recorded_at": f"2026-01-01T00:00:{k % 60:02d}+00:00"})
+    for previous, version in zip([None, *versions], versions[: RECORDS // 2]):
+        registry.promote(reg, version, expected=previous)
+
+    def bare() -> int:
+        keys = []
+        for prefix in ("registry/versions/", "registry/models/digits/runs/", "registry/models/digits/promotions/"):
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+                keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".json")]
+        for key in keys:
+            client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        return len(keys)
+
+    def store() -> int:
+        return len(registry.runs(reg)) + len(registry.versions(reg)) + len(registry.promotions(reg))
+
+    figures = {"bare": [], "store": []}
+    for _ in range(ROUNDS):
+        for name, read in (("bare", bare), ("store", store)):
+            began = time.perf_counter()
+            count = read()
+            figures[name].append(count / (time.perf_counter() - began))
+    b, s = statistics.median(figures["bare"]), statistics.median(figures["store"])
+    print(f"{'registry':<10}{s:>10.0f}{b:>15.0f}{s / b:>7.2f}x   ({count} records: runs, cards, promotions; "
+          f"up to {registry.READ_CONCURRENCY} at once vs one by one)")
 
 
 def main() -> None:
@@ -69,6 +109,7 @@ def main() -> None:
                 figures["store"].append(per_second(store, keys))
             b, s = statistics.median(figures["bare"]), statistics.median(figures["store"])
             print(f"{name:<10}{s:>10.0f}{b:>15.0f}{s / b:>7.2f}x")
+        registry_reads(client)
     finally:
         server.stop()
 

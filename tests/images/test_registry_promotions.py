@@ -146,6 +146,37 @@ def test_unreadable_run_records_and_cards_are_skipped_when_asked(tmp_path):
         registry.runs(reg)
 
 
+def test_a_remote_registrys_records_are_read_at_once_in_order(s3_endpoint, monkeypatch):
+    """On S3 the records' round trips overlap (up to READ_CONCURRENCY): the answers, their order and the problems
+    named are those of reading one by one; a version folder without its card yet (being packaged) is no version."""
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="many-records")
+    reg = "s3://many-records/registry"
+    versions = [card(reg, f"{k:012x}") for k in range(6)]
+    for k in range(8):
+        registry.record_run(reg, f"r{k}", {"recorded_at": f"2026-01-0{k + 1}"})
+    artifacts.write_bytes(f"{reg}/models/digits/runs/r9.json", b'{"run_id": "r9", "cand')
+    artifacts.write_bytes(f"{reg}/versions/{'f' * 12}/model.json", b"{}")  # no card.json yet
+    for previous, version in zip([None, *versions], versions):
+        registry.promote(reg, version, expected=previous)
+    reading, most = [], []
+    read_bytes = artifacts.read_bytes
+
+    def slow_read(uri, *args, **kwargs):
+        reading.append(uri)
+        most.append(len(reading))
+        time.sleep(0.05)
+        reading.remove(uri)
+        return read_bytes(uri, *args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "read_bytes", slow_read)
+    problems = []
+    assert [r["run_id"] for r in registry.runs(reg, problems)] == [f"r{k}" for k in range(7, -1, -1)]
+    assert [p.uri for p in problems] == [f"{reg}/models/digits/runs/r9.json"]
+    assert {c["version"] for c in registry.versions(reg)} == set(versions)
+    assert [e["version"] for e in registry.promotions(reg)] == versions
+    assert max(most) > 1, "the records were read one after another"
+
+
 def test_an_over_long_reason_is_refused_before_anything_is_written(tmp_path):
     reg = f"file://{tmp_path}/registry"
     a = card(reg, "aaaaaaaaaaaa")

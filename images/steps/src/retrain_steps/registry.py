@@ -97,8 +97,44 @@ def _read_record(uri: str, what: str, keys: dict[str, type], problems: list | No
     return record
 
 
+READ_CONCURRENCY = 16  #: records of a remote store read at once: their round trips overlap
+
+
+def _read_records(uris: list[str], what: str, keys: dict[str, type], problems: list | None,
+                  missing_ok: bool = False) -> list[dict | None]:
+    """:func:`_read_record` of each of ``uris``, in order; on a remote store (S3, HTTP) up to
+    :data:`READ_CONCURRENCY` at once, as the registry's records are many small objects. ``missing_ok``: a missing
+    file is None, not an error. ``problems`` gets the unreadable ones in the order of ``uris``."""
+
+    def read(uri: str) -> tuple[dict | None, list]:
+        found: list = []
+        try:
+            return _read_record(uri, what, keys, found if problems is not None else None), found
+        except UnreadableEntry:
+            raise
+        except artifacts.ArtifactError:
+            if missing_ok and not artifacts.exists(uri):
+                return None, found
+            raise
+
+    if len(uris) < 2 or artifacts.local_path(uris[0]) is not None:
+        results = [read(uri) for uri in uris]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(READ_CONCURRENCY, len(uris)), thread_name_prefix="registry-read") as pool:
+            results = list(pool.map(read, uris))
+    for _, found in results:
+        if problems is not None:
+            problems.extend(found)
+    return [record for record, _ in results]
+
+
+ENTRY_KEYS = {"seq": int, "version": str}  #: what a promotion entry must hold to be read
+
+
 def _read_entry(uri: str, problems: list | None = None) -> dict | None:
-    return _read_record(uri, "promotion entry", {"seq": int, "version": str}, problems)
+    return _read_record(uri, "promotion entry", ENTRY_KEYS, problems)
 
 
 def version_uri(registry: str, version: str, name: str = "") -> str:
@@ -208,8 +244,8 @@ def record_reproduction(registry: str, later: dict) -> dict:
 def reproductions(registry: str, version: str, problems: list | None = None) -> list[dict]:
     """The later runs that trained ``version`` again, oldest first (``problems``: as :func:`promotions`)."""
     folder = layout.reproductions_folder(registry, check_version(version))
-    records = [_read_record(artifacts.join(folder, name), "reproduction", {"run_id": str}, problems)
-               for name in artifacts.list_names(folder) if layout.is_record(name)]
+    uris = [artifacts.join(folder, name) for name in artifacts.list_names(folder) if layout.is_record(name)]
+    records = _read_records(uris, "reproduction", {"run_id": str}, problems)
     return sorted(filter(None, records), key=lambda r: str(r.get("at", "")))
 
 
@@ -283,7 +319,8 @@ def promotions(registry: str, problems: list | None = None, *, model: str = layo
     folders = [layout.promotions_folder(registry, check_model_name(model))]
     if _legacy(model):
         folders.insert(0, layout.legacy_promotions_folder(registry))
-    read = [_read_entry(artifacts.join(folder, name), problems) for folder in folders for name in _entry_names(folder)]
+    uris = [artifacts.join(folder, name) for folder in folders for name in _entry_names(folder)]
+    read = _read_records(uris, "promotion entry", ENTRY_KEYS, problems)
     entries = sorted((entry for entry in read if entry is not None), key=lambda e: e["seq"])
     legacy = None if not _legacy(model) or (entries and entries[0]["seq"] == 0) else _legacy_entry(registry)
     return [legacy, *entries] if legacy else entries
@@ -417,21 +454,20 @@ def runs(registry: str, problems: list | None = None, *, model: str = layout.DEF
     folders = [layout.run_records_folder(registry, check_model_name(model))]
     if _legacy(model):
         folders.append(layout.legacy_run_records_folder(registry))
-    records: dict[str, dict] = {}
+    uris: dict[str, str] = {}
     for folder in folders:  # a run recorded in both (updated after the move) is the model folder's
         for name in artifacts.list_names(folder):
-            if layout.is_record(name) and name not in records:
-                records[name] = _read_record(artifacts.join(folder, name), "run record", {"run_id": str}, problems)
-    return sorted(filter(None, records.values()), key=lambda r: r.get("recorded_at", ""), reverse=True)
+            if layout.is_record(name) and name not in uris:
+                uris[name] = artifacts.join(folder, name)
+    records = _read_records(list(uris.values()), "run record", {"run_id": str}, problems)
+    return sorted(filter(None, records), key=lambda r: r.get("recorded_at", ""), reverse=True)
 
 
 def versions(registry: str, problems: list | None = None, *, model: str | None = None) -> list[dict]:
     """The cards of the registered versions (those with a card) of ``model`` (None: of every model), newest first
     (``problems``: as :func:`promotions`)."""
-    cards = []
-    for version in artifacts.list_names(layout.versions_folder(registry), folders=True):
-        uri = layout.card(registry, version)
-        if artifacts.exists(uri):
-            cards.append(_read_record(uri, "version card", {"version": str}, problems))
+    uris = [layout.card(registry, version)
+            for version in artifacts.list_names(layout.versions_folder(registry), folders=True)]
+    cards = _read_records(uris, "version card", {"version": str}, problems, missing_ok=True)  # a folder being packaged
     cards = [c for c in cards if c is not None and (model is None or model_of(c) == model)]
     return sorted(cards, key=lambda c: c.get("created_at", ""), reverse=True)
