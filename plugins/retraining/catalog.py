@@ -63,7 +63,7 @@ def overview(registry_uri: str) -> list[dict]:
     "last_run", "problems"}`` (classes, dataset and accuracy of the production version, else of the newest one;
     ``problems``: the model's records that could not be read, as in :func:`model_catalog`)."""
     rows, cards = [], every_card(registry_uri)  # read once for every model, not once per model
-    for name in registry.models(registry_uri):
+    for name in registry.models(registry_uri, cards[0]):
         catalog = model_catalog(registry_uri, name, cards=cards)
         production = catalog["production"]["version"] if catalog["production"] else None
         shown = next((r for r in catalog["versions"] if r["version"] == production), None) or next(

@@ -98,6 +98,23 @@ def test_the_models_are_listed_first_each_with_its_own_versions_and_rollback(vie
                                  "reason": f"rollback from {new}"}]
 
 
+def test_a_model_page_reads_each_card_once(view, monkeypatch):
+    """A registry of its users' own models (no digits): finding the model and its catalog share one read of the
+    cards."""
+    client, reg = view
+    for version in ("a" * 12, "b" * 12):
+        packaged(reg, version, model="shapes")
+    registry.promote(reg, "a" * 12, model="shapes")
+    card_reads = []
+    read_bytes = registry.artifacts.read_bytes
+    monkeypatch.setattr(registry.artifacts, "read_bytes", lambda uri, *args, **kwargs: (
+        card_reads.append(str(uri)) if str(uri).endswith("/card.json") else None) or read_bytes(uri, *args, **kwargs))
+    for path in ("/shapes/", "/api/models/shapes"):
+        card_reads.clear()
+        assert client().get(path, headers={"accept": "text/html"}).status_code == 200
+        assert len(card_reads) == 2, (path, card_reads)
+
+
 def test_unknown_versions_and_plots_are_404s(view):
     client, reg = view
     packaged(reg, "a" * 12)

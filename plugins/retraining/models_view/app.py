@@ -92,14 +92,19 @@ def _model(model: str) -> str:
         raise HTTPException(404, str(err)) from None
 
 
-def _known_model(registry_uri: str, model: str) -> str:
-    """``model`` when the registry has it; 404 naming the models it has otherwise (a mistyped URL is not an empty
-    model)."""
+def _known_model(registry_uri: str, model: str) -> tuple[str, tuple]:
+    """``model`` when the registry has it, with the registry's cards (:func:`retraining.catalog.every_card`: read
+    once a page, the catalog takes them); 404 naming the models it has otherwise (a mistyped URL is not an empty
+    model), and for a name no model can have before the store is read."""
     from retrain_steps import registry
 
-    if _model(model) not in (known := registry.models(registry_uri)):
+    from retraining import catalog
+
+    _model(model)  # a 404 before the store is read
+    cards = catalog.every_card(registry_uri)
+    if model not in (known := registry.models(registry_uri, cards[0])):
         raise HTTPException(404, f"no model {model!r} in the registry; models: {', '.join(known) or 'none yet'}")
-    return model
+    return model, cards
 
 
 def _catalog_row(registry_uri: str, model: str, version: str) -> tuple[dict, dict]:
@@ -194,7 +199,8 @@ def create_app() -> FastAPI:
         from retraining import catalog
 
         settings = _settings()
-        return JSONResponse(catalog.model_catalog(settings.registry, _known_model(settings.registry, model)))
+        model, cards = _known_model(settings.registry, model)
+        return JSONResponse(catalog.model_catalog(settings.registry, model, cards=cards))
 
     @app.get("/{model}/", response_class=HTMLResponse, dependencies=[reader])
     def model_page(model: str, message: str = "") -> HTMLResponse:
@@ -203,7 +209,8 @@ def create_app() -> FastAPI:
         if len(message) > MAX_MESSAGE_CHARS:
             raise HTTPException(400, f"message is {len(message)} characters long; at most {MAX_MESSAGE_CHARS}")
         settings = _settings()
-        models = catalog.model_catalog(settings.registry, _known_model(settings.registry, model))
+        model, cards = _known_model(settings.registry, model)
+        models = catalog.model_catalog(settings.registry, model, cards=cards)
         production = next((r for r in models["versions"] if r["status"] == "production"), None)
         shown = production or next((r for r in models["versions"] if r["card"]), None)
         classes = (((shown or {}).get("card") or {}).get("input_spec") or {}).get("class_names", [])

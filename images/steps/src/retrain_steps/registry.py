@@ -284,15 +284,16 @@ def spec_mismatch(card: dict, spec: dict) -> str | None:
     return None
 
 
-def models(registry: str) -> list[str]:
+def models(registry: str, cards: list[dict] | None = None) -> list[str]:
     """The registry's models, by name: those with a folder under ``models/``, and :data:`layout.DEFAULT_MODEL`
-    when a registry from before named models has its history, runs or versions."""
+    when a registry from before named models has its history, runs or versions (``cards``: :func:`versions`, when
+    the caller read them already; they are read otherwise)."""
     names = set(artifacts.list_names(layout.models_folder(registry), folders=True))
     if layout.DEFAULT_MODEL not in names and (
         artifacts.list_names(layout.legacy_promotions_folder(registry))
         or artifacts.exists(layout.legacy_production(registry))
         or artifacts.list_names(layout.legacy_run_records_folder(registry))
-        or any(model_of(c) == layout.DEFAULT_MODEL for c in versions(registry, problems=[]))
+        or any(model_of(c) == layout.DEFAULT_MODEL for c in (versions(registry, problems=[]) if cards is None else cards))
     ):
         names.add(layout.DEFAULT_MODEL)
     return sorted(name for name in names if layout.MODEL_NAME.fullmatch(name))
