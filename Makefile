@@ -78,7 +78,7 @@ lock: | $(UV) ## Re-resolve the lock files (needs the package index)
 	$(UV) pip compile -q $(UV_FLAGS) requirements/kfp.in -o requirements/kfp.txt
 	$(UV) pip compile -q $(UV_FLAGS) requirements/mlflow.in -o requirements/mlflow.txt
 
-bench: env ## Print the benchmark figures (DAG parse time, end-to-end overhead, train step vs a bare loop, S3 reads vs bare boto3)
+bench: env ## Print the benchmark figures (DAG parse time, run overhead, train step and S3 reads vs bare loops)
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-bench $(VENV)/bin/python bench/dag_parse.py
 	source scripts/airflow-env.sh && AIRFLOW_HOME=$$PWD/build/airflow-bench $(VENV)/bin/python bench/pipeline_overhead.py
 	$(VENV)/bin/python bench/train.py

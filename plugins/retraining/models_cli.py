@@ -25,7 +25,7 @@ import getpass
 import json
 import sys
 
-from retrain_steps import artifacts, layout, registry
+from retrain_steps import artifacts, registry
 
 from retraining import catalog, config, deploy, store_connection
 
@@ -134,7 +134,8 @@ def run(args: argparse.Namespace, settings: config.Settings) -> str:
 def check_registered(reg: str, version: str, model: str) -> None:
     """``version`` is a registered version of ``model``, or a ``ValueError`` naming both. One card is read: another
     version's unreadable card does not stop a promotion of this one."""
-    if not artifacts.exists(layout.card(reg, version)) or registry.model_of(registry.card(reg, version)) != model:
+    card = registry.card_if_registered(reg, version)
+    if card is None or registry.model_of(card) != model:
         raise ValueError(f"unknown version {version!r}: not a registered version of model {model} in {reg} "
                          f"(see `models list --model {model}`)")
 

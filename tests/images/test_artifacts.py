@@ -58,13 +58,20 @@ def test_one_s3_client_serves_the_process_until_its_environment_changes(bucket, 
     artifacts.write_bytes(f"s3://{bucket}/in/a", b"a")
     assert artifacts.read_bytes(f"s3://{bucket}/in/a") == b"a" and artifacts.list_names(f"s3://{bucket}/in") == ["a"]
     assert artifacts._s3_client() is client, "every call built a client of its own"
+    assert client.meta.config.max_pool_connections == artifacts.S3_CONNECTIONS
     pid = os.fork()
     if pid == 0:  # the child: the parent's client (and its connection pool) is not reused
-        os._exit(0 if artifacts._s3_client() is not client and artifacts.read_bytes(f"s3://{bucket}/in/a") == b"a" else 1)
+        ok = False
+        try:
+            ok = artifacts._s3_client() is not client and artifacts.read_bytes(f"s3://{bucket}/in/a") == b"a"
+        finally:
+            os._exit(0 if ok else 1)  # never back into pytest
     assert os.waitpid(pid, 0)[1] == 0, "a forked child used its parent's client"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated")
+    monkeypatch.setenv("AWS_SECURITY_TOKEN", "token")  # the older name botocore still reads
     rotated = artifacts._s3_client()
-    assert rotated is not client and rotated._request_signer._credentials.access_key == "rotated"
+    credentials = rotated._request_signer._credentials
+    assert rotated is not client and (credentials.access_key, credentials.token) == ("rotated", "token")
 
 
 def test_checksum_mismatch_is_refused():

@@ -154,7 +154,8 @@ def test_a_remote_registrys_records_are_read_at_once_in_order(s3_endpoint, monke
     versions = [card(reg, f"{k:012x}") for k in range(6)]
     for k in range(8):
         registry.record_run(reg, f"r{k}", {"recorded_at": f"2026-01-0{k + 1}"})
-    artifacts.write_bytes(f"{reg}/models/digits/runs/r9.json", b'{"run_id": "r9", "cand')
+    for k in (9, 10):
+        artifacts.write_bytes(f"{reg}/models/digits/runs/r{k}.json", b'{"run_id": "r9", "cand')
     artifacts.write_bytes(f"{reg}/versions/{'f' * 12}/model.json", b"{}")  # no card.json yet
     for previous, version in zip([None, *versions], versions):
         registry.promote(reg, version, expected=previous)
@@ -164,14 +165,14 @@ def test_a_remote_registrys_records_are_read_at_once_in_order(s3_endpoint, monke
     def slow_read(uri, *args, **kwargs):
         reading.append(uri)
         most.append(len(reading))
-        time.sleep(0.05)
+        time.sleep(0.15 if str(uri).endswith("r10.json") else 0.05)  # first listed, last done
         reading.remove(uri)
         return read_bytes(uri, *args, **kwargs)
 
     monkeypatch.setattr(artifacts, "read_bytes", slow_read)
     problems = []
     assert [r["run_id"] for r in registry.runs(reg, problems)] == [f"r{k}" for k in range(7, -1, -1)]
-    assert [p.uri for p in problems] == [f"{reg}/models/digits/runs/r9.json"]
+    assert [p.uri for p in problems] == [f"{reg}/models/digits/runs/r{k}.json" for k in (10, 9)], "listing order"
     assert {c["version"] for c in registry.versions(reg)} == set(versions)
     assert [e["version"] for e in registry.promotions(reg)] == versions
     assert max(most) > 1, "the records were read one after another"

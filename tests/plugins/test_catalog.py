@@ -99,6 +99,9 @@ def test_a_promotion_reads_its_own_versions_card_only(two_versions, capsys):
     card.write_text('{"version": "cccc')  # another version's card, truncated
     assert models_cli.main(["promote", "a" * 12, "--reason", "first"]) == 0, capsys.readouterr().err
     assert registry.production_version(two_versions) == "a" * 12
+    card.write_text("[]")  # its own card, no card: named, not a traceback
+    assert models_cli.main(["promote", "c" * 12]) == 1
+    assert f"version card {card} is unreadable" in capsys.readouterr().err
 
 
 def test_the_cli_names_a_bad_setting_instead_of_a_traceback(tmp_path, monkeypatch, capsys):

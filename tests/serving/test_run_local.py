@@ -110,8 +110,8 @@ def test_run_local_serves_production_without_training_and_stops_cleanly(packaged
     finally:
         os.killpg(make.pid, signal.SIGTERM)  # what Ctrl-C or `kill -- -PGID` does: make and the script both get it
         stopped = time.monotonic()
-        time.sleep(0.5)  # the script is stopping the servers now; GNU make forwards its TERM then, at some point
-        with contextlib.suppress(ProcessLookupError):  # that second TERM, for sure: the stop must still end cleanly
+        time.sleep(0.5)  # the script is stopping the servers (Airflow takes seconds); GNU make forwards its TERM
+        with contextlib.suppress(ProcessLookupError):  # at some point: a second TERM now; the stop still ends cleanly
             os.killpg(make.pid, signal.SIGTERM)
         make.wait(timeout=60)
     wait_until_group_gone(make.pid, timeout=120)  # make exits at once; the script then stops the servers

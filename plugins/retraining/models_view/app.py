@@ -92,7 +92,7 @@ def _model(model: str) -> str:
         raise HTTPException(404, str(err)) from None
 
 
-def _known_model(registry_uri: str, model: str) -> tuple[str, tuple]:
+def _known_model(registry_uri: str, model: str) -> tuple[str, tuple[list[dict], list]]:
     """``model`` when the registry has it, with the registry's cards (:func:`retraining.catalog.every_card`: read
     once a page, the catalog takes them); 404 naming the models it has otherwise (a mistyped URL is not an empty
     model), and for a name no model can have before the store is read."""

@@ -199,10 +199,12 @@ def join(base: str, *parts: str) -> str:
 
 
 #: what an S3 client is built from: the endpoint, region and credentials the environment names
-_S3_ENVIRONMENT = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-                   "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_S3_ENVIRONMENT = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+                   "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+S3_CONNECTIONS = 16  #: the client's connection pool: requests of one process to S3 at once (boto3's default: 10)
 _s3_cached: tuple[tuple, Any] = ((), None)  #: (the environment it was built for, the client)
 _s3_lock = threading.Lock()
+os.register_at_fork(after_in_child=lambda: globals().update(_s3_lock=threading.Lock()))  # not held by a thread gone
 
 
 def _s3_client():
@@ -215,17 +217,19 @@ def _s3_client():
     built_for, client = _s3_cached
     if built_for != key:
         import boto3  # imported lazily: only s3:// users pay for it
+        from botocore.config import Config
 
         with _s3_lock:
             built_for, client = _s3_cached
             if built_for != key:
                 env = os.environ.get
-                client = boto3.client(  # keys from the environment as they are now; otherwise boto3's chain
-                    "s3", endpoint_url=env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL") or None,
-                    region_name=env("AWS_REGION") or env("AWS_DEFAULT_REGION") or None,
-                    aws_access_key_id=env("AWS_ACCESS_KEY_ID") or None,
-                    aws_secret_access_key=env("AWS_SECRET_ACCESS_KEY") or None,
-                    aws_session_token=env("AWS_SESSION_TOKEN") or None)
+                keys = {}  # the environment's keys as they are now (both, as botocore takes them); else boto3's chain
+                if env("AWS_ACCESS_KEY_ID") and env("AWS_SECRET_ACCESS_KEY"):
+                    keys = {"aws_access_key_id": env("AWS_ACCESS_KEY_ID"),
+                            "aws_secret_access_key": env("AWS_SECRET_ACCESS_KEY"),
+                            "aws_session_token": env("AWS_SESSION_TOKEN") or env("AWS_SECURITY_TOKEN") or None}
+                client = boto3.client("s3", endpoint_url=env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL") or None,
+                                      config=Config(max_pool_connections=S3_CONNECTIONS), **keys)
                 _s3_cached = (key, client)
     return client
 

@@ -97,7 +97,7 @@ def _read_record(uri: str, what: str, keys: dict[str, type], problems: list | No
     return record
 
 
-READ_CONCURRENCY = 16  #: records of a remote store read at once: their round trips overlap
+READ_CONCURRENCY = artifacts.S3_CONNECTIONS  #: records of a remote store read at once: their round trips overlap
 
 
 def _read_records(uris: list[str], what: str, keys: dict[str, type], problems: list | None,
@@ -112,8 +112,8 @@ def _read_records(uris: list[str], what: str, keys: dict[str, type], problems: l
             return _read_record(uri, what, keys, found if problems is not None else None), found
         except UnreadableEntry:
             raise
-        except artifacts.ArtifactError:
-            if missing_ok and not artifacts.exists(uri):
+        except artifacts.ArtifactError:  # a missing file (_read_record checked)
+            if missing_ok:
                 return None, found
             raise
 
@@ -254,6 +254,13 @@ def card(registry: str, version: str) -> dict:
     return artifacts.read_json(layout.card(registry, version))
 
 
+def card_if_registered(registry: str, version: str) -> dict | None:
+    """The card of ``version``, None when it has none; :class:`UnreadableEntry` when it cannot be read (one card is
+    read, as :func:`versions` reads each)."""
+    uri = layout.card(registry, check_version(version))
+    return _read_records([uri], "version card", {"version": str}, None, missing_ok=True)[0]
+
+
 def check_model_name(model) -> str:
     """``model`` if it can name a model (:data:`layout.MODEL_NAME`), else :class:`InvalidId`."""
     if not isinstance(model, str) or not layout.MODEL_NAME.fullmatch(model):
@@ -293,7 +300,7 @@ def models(registry: str, cards: list[dict] | None = None) -> list[str]:
         artifacts.list_names(layout.legacy_promotions_folder(registry))
         or artifacts.exists(layout.legacy_production(registry))
         or artifacts.list_names(layout.legacy_run_records_folder(registry))
-        or any(model_of(c) == layout.DEFAULT_MODEL for c in (versions(registry, problems=[]) if cards is None else cards))
+        or any(model_of(c) == layout.DEFAULT_MODEL for c in (cards if cards is not None else versions(registry, [])))
     ):
         names.add(layout.DEFAULT_MODEL)
     return sorted(name for name in names if layout.MODEL_NAME.fullmatch(name))
@@ -469,6 +476,7 @@ def versions(registry: str, problems: list | None = None, *, model: str | None =
     (``problems``: as :func:`promotions`)."""
     uris = [layout.card(registry, version)
             for version in artifacts.list_names(layout.versions_folder(registry), folders=True)]
-    cards = _read_records(uris, "version card", {"version": str}, problems, missing_ok=True)  # a folder being packaged
+    cards = _read_records(uris, "version card", {"version": str}, problems,
+                          missing_ok=True)  # a folder being packaged has no card yet
     cards = [c for c in cards if c is not None and (model is None or model_of(c) == model)]
     return sorted(cards, key=lambda c: c.get("created_at", ""), reverse=True)
