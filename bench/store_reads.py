@@ -2,9 +2,9 @@
 
 The registry's records, the Models view's pages and an image-folder dataset on S3 are many small objects: what the
 store adds to each read (parsing and checking the URI, the bounded read, the client) is what they pay. A real S3
-endpoint (moto's server on 127.0.0.1) holds OBJECTS objects of SIZE bytes; the bare loop reads them with one boto3
-client (``get_object`` + ``read``), the store with ``artifacts.read_bytes``, then ``artifacts.exists`` against
-``head_object``; rounds interleaved, medians. Goal: the store at >= 0.9x of the bare loop's reads/s. Then a
+endpoint (moto's server on 127.0.0.1, in a process of its own as a store is) holds OBJECTS objects of SIZE bytes;
+the bare loop reads them with one boto3 client (``get_object`` + ``read``), the store with ``artifacts.read_bytes``,
+then ``artifacts.exists`` against ``head_object``; rounds interleaved, medians. Goal: the store at >= 0.9x of the bare loop's reads/s. Then a
 registry of RECORDS run records, RECORDS version cards and RECORDS // 2 promotions, read as the Models view reads
 it (``registry.runs``, ``versions``, ``promotions``), against the bare loop listing and reading the same objects
 one after another: the registry reads them up to ``registry.READ_CONCURRENCY`` at once.
@@ -15,9 +15,11 @@ one after another: the registry reads them up to ``registry.READ_CONCURRENCY`` a
 
 from __future__ import annotations
 
-import logging
 import os
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,24 @@ SIZE = int(os.environ.get("BENCH_SIZE", "1024"))
 RECORDS = int(os.environ.get("BENCH_RECORDS", "100"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 BUCKET = "bench-store-reads"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_listening(host: str, port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"moto's server did not listen on {host}:{port} within {timeout:.0f} s") from None
+            time.sleep(0.1)
 
 
 def per_second(read, keys) -> float:
@@ -75,13 +95,11 @@ def registry_reads(client) -> None:
 
 
 def main() -> None:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the server's line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
+    host, port = "127.0.0.1", free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", host, "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        host, port = server.get_host_and_port()
+        wait_listening(host, port)
         os.environ.update(AWS_ENDPOINT_URL_S3=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench",
                           AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
         import boto3
@@ -111,7 +129,8 @@ def main() -> None:
             print(f"{name:<10}{s:>10.0f}{b:>15.0f}{s / b:>7.2f}x")
         registry_reads(client)
     finally:
-        server.stop()
+        os.killpg(server.pid, signal.SIGTERM)  # its own process group
+        server.wait(timeout=30)
 
 
 if __name__ == "__main__":
