@@ -204,7 +204,15 @@ _S3_ENVIRONMENT = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGIO
 S3_CONNECTIONS = 16  #: the client's connection pool: requests of one process to S3 at once (boto3's default: 10)
 _s3_cached: tuple[tuple, Any] = ((), None)  #: (the environment it was built for, the client)
 _s3_lock = threading.Lock()
-os.register_at_fork(after_in_child=lambda: globals().update(_s3_lock=threading.Lock()))  # not held by a thread gone
+
+
+def _unlock_in_child() -> None:
+    """A forked child gets a lock of its own: the parent's may be held by a thread the child does not have."""
+    global _s3_lock
+    _s3_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 def _s3_client():
