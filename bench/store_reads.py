@@ -4,10 +4,11 @@ The registry's records, the Models view's pages and an image-folder dataset on S
 store adds to each read (parsing and checking the URI, the bounded read, the client) is what they pay. A real S3
 endpoint (moto's server on 127.0.0.1, in a process of its own as a store is) holds OBJECTS objects of SIZE bytes;
 the bare loop reads them with one boto3 client (``get_object`` + ``read``), the store with ``artifacts.read_bytes``,
-then ``artifacts.exists`` against ``head_object``; rounds interleaved, medians. Goal: the store at >= 0.9x of the bare loop's reads/s. Then a
-registry of RECORDS run records, RECORDS version cards and RECORDS // 2 promotions, read as the Models view reads
-it (``registry.runs``, ``versions``, ``promotions``), against the bare loop listing and reading the same objects
-one after another: the registry reads them up to ``registry.READ_CONCURRENCY`` at once.
+then ``artifacts.exists`` against ``head_object``; rounds interleaved, medians. Goal: the store at >= 0.9x of the
+bare loop's reads/s. Then a registry of RECORDS run records, RECORDS version cards and RECORDS // 2 promotions,
+read as the Models view reads it (``registry.runs``, ``versions``, ``promotions``), against the bare loop listing
+and reading the same objects one after another: the registry reads them up to ``registry.READ_CONCURRENCY`` at
+once.
 
     .venv/bin/python bench/store_reads.py
     env: BENCH_OBJECTS (300), BENCH_SIZE (1024), BENCH_RECORDS (100), BENCH_ROUNDS (3)
@@ -16,16 +17,17 @@ one after another: the registry reads them up to ``registry.READ_CONCURRENCY`` a
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
+
+from tests.helpers.servers import free_port, serve  # noqa: E402
 
 OBJECTS = int(os.environ.get("BENCH_OBJECTS", "300"))
 SIZE = int(os.environ.get("BENCH_SIZE", "1024"))
@@ -34,22 +36,10 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 BUCKET = "bench-store-reads"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(host: str, port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"moto's server did not listen on {host}:{port} within {timeout:.0f} s") from None
-            time.sleep(0.1)
+def print_row(name: str, figures: dict[str, list[float]], note: str = "") -> None:
+    """One table row: the medians of the store's and the bare loop's figures and their ratio."""
+    bare, store = statistics.median(figures["bare"]), statistics.median(figures["store"])
+    print(f"{name:<10}{store:>10.0f}{bare:>15.0f}{store / bare:>7.2f}x{note}")
 
 
 def per_second(read, keys) -> float:
@@ -89,17 +79,15 @@ def registry_reads(client) -> None:
             began = time.perf_counter()
             count = read()
             figures[name].append(count / (time.perf_counter() - began))
-    b, s = statistics.median(figures["bare"]), statistics.median(figures["store"])
-    print(f"{'registry':<10}{s:>10.0f}{b:>15.0f}{s / b:>7.2f}x   ({count} records: runs, cards, promotions; "
-          f"up to {registry.READ_CONCURRENCY} at once vs one by one)")
+    print_row("registry", figures, f"   ({count} records: runs, cards, promotions; up to {registry.READ_CONCURRENCY} "
+                                   "at once vs one by one)")
 
 
 def main() -> None:
     host, port = "127.0.0.1", free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", host, "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_listening(host, port)
+    moto = [str(Path(sys.executable).parent / "moto_server"), "-H", host, "-p", str(port)]
+    with tempfile.TemporaryDirectory() as tmp, serve(moto, ready_url=f"http://{host}:{port}/moto-api/", env={},
+                                                     cwd=tmp, log_path=Path(tmp) / "moto.log"):
         os.environ.update(AWS_ENDPOINT_URL_S3=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench",
                           AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
         import boto3
@@ -125,12 +113,8 @@ def main() -> None:
             for _ in range(ROUNDS):
                 figures["bare"].append(per_second(bare, keys))
                 figures["store"].append(per_second(store, keys))
-            b, s = statistics.median(figures["bare"]), statistics.median(figures["store"])
-            print(f"{name:<10}{s:>10.0f}{b:>15.0f}{s / b:>7.2f}x")
+            print_row(name, figures)
         registry_reads(client)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # its own process group
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -110,10 +110,8 @@ def _read_records(uris: list[str], what: str, keys: dict[str, type], problems: l
         found: list = []
         try:
             return _read_record(uri, what, keys, found if problems is not None else None), found
-        except UnreadableEntry:
-            raise
-        except artifacts.ArtifactError:  # a missing file (_read_record checked)
-            if missing_ok:
+        except artifacts.ArtifactError as err:  # a missing file, or an UnreadableEntry
+            if missing_ok and not isinstance(err, UnreadableEntry):
                 return None, found
             raise
 
