@@ -103,7 +103,7 @@ def test_training_smooths_the_labels_and_validation_does_not():
 
 
 @pytest.mark.parametrize(("smoothing", "classes"), [(0.1, 10), (0.2, 3), (0.0, 4)])
-def test_the_training_loss_is_torchs_label_smoothing_in_fewer_operations(smoothing, classes):
+def test_the_training_loss_is_torchs_label_smoothing_in_about_the_plain_losss_operations(smoothing, classes):
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
@@ -113,12 +113,13 @@ def test_the_training_loss_is_torchs_label_smoothing_in_fewer_operations(smoothi
     def torchs(z, y):
         return torch.nn.functional.cross_entropy(z, y, label_smoothing=smoothing)
 
-    def value_and_gradient(loss):
-        value = loss(logits, target)
+    def value_and_gradient(loss, rows=64):
+        value = loss(logits[:rows], target[:rows])
         return value, torch.autograd.grad(value, logits)[0]
 
-    (value, gradient), (expected, expected_gradient) = value_and_gradient(ours), value_and_gradient(torchs)
-    assert torch.allclose(value, expected) and torch.allclose(gradient, expected_gradient, atol=1e-7)
+    for rows in (64, 7, 64):  # a full batch, an epoch's shorter last batch, a full batch again
+        (value, gradient), (expected, expected_gradient) = value_and_gradient(ours, rows), value_and_gradient(torchs, rows)
+        assert torch.allclose(value, expected) and torch.allclose(gradient, expected_gradient, atol=1e-7)
     half = logits.bfloat16()  # a bf16 model's logits: ours computes in fp32, as torch's does under autocast
     assert ours(half, target).dtype == torch.float32
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -129,8 +130,9 @@ def test_the_training_loss_is_torchs_label_smoothing_in_fewer_operations(smoothi
             loss(logits, target).backward()
         return sum(event.name.startswith("aten::") for event in run.events())
 
-    if smoothing:  # measured: 37 vs 77 (41 vs 86 with deterministic algorithms on)
-        assert operations(ours) <= 0.6 * operations(torchs)
+    plain = operations(lambda z, y: torch.nn.functional.cross_entropy(z, y))
+    if smoothing:  # measured: plain 15, ours 19, torch's 77 (torch 2.13)
+        assert operations(ours) <= plain + 5 < operations(torchs)
 
 
 def test_the_device_shift_is_the_numpy_shift():
