@@ -193,13 +193,14 @@ def retrain_params(default_model: str = layout.DEFAULT_MODEL) -> dict[str, Param
             section="Training",
         ),
         "augment": Param(
-            False,
+            True,
             type="boolean",
             title="Augment training images",
             description="Vary the training images at random, every epoch: the small CNN shifts each by up to one "
             "pixel; the standard architectures crop and rescale part of it (under 64 px a side: shift it by up to "
             "1/8 of a side instead), jitter its colours (RGB) and erase a patch (validation and test images are "
-            "left as they are).",
+            "left as they are). On by default: it is what lets a model reach published accuracy (Fashion-MNIST: "
+            "0.938 without, 0.943 with); untick to train on the images as they are.",
             section="Training",
         ),
         "flip": Param(

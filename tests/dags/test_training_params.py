@@ -38,6 +38,19 @@ def test_the_defaults_train_as_before(form):
             defaults["flip"]) == ("auto", "", "", False)
 
 
+def test_the_forms_defaults_augment_and_unticking_trains_on_the_images_as_they_are(form):
+    """*Augment* is on by default (the README's Fashion-MNIST figures): a default trigger's candidates train with
+    ``--augment`` (no flips); unticked, without it. Both parse with the real train CLI."""
+    from retrain_steps.__main__ import build_parser
+    from retraining import commands
+
+    defaults = trigger(form, {})
+    for params, augmented in ((defaults, True), (trigger(form, {"augment": False}), False)):
+        for candidate in commands.candidates(params=params, run_id="r", artifact_store="s3://bucket/artifacts"):
+            parsed = build_parser().parse_args(candidate["train"])
+            assert (parsed.augment, parsed.flip) == (augmented, False), params
+
+
 def test_the_form_accepts_and_refuses_naming_the_field(form):
     from airflow.sdk.exceptions import ParamValidationError
 
