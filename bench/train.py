@@ -10,7 +10,8 @@ median epoch too. The architecture is always named, never ``auto`` (which trains
 64x64 row once compared a ResNet-18 step with a CNN bare loop). Rounds interleave them (bare, step, bare, step,
 ..., bare: a busy machine drifts), and each side's figure is the median of its rounds. Goal: step / bare >= 0.9x.
 Rows: per architecture (``cnn``; ``resnet18`` too on CUDA) fp32, and bf16 autocast + channels_last
-(``--precision bf16``) when CUDA is present.
+(``--precision bf16``) when CUDA is present. Last line: the step's time a batch over the bare loop's for a linear
+model (:func:`dispatch_overhead`), what the step's own dispatches cost where launches bound a batch.
 
 Run here:      PYTHONPATH=images/steps/src .venv-steps/bin/python bench/train.py
 GPU machine:   PYTHONPATH=images/steps/src python3 bench/train.py   (imports: torch, torchvision, numpy, the steps)
@@ -128,6 +129,40 @@ def main() -> None:
                       f"{rows[side, architecture, 'bf16'] / rows[side, architecture, 'fp32']:.2f}x")
     else:
         print("bf16 + channels_last rows need CUDA (no GPU here); run this script unchanged on a GPU machine")
+    dispatch_overhead()
+
+
+def dispatch_overhead(batch: int = 256, batches: int = 200, rounds: int = 7) -> None:
+    """Print the train step's time a batch over the bare loop's for a model that computes next to nothing (one linear
+    layer on 16 features; label smoothing 0.1 as the step uses from 1,000 images; fp32; one thread on the CPU): the
+    cost of what the step dispatches and launches beyond the bare loop, which decides a small model's ratio on a GPU,
+    where each batch is bound by its launches. Medians of interleaved rounds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x, y = torch.randn(batch * batches, 16, device=DEVICE), torch.randint(0, 10, (batch * batches,), device=DEVICE)
+
+    def linear():
+        torch.manual_seed(0)
+        return torch.nn.Linear(16, 10)
+
+    trainer = recipe.Trainer(linear(), recipe.plan(len(x), 10**6, batch, LEARNING_RATE, label_smoothing=0.1),
+                             DEVICE, 0)
+    bare = linear().to(DEVICE)
+    optimizer = torch.optim.AdamW(recipe.parameter_groups(bare, WEIGHT_DECAY), lr=LEARNING_RATE,
+                                  **recipe.optimizer_options(DEVICE))
+    epochs = {"step": lambda: trainer.train_epoch(x, y), "bare": lambda: bare_epoch(bare, optimizer, x, y, batch, False)}
+    times = {name: [] for name in epochs}
+    for _ in range(rounds):
+        for name, epoch in epochs.items():
+            start = time.perf_counter()
+            epoch()
+            if CUDA:
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - start) / batches * 1e6)
+    torch.set_num_threads(threads)
+    step_us, bare_us = statistics.median(times["step"]), statistics.median(times["bare"])
+    print(f"dispatch overhead (a linear model, batch {batch}, fp32, label smoothing 0.1): step {step_us:.0f} us a "
+          f"batch, bare loop {bare_us:.0f} us: +{step_us - bare_us:.0f} us ({bare_us / step_us:.2f}x)")
 
 
 def measure(store: str, side: int, architecture: str, precision: str) -> float:
