@@ -222,9 +222,8 @@ class SmoothedCrossEntropy:
         key = (batch, classes, str(device))
         if key not in self.tables:
             off_target = self.label_smoothing / classes
-            rows = self.torch.full((classes, classes), off_target, dtype=self.torch.float32)
-            rows.fill_diagonal_(1 - self.label_smoothing + off_target)
-            self.tables[key] = (rows / -batch).to(device)
+            rows = self.torch.full((classes, classes), off_target, dtype=self.torch.float32, device=device)
+            self.tables[key] = rows.fill_diagonal_(1 - self.label_smoothing + off_target).div_(-batch)  # no copy
         return self.tables[key]
 
 
