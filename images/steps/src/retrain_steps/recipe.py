@@ -203,7 +203,7 @@ class SmoothedCrossEntropy:
     per batch length and device. Why not torch's: a small model's step on a GPU is bound by its launches, and
     torch's smoothing path dispatches 77 aten events for a batch's forward and backward, this one 19: 4 more than
     the plain loss (15), and the same kernels but for the row lookup, the product and its sum (torch.profiler, CPU,
-    torch 2.13)."""
+    torch 2.14.1)."""
 
     def __init__(self, label_smoothing: float = 0.0):
         import torch
