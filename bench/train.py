@@ -150,7 +150,8 @@ def dispatch_overhead(batch: int = 256, batches: int = 200, rounds: int = 7) -> 
     bare = linear().to(DEVICE)
     optimizer = torch.optim.AdamW(recipe.parameter_groups(bare, WEIGHT_DECAY), lr=LEARNING_RATE,
                                   **recipe.optimizer_options(DEVICE))
-    epochs = {"step": lambda: trainer.train_epoch(x, y), "bare": lambda: bare_epoch(bare, optimizer, x, y, batch, False)}
+    epochs = {"step": lambda: trainer.train_epoch(x, y),
+              "bare": lambda: bare_epoch(bare, optimizer, x, y, batch, False)}
     times = {name: [] for name in epochs}
     for _ in range(rounds):
         for name, epoch in epochs.items():

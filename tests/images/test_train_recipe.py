@@ -118,7 +118,8 @@ def test_the_training_loss_is_torchs_label_smoothing_in_about_the_plain_losss_op
         return value, torch.autograd.grad(value, logits)[0]
 
     for rows in (64, 7, 64):  # a full batch, an epoch's shorter last batch, a full batch again
-        (value, gradient), (expected, expected_gradient) = value_and_gradient(ours, rows), value_and_gradient(torchs, rows)
+        (value, gradient) = value_and_gradient(ours, rows)
+        (expected, expected_gradient) = value_and_gradient(torchs, rows)
         assert torch.allclose(value, expected) and torch.allclose(gradient, expected_gradient, atol=1e-7)
     half = logits.bfloat16()  # a bf16 model's logits: ours computes in fp32, as torch's does under autocast
     assert ours(half, target).dtype == torch.float32
