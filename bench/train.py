@@ -75,18 +75,26 @@ def bare_loop(preprocessed: str, architecture: str, precision: str) -> float:
     torch.manual_seed(0)
     stem = architectures.stem_for(architecture, spec.height, spec.width)  # the train step's, from scratch
     model = torch_model(architecture, spec, stem).to(DEVICE, memory_format=memory_format).train()
-    optimizer = torch.optim.AdamW(recipe.parameter_groups(model, WEIGHT_DECAY), lr=LEARNING_RATE,
-                                  **recipe.optimizer_options(DEVICE))
+    optimizer = bare_optimizer(model)
     x = torch.from_numpy(prepare(splits["x_train"], spec)).to(DEVICE).contiguous(memory_format=memory_format)
     y = torch.from_numpy(splits["y_train"]).to(DEVICE)
-    rates = []
-    for _ in range(EPOCHS):
-        start = time.perf_counter()
-        bare_epoch(model, optimizer, x, y, BATCH, fast)
-        if CUDA:
-            torch.cuda.synchronize()
-        rates.append(len(x) / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return statistics.median([len(x) / seconds(lambda: bare_epoch(model, optimizer, x, y, BATCH, fast))
+                              for _ in range(EPOCHS)])
+
+
+def bare_optimizer(model):
+    """The bare loop's AdamW: the step's parameter groups, rate and weight decay (fused on CUDA)."""
+    return torch.optim.AdamW(recipe.parameter_groups(model, WEIGHT_DECAY), lr=LEARNING_RATE,
+                             **recipe.optimizer_options(DEVICE))
+
+
+def seconds(run) -> float:
+    """Wall time of ``run()``, the device's queued work included."""
+    start = time.perf_counter()
+    run()
+    if CUDA:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def bare_epoch(model, optimizer, x, y, batch: int, fast: bool) -> None:
@@ -148,18 +156,13 @@ def dispatch_overhead(batch: int = 256, batches: int = 200, rounds: int = 7) -> 
     trainer = recipe.Trainer(linear(), recipe.plan(len(x), 10**6, batch, LEARNING_RATE, label_smoothing=0.1),
                              DEVICE, 0)
     bare = linear().to(DEVICE)
-    optimizer = torch.optim.AdamW(recipe.parameter_groups(bare, WEIGHT_DECAY), lr=LEARNING_RATE,
-                                  **recipe.optimizer_options(DEVICE))
+    optimizer = bare_optimizer(bare)
     epochs = {"step": lambda: trainer.train_epoch(x, y),
               "bare": lambda: bare_epoch(bare, optimizer, x, y, batch, False)}
     times = {name: [] for name in epochs}
     for _ in range(rounds):
         for name, epoch in epochs.items():
-            start = time.perf_counter()
-            epoch()
-            if CUDA:
-                torch.cuda.synchronize()
-            times[name].append((time.perf_counter() - start) / batches * 1e6)
+            times[name].append(seconds(epoch) / batches * 1e6)
     torch.set_num_threads(threads)
     step_us, bare_us = statistics.median(times["step"]), statistics.median(times["bare"])
     print(f"dispatch overhead (a linear model, batch {batch}, fp32, label smoothing 0.1): step {step_us:.0f} us a "

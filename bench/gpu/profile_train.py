@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
 from bench.train import bare_epoch as bare_loop_epoch  # noqa: E402
+from bench.train import bare_optimizer  # noqa: E402
 from bench.train import gratings  # noqa: E402
 from retrain_steps import architectures, recipe  # noqa: E402
 from retrain_steps.input_spec import InputSpec, prepare  # noqa: E402
@@ -56,7 +57,7 @@ def bare_epoch(spec, x, y):
     fast = PRECISION == "bf16"
     layout = torch.channels_last if fast else torch.contiguous_format
     net = model(spec).to(DEVICE, memory_format=layout).train()
-    optimizer = torch.optim.AdamW(recipe.parameter_groups(net, 0.05), lr=1e-3, **recipe.optimizer_options(DEVICE))
+    optimizer = bare_optimizer(net)
     x, y = x.to(DEVICE).contiguous(memory_format=layout), y.to(DEVICE)
     return lambda: bare_loop_epoch(net, optimizer, x, y, BATCH, fast)
 
