@@ -96,15 +96,10 @@ def model_catalog(registry_uri: str, model: str = layout.DEFAULT_MODEL, *, cards
     entry is one of them. ``cards``: :func:`every_card`, when the caller read them already.
     """
     unreadable: list[registry.UnreadableEntry] = []
-    promotions = registry.promotions(registry_uri, unreadable, model=model)
+    promotions, production_known = registry.read_promotions(registry_uri, unreadable, model=model)
     runs = registry.runs(registry_uri, unreadable, model=model)
     every, unreadable_cards = cards or every_card(registry_uri)
     unreadable += unreadable_cards
-    try:
-        registry.latest_promotion(registry_uri, model)
-        production_known = True
-    except registry.UnreadableEntry:
-        production_known = False
     rows: dict[str, dict] = {}
     trained: dict[tuple[str, str], dict] = {}  # (run, version): that run's row of the version
     for run in reversed(runs):  # oldest first: a version's row is the first run that trained it

@@ -194,3 +194,15 @@ def test_the_overview_reads_each_card_once_whatever_the_number_of_models(tmp_pat
     number = names.index("fashion")
     assert [row["version"] for row in catalog.model_catalog(reg, "fashion")["versions"]] == [f"{number}1" * 6,
                                                                                              f"{number}0" * 6]
+
+
+def test_the_catalog_reads_each_record_once(two_versions, monkeypatch):
+    reg = two_versions
+    registry.promote(reg, "a" * 12, expected=None, reason="first")
+    registry.promote(reg, "c" * 12, expected="a" * 12, reason="second")
+    reads: list[str] = []
+    read_bytes = artifacts.read_bytes
+    monkeypatch.setattr(artifacts, "read_bytes", lambda uri, *a, **k: reads.append(uri) or read_bytes(uri, *a, **k))
+
+    assert catalog.model_catalog(reg)["production"]["version"] == "c" * 12
+    assert reads and len(reads) == len(set(reads)), [uri for uri in reads if reads.count(uri) > 1]

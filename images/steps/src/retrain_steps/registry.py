@@ -322,6 +322,14 @@ def promotions(registry: str, problems: list | None = None, *, model: str = layo
     An unreadable entry raises :class:`UnreadableEntry`, or, given a ``problems`` list, is left
     out and appended to it (for readers that show what they can).
     """
+    return read_promotions(registry, problems, model=model)[0]
+
+
+def read_promotions(registry: str, problems: list | None = None, *,
+                  model: str = layout.DEFAULT_MODEL) -> tuple[list[dict], bool]:
+    """:func:`promotions`, and whether the newest entry (the one :func:`latest_promotion` reads) was read: False
+    when it is among ``problems``, so which version is in production is unknown. One listing and one read of each
+    entry."""
     folders = [layout.promotions_folder(registry, check_model_name(model))]
     if _legacy(model):
         folders.insert(0, layout.legacy_promotions_folder(registry))
@@ -329,7 +337,7 @@ def promotions(registry: str, problems: list | None = None, *, model: str = layo
     read = _read_records(uris, "promotion entry", ENTRY_KEYS, problems)
     entries = sorted((entry for entry in read if entry is not None), key=lambda e: e["seq"])
     legacy = None if not _legacy(model) or (entries and entries[0]["seq"] == 0) else _legacy_entry(registry)
-    return [legacy, *entries] if legacy else entries
+    return ([legacy, *entries] if legacy else entries), not read or read[-1] is not None
 
 
 def latest_promotion(registry: str, model: str = layout.DEFAULT_MODEL) -> dict | None:
