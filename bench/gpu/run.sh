@@ -1,8 +1,9 @@
 #!/bin/bash
-# Device check of the bento path on CUDA (see .gpu/drive.py). On the device: bash .gpu/run.sh
-# Rehearsal here on the CPU: LOCAL=1 OUT=/tmp/x WRK_SECONDS=3 bash .gpu/run.sh
+# Device check of the bento path on CUDA (bench/gpu/drive.py), from .gpu/ (bench/gpu/kit.sh builds it).
+# On the device: part of bench/gpu/all.sh. Rehearsal here on the CPU:
+#   LOCAL=1 OUT=/tmp/x WRK_SECONDS=3 bash bench/gpu/run.sh
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 : "${OUT:?}"
 exec > >(tee "$OUT/device.log") 2>&1
 START=$(date +%s)
@@ -45,7 +46,7 @@ printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$LIBS" "$W/wrk" > /tmp/wr
 /tmp/wrk-run --version 2>&1 | head -1
 
 OUT=$OUT REGISTRY=file:///tmp/gpu-store/registry FAST_DEVICE=$FAST WRK=/tmp/wrk-run PYTHONUNBUFFERED=1 \
-  BUDGET_S=${BUDGET_S:-280} timeout 350 $PY .gpu/drive.py
+  BUDGET_S=${BUDGET_S:-280} timeout 350 $PY bench/gpu/drive.py
 echo "== drive.py exit $?; total $(( $(date +%s) - START )) s"
-FAST_DEVICE=$FAST timeout 40 $PY .gpu/bare.py
+FAST_DEVICE=$FAST timeout 40 $PY bench/gpu/bare.py
 echo "== bare.py exit $?; total $(( $(date +%s) - START )) s"
