@@ -326,7 +326,7 @@ def promotions(registry: str, problems: list | None = None, *, model: str = layo
 
 
 def read_promotions(registry: str, problems: list | None = None, *,
-                  model: str = layout.DEFAULT_MODEL) -> tuple[list[dict], bool]:
+                    model: str = layout.DEFAULT_MODEL) -> tuple[list[dict], bool]:
     """:func:`promotions`, and whether the newest entry (the one :func:`latest_promotion` reads) was read: False
     when it is among ``problems``, so which version is in production is unknown. One listing and one read of each
     entry."""
