@@ -27,6 +27,7 @@ a ResNet-18 one ~6 min (8 at once; the README has those figures).
     BENCH_ROWS=defaults BENCH_LEARNING_RATES=0.003 make bench-fashion-mnist   # the README's figure: 23 min here
 
 Config (env): BENCH_ROWS (defaults,no-augment,resnet18), BENCH_EPOCHS (20), BENCH_LEARNING_RATES (0.001,0.003),
+BENCH_SEED (0: train's ``--seed``, as the form's default; other seeds give the figure's spread, ~0.002 here),
 BENCH_CACHE (build/bench-fashion-mnist: the tarball and the converted .npz), STEPS_PYTHON (the steps' interpreter).
 """
 
@@ -63,6 +64,7 @@ ROWS = {
 SELECTED = [name.strip() for name in os.environ.get("BENCH_ROWS", ",".join(ROWS)).split(",") if name.strip()]
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", "20"))
 LEARNING_RATES = [float(v) for v in os.environ.get("BENCH_LEARNING_RATES", "0.001,0.003").split(",")]
+SEED = int(os.environ.get("BENCH_SEED", "0"))
 CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "build" / "bench-fashion-mnist"))
 CONVERTED = CACHE / "fashion-mnist.npz"  #: the dataset .npz, converted once from the tarball
 PUBLISHED = [("2 Conv+pooling (TensorFlow's tutorial)", 0.916), ("2 Conv+pooling+BN", 0.934),
@@ -110,7 +112,7 @@ def train_row(store: Path, splits: str, name: str, flags: list[str]) -> dict:
     for index, learning_rate in enumerate(LEARNING_RATES):
         model = f"file://{store}/models/{name}-{index}"
         seconds = step("train", "--input", splits, "--output", model, "--learning-rate", repr(learning_rate),
-                       "--epochs", str(EPOCHS), "--batch-size", "64", "--seed", "0", "--device", "auto", *flags)
+                       "--epochs", str(EPOCHS), "--batch-size", "64", "--seed", str(SEED), "--device", "auto", *flags)
         metrics = json.loads((store / "models" / f"{name}-{index}" / layout.METRICS).read_text())
         evaluation = f"file://{store}/evaluations/{name}-{index}"
         step("evaluate", "--data", splits, "--model", model, "--output", evaluation)
@@ -139,8 +141,8 @@ def main() -> None:
         for name in SELECTED:
             rows[name] = train_row(store, f"file://{store}/preprocess", name, ROWS[name])
     print(f"\nFashion-MNIST ({PACKAGE} from npm, sha256 {TARBALL_SHA256[:12]}): 70,000 images, preprocess's split "
-          f"(49,000 train, 10,500 validation, 10,500 test); learning rates {LEARNING_RATES}, {EPOCHS} epochs, batch 64; "
-          f"the candidate with the best validation accuracy; CPU, {os.cpu_count()} cores. "
+          f"(49,000 train, 10,500 validation, 10,500 test); learning rates {LEARNING_RATES}, {EPOCHS} epochs, "
+          f"batch 64, seed {SEED}; the candidate with the best validation accuracy; CPU, {os.cpu_count()} cores. "
           f"Whole run: {time.perf_counter() - began:.0f} s.\n")
     base = rows[SELECTED[0]]
     print(f"| {'row':10} | architecture | flags                          | picked lr | test accuracy | "
