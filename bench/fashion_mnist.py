@@ -27,7 +27,8 @@ a ResNet-18 one ~6 min (8 at once; the README has those figures).
     BENCH_ROWS=defaults BENCH_LEARNING_RATES=0.003 make bench-fashion-mnist   # the README's figure: 23 min here
 
 Config (env): BENCH_ROWS (defaults,no-augment,resnet18), BENCH_EPOCHS (20), BENCH_LEARNING_RATES (0.001,0.003),
-BENCH_SEED (0: train's ``--seed``, as the form's default; other seeds give the figure's spread, ~0.002 here),
+BENCH_SEEDS (0, the form's default: train's ``--seed``; a list, e.g. 0,1,2, repeats each row per seed and prints
+each seed's pick and their mean: one seed's difference between two rows is within the seed-to-seed spread, ~0.003),
 BENCH_CACHE (build/bench-fashion-mnist: the tarball and the converted .npz), STEPS_PYTHON (the steps' interpreter).
 """
 
@@ -37,6 +38,7 @@ import hashlib
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -64,7 +66,7 @@ ROWS = {
 SELECTED = [name.strip() for name in os.environ.get("BENCH_ROWS", ",".join(ROWS)).split(",") if name.strip()]
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", "20"))
 LEARNING_RATES = [float(v) for v in os.environ.get("BENCH_LEARNING_RATES", "0.001,0.003").split(",")]
-SEED = int(os.environ.get("BENCH_SEED", "0"))
+SEEDS = [int(v) for v in os.environ.get("BENCH_SEEDS", "0").split(",") if v.strip()]
 CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "build" / "bench-fashion-mnist"))
 CONVERTED = CACHE / "fashion-mnist.npz"  #: the dataset .npz, converted once from the tarball
 PUBLISHED = [("2 Conv+pooling (TensorFlow's tutorial)", 0.916), ("2 Conv+pooling+BN", 0.934),
@@ -106,25 +108,33 @@ def dataset_npz() -> Path:
     return CONVERTED
 
 
-def train_row(store: Path, splits: str, name: str, flags: list[str]) -> dict:
-    """Train the DAG's candidates with ``flags``; the figures of the one with the best validation accuracy."""
+def train_candidates(store: Path, splits: str, name: str, flags: list[str], seed: int) -> dict:
+    """Train the DAG's candidates with ``flags`` and ``seed``; the figures of the one ``select_best`` picks."""
     candidates = []
     for index, learning_rate in enumerate(LEARNING_RATES):
-        model = f"file://{store}/models/{name}-{index}"
+        tag = f"{name}-{seed}-{index}"
+        model = f"file://{store}/models/{tag}"
         seconds = step("train", "--input", splits, "--output", model, "--learning-rate", repr(learning_rate),
-                       "--epochs", str(EPOCHS), "--batch-size", "64", "--seed", str(SEED), "--device", "auto", *flags)
-        metrics = json.loads((store / "models" / f"{name}-{index}" / layout.METRICS).read_text())
-        evaluation = f"file://{store}/evaluations/{name}-{index}"
-        step("evaluate", "--data", splits, "--model", model, "--output", evaluation)
-        test = json.loads((store / "evaluations" / f"{name}-{index}" / layout.METRICS).read_text())
-        candidates.append({"learning_rate": learning_rate, "val_accuracy": metrics["val_accuracy"],
+                       "--epochs", str(EPOCHS), "--batch-size", "64", "--seed", str(seed), "--device", "auto", *flags)
+        metrics = json.loads((store / "models" / tag / layout.METRICS).read_text())
+        step("evaluate", "--data", splits, "--model", model, "--output", f"file://{store}/evaluations/{tag}")
+        test = json.loads((store / "evaluations" / tag / layout.METRICS).read_text())
+        candidates.append({"seed": seed, "learning_rate": learning_rate, "val_accuracy": metrics["val_accuracy"],
                            "val_loss": metrics.get("val_loss", float("inf")),
                            "test_accuracy": test["test_accuracy"], "train_s": seconds,
                            "epochs_run": metrics.get("epochs_run", EPOCHS),
                            "architecture": metrics.get("architecture", "cnn")})
-        print(f"  -> {name} lr {learning_rate}: {json.dumps(candidates[-1])}", flush=True)
+        print(f"  -> {name} seed {seed} lr {learning_rate}: {json.dumps(candidates[-1])}", flush=True)
     best = min(candidates, key=lambda c: (-c["val_accuracy"], c["val_loss"]))  # select_best's order
     return {**best, "candidates": candidates}
+
+
+def train_row(store: Path, splits: str, name: str, flags: list[str]) -> dict:
+    """One pick per seed (:func:`train_candidates`) and their mean test accuracy and train time."""
+    picks = [train_candidates(store, splits, name, flags, seed) for seed in SEEDS]
+    return {"architecture": picks[0]["architecture"], "picks": picks,
+            "test_accuracy": statistics.mean(pick["test_accuracy"] for pick in picks),
+            "train_s": statistics.mean(pick["train_s"] for pick in picks)}
 
 
 def main() -> None:
@@ -142,17 +152,19 @@ def main() -> None:
             rows[name] = train_row(store, f"file://{store}/preprocess", name, ROWS[name])
     print(f"\nFashion-MNIST ({PACKAGE} from npm, sha256 {TARBALL_SHA256[:12]}): 70,000 images, preprocess's split "
           f"(49,000 train, 10,500 validation, 10,500 test); learning rates {LEARNING_RATES}, {EPOCHS} epochs, "
-          f"batch 64, seed {SEED}; the candidate with the best validation accuracy; CPU, {os.cpu_count()} cores. "
-          f"Whole run: {time.perf_counter() - began:.0f} s.\n")
+          f"batch 64, seeds {SEEDS}; per seed, the candidate with the best validation accuracy (train s: their mean); "
+          f"CPU, {os.cpu_count()} cores. Whole run: {time.perf_counter() - began:.0f} s.\n")
     base = rows[SELECTED[0]]
-    print(f"| {'row':10} | architecture | flags                          | picked lr | test accuracy | "
-          f"vs {SELECTED[0]:8} | train s |")
-    print(f"|{'-' * 12}|--------------|--------------------------------|-----------|---------------|"
-          f"{'-' * 14}|---------|")
+    print(f"| {'row':10} | architecture | flags                          | picked lr per seed | test accuracy per seed "
+          f"| mean   | vs {SELECTED[0]:8} | train s |")
+    print(f"|{'-' * 12}|--------------|--------------------------------|--------------------|------------------------"
+          f"|--------|{'-' * 14}|---------|")
     for name, row in rows.items():
-        print(f"| {name:10} | {row['architecture']:12} | {' '.join(ROWS[name]) or '(none)':30} | "
-              f"{row['learning_rate']:9} | {row['test_accuracy']:13.4f} | "
-              f"{row['test_accuracy'] - base['test_accuracy']:+12.4f} | {row['train_s']:7.0f} |")
+        rates = " ".join(f"{pick['learning_rate']:g}" for pick in row["picks"])
+        accuracies = " ".join(f"{pick['test_accuracy']:.4f}" for pick in row["picks"])
+        print(f"| {name:10} | {row['architecture']:12} | {' '.join(ROWS[name]) or '(none)':30} | {rates:18} | "
+              f"{accuracies:22} | {row['test_accuracy']:.4f} | {row['test_accuracy'] - base['test_accuracy']:+12.4f} | "
+              f"{row['train_s']:7.0f} |")
     print("\nPublished (Fashion-MNIST README's benchmark table, official 60,000/10,000 split):")
     for model, accuracy in PUBLISHED:
         print(f"  {model:40} {accuracy:.3f}")
