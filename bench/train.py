@@ -10,14 +10,18 @@ median epoch too. The architecture is always named, never ``auto`` (which trains
 64x64 row once compared a ResNet-18 step with a CNN bare loop). Rounds interleave them (bare, step, bare, step,
 ..., bare: a busy machine drifts), and each side's figure is the median of its rounds. Goal: step / bare >= 0.9x.
 Rows: per architecture (``cnn``; ``resnet18`` too on CUDA) fp32, and bf16 autocast + channels_last
-(``--precision bf16``) when CUDA is present. Last line: the step's time a batch over the bare loop's for a linear
-model (:func:`dispatch_overhead`), what the step's own dispatches cost where launches bound a batch.
+(``--precision bf16``) when CUDA is present. Each row also gives the same comparison in this one process (the
+step's Trainer, with the recipe the step resolves for this data, against the bare loop: ``BENCH_IN_PROCESS_ROUNDS``
+interleaved epochs after a warm-up each), which tells the loop's own cost from what the step's process adds (its
+start-up epochs, its settings, a busy machine's drift between processes). Last line: the step's time a batch over
+the bare loop's for a linear model (:func:`dispatch_overhead`), what the step's own dispatches cost where launches
+bound a batch.
 
 Run here:      PYTHONPATH=images/steps/src .venv-steps/bin/python bench/train.py
 GPU machine:   PYTHONPATH=images/steps/src python3 bench/train.py   (imports: torch, torchvision, numpy, the steps)
 Config (env): BENCH_SIZES ("8,28" on the CPU, "28,64" on CUDA), BENCH_SAMPLES (1500 / 30000),
 BENCH_EPOCHS (3 / 5), BENCH_BATCH (64 / 256), BENCH_ROUNDS (3 / 1), BENCH_ARCHITECTURES ("cnn" / "cnn,resnet18"),
-BENCH_DEVICE (auto).
+BENCH_IN_PROCESS_ROUNDS (9 / 5), BENCH_DEVICE (auto).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ SAMPLES = int(os.environ.get("BENCH_SAMPLES", 30000 if CUDA else 1500))
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", 5 if CUDA else 3))
 BATCH = int(os.environ.get("BENCH_BATCH", 256 if CUDA else 64))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if CUDA else 3))
+IN_PROCESS_ROUNDS = int(os.environ.get("BENCH_IN_PROCESS_ROUNDS", 5 if CUDA else 9))
 ARCHITECTURES = os.environ.get("BENCH_ARCHITECTURES", "cnn,resnet18" if CUDA else "cnn").split(",")
 LEARNING_RATE, WEIGHT_DECAY = 1e-3, 0.05
 
@@ -80,6 +85,42 @@ def bare_loop(preprocessed: str, architecture: str, precision: str) -> float:
     y = torch.from_numpy(splits["y_train"]).to(DEVICE)
     return statistics.median([len(x) / seconds(lambda: bare_epoch(model, optimizer, x, y, BATCH, fast))
                               for _ in range(EPOCHS)])
+
+
+def epoch_runners(spec, x, y, architecture: str, precision: str, batch: int) -> dict:
+    """Two closures that each train one epoch on ``x``, ``y`` in this process from the same initial model: ``step``,
+    the train step's Trainer with the recipe the step resolves for this many images (no validation); ``bare``, the
+    bare loop."""
+    fast = precision == "bf16"
+    stem = architectures.stem_for(architecture, spec.height, spec.width)  # the train step's, from scratch
+
+    def model():
+        torch.manual_seed(0)
+        return torch_model(architecture, spec, stem)
+
+    fit = recipe.Trainer(model(), recipe.plan(len(x), EPOCHS, batch, LEARNING_RATE, precision=precision), DEVICE, 0)
+    memory_format = torch.channels_last if fast else torch.contiguous_format
+    net = model().to(DEVICE, memory_format=memory_format).train()
+    optimizer = bare_optimizer(net)
+    x_fit, x_bare, y = fit.to_device(x), x.to(DEVICE).contiguous(memory_format=memory_format), y.to(DEVICE)
+    return {"step": lambda: fit.train_epoch(x_fit, y),
+            "bare": lambda: bare_epoch(net, optimizer, x_bare, y, batch, fast)}
+
+
+def in_process(preprocessed: str, architecture: str, precision: str) -> dict:
+    """Samples/s of the Trainer's epoch and the bare loop's (:func:`epoch_runners`) on the step's own prepared
+    training split, in this process: medians of interleaved epochs after a warm-up epoch each."""
+    spec = load_spec(preprocessed)
+    splits = load_splits(preprocessed, spec)
+    x, y = torch.from_numpy(prepare(splits["x_train"], spec)), torch.from_numpy(splits["y_train"])
+    runners = epoch_runners(spec, x, y, architecture, precision, BATCH)
+    for run in runners.values():
+        seconds(run)
+    times = {name: [] for name in runners}
+    for _ in range(IN_PROCESS_ROUNDS):
+        for name, run in runners.items():
+            times[name].append(seconds(run))
+    return {name: len(x) / statistics.median(values) for name, values in times.items()}
 
 
 def bare_optimizer(model):
@@ -182,9 +223,11 @@ def measure(store: str, side: int, architecture: str, precision: str) -> float:
         accuracy = measured["val_accuracy"]
         bares.append(bare_loop(f"{store}/pp", architecture, precision))
     mine, bare = statistics.median(steps), statistics.median(bares)
+    here = in_process(f"{store}/pp", architecture, precision)
     print(f"{side:>3}x{side:<3} {architecture:<13}{precision:<10}{mine:15.0f}{bare:16.0f}{mine / bare:7.2f}x   "
           f"(step rounds {', '.join(f'{v:.0f}' for v in steps)}; bare {', '.join(f'{v:.0f}' for v in bares)}; "
-          f"step val_accuracy {accuracy:.3f})", flush=True)
+          f"step val_accuracy {accuracy:.3f}; in one process: Trainer {here['step']:.0f}, bare {here['bare']:.0f}, "
+          f"{here['step'] / here['bare']:.2f}x)", flush=True)
     return mine
 
 

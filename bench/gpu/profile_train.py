@@ -20,12 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "images" / "steps" / "src"))
 
-from bench.train import bare_epoch as bare_loop_epoch  # noqa: E402
-from bench.train import bare_optimizer  # noqa: E402
-from bench.train import gratings  # noqa: E402
-from retrain_steps import architectures, recipe  # noqa: E402
+from bench.train import epoch_runners, gratings  # noqa: E402
 from retrain_steps.input_spec import InputSpec, prepare  # noqa: E402
-from retrain_steps.models import resolve_device, torch_model  # noqa: E402
+from retrain_steps.models import resolve_device  # noqa: E402
 
 DEVICE = resolve_device("auto")
 SIDE = int(os.environ.get("PROFILE_SIDE", "28"))
@@ -40,28 +37,6 @@ def data(spec: InputSpec):
     return torch.from_numpy(prepare(images, spec)), torch.from_numpy(target)
 
 
-def model(spec: InputSpec):
-    torch.manual_seed(0)
-    return torch_model(ARCH, spec, architectures.stem_for(ARCH, SIDE, SIDE))
-
-
-def step_epoch(spec, x, y):
-    """One epoch of the train step's Trainer, as ``train`` runs it (recipe for this size, no validation)."""
-    fit = recipe.Trainer(model(spec), recipe.plan(len(x), 5, BATCH, 1e-3, precision=PRECISION), DEVICE, 0)
-    x, y = fit.to_device(x), y.to(DEVICE)
-    return lambda: fit.train_epoch(x, y)
-
-
-def bare_epoch(spec, x, y):
-    """bench/train.py's bare loop, one epoch."""
-    fast = PRECISION == "bf16"
-    layout = torch.channels_last if fast else torch.contiguous_format
-    net = model(spec).to(DEVICE, memory_format=layout).train()
-    optimizer = bare_optimizer(net)
-    x, y = x.to(DEVICE).contiguous(memory_format=layout), y.to(DEVICE)
-    return lambda: bare_loop_epoch(net, optimizer, x, y, BATCH, fast)
-
-
 def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
@@ -70,8 +45,9 @@ def main() -> None:
     x, y = data(spec)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
     print(f"{DEVICE}, {ARCH} at {SIDE}x{SIDE}, {PRECISION}, batch {BATCH}, {len(x)} images; torch {torch.__version__}")
-    for name, make in (("bare", bare_epoch), ("step", step_epoch)):
-        run = make(spec, x, y)
+    runners = epoch_runners(spec, x, y, ARCH, PRECISION, BATCH)  # the Trainer's epoch and the bare loop's
+    for name in ("bare", "step"):
+        run = runners[name]
         run()  # warm-up epoch: cuDNN's choices, the allocator
         if DEVICE == "cuda":
             torch.cuda.synchronize()
