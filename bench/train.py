@@ -71,48 +71,51 @@ def gratings(n: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(pixels, 0, 255).astype(np.uint8)[..., None], target.astype(np.int64)
 
 
-def bare_loop(preprocessed: str, architecture: str, precision: str) -> float:
-    """Samples/s (median epoch) of the bare loop on the step's own prepared training split."""
+def training_split(preprocessed: str):
+    """``(spec, x, y)``: the step's own prepared training split, as model inputs (on the CPU)."""
     spec = load_spec(preprocessed)
     splits = load_splits(preprocessed, spec)
+    return spec, torch.from_numpy(prepare(splits["x_train"], spec)), torch.from_numpy(splits["y_train"])
+
+
+def bare_loop(preprocessed: str, architecture: str, precision: str) -> float:
+    """Samples/s (median epoch) of the bare loop on the step's own prepared training split."""
+    spec, x, y = training_split(preprocessed)
+    run = bare_runner(spec, x, y, architecture, precision, BATCH)
+    return statistics.median([len(x) / seconds(run) for _ in range(EPOCHS)])
+
+
+def initial_model(spec, architecture: str):
+    """The untrained model both sides start from: the train step's architecture and stem, seed 0."""
+    torch.manual_seed(0)
+    return torch_model(architecture, spec, architectures.stem_for(architecture, spec.height, spec.width))
+
+
+def bare_runner(spec, x, y, architecture: str, precision: str, batch: int):
+    """A closure that trains one epoch of the bare loop on ``x``, ``y`` (moved to the device once)."""
     fast = precision == "bf16"
     memory_format = torch.channels_last if fast else torch.contiguous_format
-    torch.manual_seed(0)
-    stem = architectures.stem_for(architecture, spec.height, spec.width)  # the train step's, from scratch
-    model = torch_model(architecture, spec, stem).to(DEVICE, memory_format=memory_format).train()
-    optimizer = bare_optimizer(model)
-    x = torch.from_numpy(prepare(splits["x_train"], spec)).to(DEVICE).contiguous(memory_format=memory_format)
-    y = torch.from_numpy(splits["y_train"]).to(DEVICE)
-    return statistics.median([len(x) / seconds(lambda: bare_epoch(model, optimizer, x, y, BATCH, fast))
-                              for _ in range(EPOCHS)])
+    net = initial_model(spec, architecture).to(DEVICE, memory_format=memory_format).train()
+    optimizer = bare_optimizer(net)
+    x, y = x.to(DEVICE).contiguous(memory_format=memory_format), y.to(DEVICE)
+    return lambda: bare_epoch(net, optimizer, x, y, batch, fast)
 
 
 def epoch_runners(spec, x, y, architecture: str, precision: str, batch: int) -> dict:
     """Two closures that each train one epoch on ``x``, ``y`` in this process from the same initial model: ``step``,
     the train step's Trainer with the recipe the step resolves for this many images (no validation); ``bare``, the
-    bare loop."""
-    fast = precision == "bf16"
-    stem = architectures.stem_for(architecture, spec.height, spec.width)  # the train step's, from scratch
-
-    def model():
-        torch.manual_seed(0)
-        return torch_model(architecture, spec, stem)
-
-    fit = recipe.Trainer(model(), recipe.plan(len(x), EPOCHS, batch, LEARNING_RATE, precision=precision), DEVICE, 0)
-    memory_format = torch.channels_last if fast else torch.contiguous_format
-    net = model().to(DEVICE, memory_format=memory_format).train()
-    optimizer = bare_optimizer(net)
-    x_fit, x_bare, y = fit.to_device(x), x.to(DEVICE).contiguous(memory_format=memory_format), y.to(DEVICE)
-    return {"step": lambda: fit.train_epoch(x_fit, y),
-            "bare": lambda: bare_epoch(net, optimizer, x_bare, y, batch, fast)}
+    bare loop (:func:`bare_runner`)."""
+    fit = recipe.Trainer(initial_model(spec, architecture),
+                         recipe.plan(len(x), EPOCHS, batch, LEARNING_RATE, precision=precision), DEVICE, 0)
+    x_fit, y_fit = fit.to_device(x), y.to(DEVICE)
+    return {"step": lambda: fit.train_epoch(x_fit, y_fit),
+            "bare": bare_runner(spec, x, y, architecture, precision, batch)}
 
 
 def in_process(preprocessed: str, architecture: str, precision: str) -> dict:
     """Samples/s of the Trainer's epoch and the bare loop's (:func:`epoch_runners`) on the step's own prepared
     training split, in this process: medians of interleaved epochs after a warm-up epoch each."""
-    spec = load_spec(preprocessed)
-    splits = load_splits(preprocessed, spec)
-    x, y = torch.from_numpy(prepare(splits["x_train"], spec)), torch.from_numpy(splits["y_train"])
+    spec, x, y = training_split(preprocessed)
     runners = epoch_runners(spec, x, y, architecture, precision, BATCH)
     for run in runners.values():
         seconds(run)

@@ -241,12 +241,13 @@ def api_call(stack, method: str, path: str, body: dict | None = None, raw: bool 
                                      data=None if body is None else json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {api_token(stack)}",
                                               "Content-Type": "application/json", "Accept": "application/json"})
-    for attempt in range(attempts if method in IDEMPOTENT else 1):
+    tries = attempts if method in IDEMPOTENT else 1
+    for attempt in range(tries):
         try:
             answer = urllib.request.urlopen(request, timeout=30).read()
             break
         except urllib.error.HTTPError as err:
-            if err.code < 500 or attempt == attempts - 1 or method not in IDEMPOTENT:
+            if err.code < 500 or attempt == tries - 1:
                 raise
             time.sleep(2)
     return answer.decode() if raw else json.loads(answer or b"null")
